@@ -1,0 +1,171 @@
+"""Benchmark: one LCAM step against ``torch.optim.SGD(foreach=True)`` on the WRN-28-10 parameters.
+
+``lcamlab bench optim [--device auto|cpu|cuda] [--steps N] [--rounds R]``
+
+Three optimizers update identical copies of the WRN-28-10 parameter tensors
+(36.5 M parameters, shapes from :class:`lcamlab.models.wrn.WideResNet`) with
+the same gradients:
+
+* ``sgd``: ``torch.optim.SGD(momentum=0.9, weight_decay=5e-4, foreach=True)``, the baseline;
+* ``lcam``: :class:`lcamlab.optim.LCAM` ``(0.9, 0.95)`` fed a device loss tensor;
+* ``authors``: the published loop's step: SGD, then ``loss.item()``, the running
+  mean on the host and the momentum rewritten in every param group.
+
+Timing alternates the variants in rounds (so drift in clock speed or other load
+hits all of them alike) and reports the median per-step time and its ratio to
+SGD. Host synchronisations per step are counted on CUDA with
+``torch.cuda.set_sync_debug_mode("warn")``; on the CPU there is no device to
+wait for, so the column reads n/a. The issue's target: LCAM within 1.05x of
+SGD's step time on CUDA, zero syncs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import statistics
+import time
+import warnings
+
+import torch
+
+from lcamlab.optim import LCAM
+
+__all__ = ["wrn_parameter_shapes", "measure", "configure_parser", "main"]
+
+
+def wrn_parameter_shapes(depth: int = 28, widen: int = 10, num_classes: int = 10) -> list[torch.Size]:
+    """The parameter shapes of ``WideResNet(depth, widen)``, built on the meta device (no memory)."""
+    from lcamlab.models.wrn import WideResNet
+
+    with torch.device("meta"):
+        model = WideResNet(depth=depth, widen=widen, num_classes=num_classes)
+    return [p.shape for p in model.parameters()]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _AuthorsStep:
+    """The published loop's optimizer step: SGD, ``loss.item()``, host-side mean, momentum rewrite."""
+
+    def __init__(self, params, below=0.9, above=0.95):
+        self.opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=5e-4, foreach=True)
+        self.below, self.above = below, above
+        self.loss_sum, self.count = 0.0, 0
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.opt.step()
+        value = loss.item()  # the host synchronisation of the authors' loop
+        self.loss_sum += value
+        self.count += 1
+        beta = self.below if value < self.loss_sum / self.count else self.above
+        for group in self.opt.param_groups:
+            group["momentum"] = beta
+
+
+def measure(
+    device: str | torch.device = "cpu",
+    *,
+    steps: int = 10,
+    rounds: int = 5,
+    depth: int = 28,
+    widen: int = 10,
+    seed: int = 0,
+) -> dict[str, dict[str, float | None]]:
+    """Median ms per step, ratio to SGD and host syncs per step for sgd, lcam and authors."""
+    device = torch.device(device)
+    if steps < 1 or rounds < 1:
+        raise ValueError(f"Invalid steps/rounds: {steps}/{rounds} (both must be >= 1)")
+    shapes = wrn_parameter_shapes(depth, widen)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    grads = [torch.randn(s, generator=gen, device=device) * 1e-2 for s in shapes]
+    losses = torch.rand(steps, generator=gen, device=device) + 1.0
+
+    def fresh_params():
+        params = [torch.zeros(s, device=device, requires_grad=True) for s in shapes]
+        for p, g in zip(params, grads):
+            p.grad = g
+        return params
+
+    sgd = torch.optim.SGD(fresh_params(), lr=0.1, momentum=0.9, weight_decay=5e-4, foreach=True)
+    lcam = LCAM(fresh_params(), lr=0.1, momentum=(0.9, 0.95), weight_decay=5e-4, foreach=True)
+    authors = _AuthorsStep(fresh_params())
+    variants = {
+        "sgd": lambda i: sgd.step(),
+        "lcam": lambda i: lcam.step(loss=losses[i]),
+        "authors": lambda i: authors.step(losses[i]),
+    }
+    # Warm-up: creates momentum buffers, LCAM's device constants, allocator pools.
+    for run in variants.values():
+        for i in range(2):
+            run(i)
+    _sync(device)
+
+    timings: dict[str, list[float]] = {name: [] for name in variants}
+    names = list(variants)
+    for r in range(rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for name in order:
+            _sync(device)
+            start = time.perf_counter()
+            for i in range(steps):
+                variants[name](i)
+            _sync(device)
+            timings[name].append((time.perf_counter() - start) / steps * 1e3)
+
+    syncs: dict[str, float | None] = {name: None for name in variants}
+    if device.type == "cuda":
+        for name, run in variants.items():
+            _sync(device)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+                try:
+                    for i in range(steps):
+                        run(i)
+                finally:
+                    torch.cuda.set_sync_debug_mode(0)
+            syncs[name] = sum("synchroniz" in str(w.message).lower() for w in caught) / steps
+
+    base = statistics.median(timings["sgd"])
+    return {
+        name: {"ms_per_step": statistics.median(t), "ratio_to_sgd": statistics.median(t) / base,
+               "syncs_per_step": syncs[name]}
+        for name, t in timings.items()
+    }
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``lcamlab bench optim``."""
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda if available)")
+    parser.add_argument("--steps", type=int, default=10, help="optimizer steps per timed block (default 10)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds (default 5)")
+    parser.add_argument("--depth", type=int, default=28, help="WRN depth whose shapes are used (default 28)")
+    parser.add_argument("--widen", type=int, default=10, help="WRN widen factor (default 10)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the benchmark and print the table."""
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"Invalid device: {device!r} (CUDA is not available here; use --device cpu)")
+    shapes = wrn_parameter_shapes(args.depth, args.widen)
+    n_params = sum(torch.Size(s).numel() for s in shapes)
+    from lcamlab.provenance import describe_device
+
+    print(f"optimizer step on WRN-{args.depth}-{args.widen} shapes: {len(shapes)} tensors, "
+          f"{n_params / 1e6:.2f} M parameters, float32")
+    print(f"device: {describe_device(device)}; torch {torch.__version__}; "
+          f"{_dt.date.today().isoformat()}; {args.rounds} rounds x {args.steps} steps, median")
+    results = measure(device, steps=args.steps, rounds=args.rounds, depth=args.depth, widen=args.widen)
+    print(f"{'variant':<10}{'ms/step':>10}{'vs SGD':>9}{'host syncs/step':>18}")
+    for name, row in results.items():
+        syncs = "n/a (cpu)" if row["syncs_per_step"] is None else f"{row['syncs_per_step']:.2f}"
+        print(f"{name:<10}{row['ms_per_step']:>10.3f}{row['ratio_to_sgd']:>8.3f}x{syncs:>18}")
+    print(f"LCAM / SGD step time ratio: {results['lcam']['ratio_to_sgd']:.3f}")
+    return 0

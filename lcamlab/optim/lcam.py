@@ -1,0 +1,613 @@
+r"""LCAM: SGD with loss-controlled asymmetric momentum (000 Algorithm 1; 001 section 3).
+
+LCAM is plain SGD with momentum (PyTorch convention) whose momentum coefficient
+switches, after every iteration, between two values according to whether the
+iteration's mini-batch loss lies below or above the running mean of the losses
+seen so far in the epoch:
+
+.. math::
+
+    \bar L_t = \frac{1}{t}\sum_{s=1}^{t} L_s \qquad\text{(reset at every epoch)}
+
+    \beta_{t+1} = \begin{cases} \beta_\text{below} & L_t < \bar L_t \\
+                                \beta_\text{above} & L_t \ge \bar L_t \end{cases}
+
+    b_t = \beta_t\, b_{t-1} + (g_t + \lambda\theta_t), \quad b_1 = g_1 + \lambda\theta_1,
+    \qquad \theta_{t+1} = \theta_t - \eta\, b_t .
+
+The switch decides the momentum of the *next* step; the first step of a run
+uses ``initial_momentum``. The first iteration of every epoch always selects
+``beta_above`` (its loss equals its own mean).
+
+Vocabulary. lcamlab says *below* and *above* (the loss relative to its running
+mean). The papers name the same two phases differently:
+
+=========================  ======================================  ===========================
+lcamlab                    000 (Asymmetric Momentum, ICLR 2024)    001 (earlier version)
+=========================  ======================================  ===========================
+below: ``L_t < mean``      right side, sparse (Theta_s) phase      horizontal phase (``<=``)
+above: ``L_t >= mean``     left side, non-sparse (Theta_n) phase   vertical phase (``>``)
+=========================  ======================================  ===========================
+
+So ``momentum=(0.9, 0.95)`` (more momentum above the mean) is 000's "0.9-0.95"
+group that *accelerates the non-sparse side* (its CIFAR-10 choice), and
+``momentum=(0.95, 0.9)`` or ``(0.93, 0.9)`` accelerates the sparse side (its
+CIFAR-100 choice). 001 breaks ties (``L_t = mean``) the other way; ties have
+probability zero except at the first step of an epoch, where lcamlab follows
+000 and the authors' code.
+
+Beyond the paper, ``mean="ema"`` replaces the epoch mean by an exponential
+moving average :math:`\bar L_t = d\,\bar L_{t-1} + (1-d) L_t` (``ema_decay`` =
+d, :math:`\bar L_1 = L_1`) for problems without epochs.
+
+No host synchronisation: the running mean, the decision and the momentum are
+device tensors, so a step never reads the loss back to the host (the authors'
+loop calls ``loss.item()`` every iteration, which stalls a GPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+__all__ = ["LCAM", "lcam", "running_mean_update", "ema_update", "choose_momentum"]
+
+
+# --------------------------------------------------------------------------------------
+# Functional core: small pure pieces, composed by the LCAM class.
+# --------------------------------------------------------------------------------------
+
+
+def _per_trial(value: Tensor | float, like: Tensor, trial_axis: bool) -> Tensor | float:
+    """Shape a per-trial value ``(T,)`` to broadcast over ``like`` of shape ``(T, ...)``."""
+    if not trial_axis or not isinstance(value, Tensor) or value.dim() == 0:
+        return value
+    return value.view((-1,) + (1,) * (like.dim() - 1))
+
+
+def lcam(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    momentum_buffers: list[Tensor | None],
+    *,
+    lr: float,
+    momentum: float | Tensor,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    maximize: bool = False,
+    trial_axis: bool = False,
+    foreach: bool | None = None,
+) -> None:
+    r"""One SGD-with-momentum update with a (possibly tensor-valued) momentum, in place.
+
+    .. math::
+
+        g \leftarrow \pm g + \lambda\theta, \quad
+        b \leftarrow \beta b + g \;(b = g \text{ on the first step}), \quad
+        \theta \leftarrow \theta - \eta\,(g + \beta b \text{ if Nesterov else } b)
+
+    This is exactly ``torch.optim.SGD``'s arithmetic (no dampening), except that
+    ``momentum`` may be a 0-dim device tensor (LCAM's choice, no host sync) or,
+    with ``trial_axis=True``, a ``(T,)`` tensor holding one momentum per trial
+    (dim 0 of every parameter).
+
+    Args:
+        params: parameters to update in place.
+        grads: their gradients (not modified).
+        momentum_buffers: one buffer per parameter, ``None`` where not yet
+            created; created buffers are written back into this list.
+        lr: learning rate :math:`\eta`.
+        momentum: :math:`\beta`, a float, a 0-dim tensor, or ``(T,)`` with ``trial_axis``.
+        weight_decay: coupled L2 coefficient :math:`\lambda`.
+        nesterov: Nesterov momentum.
+        maximize: ascend instead of descend.
+        trial_axis: dim 0 of every parameter is an independent trial.
+        foreach: use the ``torch._foreach_*`` multi-tensor path (default: on CUDA).
+    """
+    if foreach is None:
+        foreach = all(p.is_cuda for p in params) and len(params) > 0
+    if foreach:
+        _lcam_foreach(params, grads, momentum_buffers, lr=lr, momentum=momentum,
+                      weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                      trial_axis=trial_axis)
+    else:
+        _lcam_for_loop(params, grads, momentum_buffers, lr=lr, momentum=momentum,
+                       weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                       trial_axis=trial_axis)
+
+
+def _lcam_for_loop(params, grads, momentum_buffers, *, lr, momentum, weight_decay, nesterov,
+                   maximize, trial_axis) -> None:
+    for i, param in enumerate(params):
+        grad = grads[i] if not maximize else -grads[i]
+        if weight_decay != 0:
+            grad = grad.add(param, alpha=weight_decay)
+        beta = _per_trial(momentum, param, trial_axis)
+        buf = momentum_buffers[i]
+        if buf is None:
+            buf = torch.clone(grad).detach()
+            momentum_buffers[i] = buf
+        else:
+            buf.mul_(beta).add_(grad)
+        if nesterov:
+            grad = grad.add(buf * beta) if isinstance(beta, Tensor) else grad.add(buf, alpha=beta)
+        else:
+            grad = buf
+        param.add_(grad, alpha=-lr)
+
+
+def _lcam_foreach(params, grads, momentum_buffers, *, lr, momentum, weight_decay, nesterov,
+                  maximize, trial_axis) -> None:
+    if len(params) == 0:
+        return
+    grads = list(grads)
+    if maximize:
+        grads = torch._foreach_neg(grads)
+    if weight_decay != 0:
+        if maximize:  # already a fresh list: update in place
+            torch._foreach_add_(grads, params, alpha=weight_decay)
+        else:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    if trial_axis and isinstance(momentum, Tensor) and momentum.dim() > 0:
+        betas: Any = [_per_trial(momentum, p, True) for p in params]
+    else:
+        betas = momentum
+    # Buffers that exist are updated together; new ones are copies of their gradient.
+    existing = [i for i, b in enumerate(momentum_buffers) if b is not None]
+    if existing:
+        bufs = [momentum_buffers[i] for i in existing]
+        torch._foreach_mul_(bufs, [betas[i] for i in existing] if isinstance(betas, list) else betas)
+        torch._foreach_add_(bufs, [grads[i] for i in existing])
+    for i, buf in enumerate(momentum_buffers):
+        if buf is None:
+            momentum_buffers[i] = torch.clone(grads[i]).detach()
+    bufs = list(momentum_buffers)
+    if nesterov:
+        grads = torch._foreach_add(grads, torch._foreach_mul(bufs, betas))
+    else:
+        grads = bufs
+    torch._foreach_add_(params, grads, alpha=-lr)
+
+
+def running_mean_update(loss_sum: Tensor, count: int, loss: Tensor) -> tuple[Tensor, Tensor]:
+    r"""The epoch's running mean including the current loss.
+
+    .. math:: S_t = S_{t-1} + L_t, \qquad \bar L_t = S_t / t
+
+    Args:
+        loss_sum: :math:`S_{t-1}` (zeros at the start of an epoch); updated in place.
+        count: :math:`t`, the number of losses including the current one (a host int).
+        loss: :math:`L_t`.
+
+    Returns:
+        ``(S_t, mean_t)``.
+    """
+    new_sum = loss_sum.add_(loss)  # in place: the caller owns the accumulator
+    return new_sum, new_sum / count
+
+
+def ema_update(ema: Tensor | None, loss: Tensor, decay: float) -> Tensor:
+    r"""Exponential moving average including the current loss: :math:`\bar L_t = d\bar L_{t-1} + (1-d)L_t`, :math:`\bar L_1 = L_1`."""
+    if ema is None:
+        return loss.clone()
+    return ema * decay + loss * (1.0 - decay)
+
+
+def choose_momentum(
+    below: Tensor, beta_below: float | Tensor, beta_above: float | Tensor, dtype: torch.dtype = torch.float64
+) -> Tensor:
+    r"""LCAM's switch: :math:`\beta = \beta_\text{below}` where ``below`` else :math:`\beta_\text{above}`.
+
+    ``below`` is a bool tensor (0-dim, or ``(T,)`` per trial); the result has its
+    shape and device and dtype ``dtype``. The coefficients may be floats or
+    0-dim tensors already on the device (the optimizer caches those, so a step
+    launches one kernel here and copies nothing from the host).
+    """
+    if not isinstance(beta_below, Tensor):
+        beta_below = torch.full((), beta_below, dtype=dtype, device=below.device)
+    if not isinstance(beta_above, Tensor):
+        beta_above = torch.full((), beta_above, dtype=dtype, device=below.device)
+    return torch.where(below, beta_below, beta_above)
+
+
+# --------------------------------------------------------------------------------------
+# The optimizer.
+# --------------------------------------------------------------------------------------
+
+_MEANS = ("epoch", "ema")
+
+
+def _check_unit_interval(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"Invalid {name}: {value!r} (expected a number in [0, 1))")
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"Invalid {name}: {value} (must be in [0, 1))")
+    return float(value)
+
+
+def _check_momentum_pair(momentum: Any) -> tuple[float, float]:
+    if isinstance(momentum, (int, float)) and not isinstance(momentum, bool):
+        momentum = (momentum, momentum)
+    if isinstance(momentum, Tensor) or not isinstance(momentum, (tuple, list)) or len(momentum) != 2:
+        raise ValueError(
+            f"Invalid momentum: {momentum!r} (expected a pair (below, above), e.g. (0.9, 0.95), "
+            f"or one number for symmetric momentum)"
+        )
+    return (_check_unit_interval("momentum below value", momentum[0]),
+            _check_unit_interval("momentum above value", momentum[1]))
+
+
+class LCAM(Optimizer):
+    r"""SGD with loss-controlled asymmetric momentum (000 Algorithm 1).
+
+    .. math::
+
+        \beta_{t+1} = \begin{cases}\beta_\text{below} & L_t < \bar L_t\\
+                                   \beta_\text{above} & L_t \ge \bar L_t\end{cases},\qquad
+        b_t = \beta_t b_{t-1} + g_t + \lambda\theta_t,\qquad \theta_{t+1} = \theta_t - \eta b_t
+
+    where :math:`\bar L_t` is the running mean of this epoch's mini-batch losses
+    including :math:`L_t` (reset by :meth:`new_epoch`), or an EMA with ``mean="ema"``.
+    See the module docstring for the below/above vocabulary against both papers.
+
+    Args:
+        params: iterable of parameters or param-group dicts.
+        lr: learning rate :math:`\eta`.
+        momentum: ``(below, above)``: the momentum used after a step whose loss was
+            below / at-or-above the running mean. A single number gives plain SGD
+            with momentum. Each in [0, 1).
+        initial_momentum: momentum of the very first step (no loss seen yet);
+            default ``min(below, above)``, which reproduces every published run
+            (all start at 0.9, the fixed-0.95 group at 0.95).
+        weight_decay: coupled L2 coefficient :math:`\lambda` (added to the gradient).
+        nesterov: Nesterov momentum.
+        mean: ``"epoch"`` (the paper's running mean, reset by :meth:`new_epoch`)
+            or ``"ema"`` (exponential moving average, never reset).
+        ema_decay: the EMA's decay :math:`d` in (0, 1) for ``mean="ema"``.
+        trial_axis: treat dim 0 of every parameter as independent trials; the
+            loss is then a ``(T,)`` tensor and every trial keeps its own running
+            mean, decision and momentum.
+        maximize: maximise the objective.
+        foreach: use the multi-tensor ``torch._foreach_*`` path (default: on CUDA).
+
+    The loss reaches the optimizer through ``step(loss=...)`` (a float, a 0-dim
+    tensor, or ``(T,)`` with ``trial_axis``) or as the return value of
+    ``step(closure)``. Non-finite losses are not checked (that would need a
+    host sync): a NaN loss makes the rest of the epoch's decisions "above".
+
+    Example:
+        >>> import torch
+        >>> from lcamlab.optim import LCAM
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = LCAM([w], lr=0.01, momentum=(0.9, 0.95))
+        >>> for epoch in range(2):
+        ...     opt.new_epoch()
+        ...     for _ in range(3):
+        ...         opt.zero_grad()
+        ...         loss = (w ** 2).sum()
+        ...         loss.backward()
+        ...         opt.step(loss=loss)
+        >>> float(opt.momentum_now())  # the loss fell, so the last one was below the mean
+        0.9
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        momentum: tuple[float, float] | float = (0.9, 0.95),
+        initial_momentum: float | None = None,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        *,
+        mean: str = "epoch",
+        ema_decay: float = 0.99,
+        trial_axis: bool = False,
+        maximize: bool = False,
+        foreach: bool | None = None,
+    ) -> None:
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0.0:
+            raise ValueError(f"Invalid learning rate: {lr!r} (must be a number >= 0)")
+        below, above = _check_momentum_pair(momentum)
+        if initial_momentum is not None:
+            initial_momentum = _check_unit_interval("initial_momentum", initial_momentum)
+        if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay!r} (must be >= 0)")
+        if not isinstance(nesterov, bool):
+            raise ValueError(f"Invalid nesterov: {nesterov!r} (expected True or False)")
+        if mean not in _MEANS:
+            raise ValueError(f"Invalid mean: {mean!r} (choose 'epoch' or 'ema')")
+        if isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float)) or not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"Invalid ema_decay: {ema_decay!r} (must be in (0, 1))")
+        if not isinstance(trial_axis, bool):
+            raise ValueError(f"Invalid trial_axis: {trial_axis!r} (expected True or False)")
+        if foreach is not None and not isinstance(foreach, bool):
+            raise ValueError(f"Invalid foreach: {foreach!r} (expected None, True or False)")
+        defaults = dict(
+            lr=float(lr),
+            momentum=(below, above),
+            initial_momentum=initial_momentum,
+            weight_decay=float(weight_decay),
+            nesterov=nesterov,
+            maximize=maximize,
+            foreach=foreach,
+        )
+        # Device constants (beta_below, beta_above) per (value, device, dtype), created
+        # once with torch.full so a step never copies a coefficient from the host.
+        self._constants: dict[tuple[float, torch.device, torch.dtype], Tensor] = {}
+        super().__init__(params, defaults)  # validates each group through add_param_group
+        self.mean = mean
+        self.ema_decay = float(ema_decay)
+        self.trial_axis = trial_axis
+        self._reset_loss_state(full=True)
+
+    # -- configuration -----------------------------------------------------------------
+
+    @staticmethod
+    def _validate_group(group: dict[str, Any]) -> None:
+        """Check a param group's settings (groups may override the defaults)."""
+        if isinstance(group["lr"], bool) or not isinstance(group["lr"], (int, float)) or not group["lr"] >= 0:
+            raise ValueError(f"Invalid learning rate: {group['lr']!r} (must be a number >= 0)")
+        group["momentum"] = _check_momentum_pair(group["momentum"])
+        if group["initial_momentum"] is None:
+            group["initial_momentum"] = min(group["momentum"])
+        group["initial_momentum"] = _check_unit_interval("initial_momentum", group["initial_momentum"])
+        if not group["weight_decay"] >= 0.0:
+            raise ValueError(f"Invalid weight_decay value: {group['weight_decay']!r} (must be >= 0)")
+        if group["nesterov"] and min(*group["momentum"], group["initial_momentum"]) <= 0.0:
+            raise ValueError(
+                f"Invalid momentum for nesterov=True: {group['momentum']} with initial "
+                f"{group['initial_momentum']} (Nesterov momentum needs every momentum > 0)"
+            )
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:  # noqa: D401 - torch API
+        super().add_param_group(param_group)
+        self._validate_group(self.param_groups[-1])
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("maximize", False)
+            group.setdefault("foreach", None)
+
+    # -- loss statistics -----------------------------------------------------------------
+
+    def _reset_loss_state(self, full: bool) -> None:
+        """Start a new epoch (``full=False``) or forget everything (``full=True``)."""
+        if full:
+            self._ema: Tensor | None = None
+            self._below: Tensor | None = None  # the latest decision: loss < mean
+            self._mean: Tensor | None = None  # the mean that decision compared against
+            self._steps_total = 0
+        self._loss_sum: Tensor | None = None
+        self._epoch_steps = 0
+        self._below_steps: Tensor | None = None  # device counter of "below" decisions
+
+    def new_epoch(self) -> None:
+        """Start a new epoch: the running mean and the phase counters restart.
+
+        With ``mean="ema"`` the average carries over and only the phase counters
+        restart. The next step's momentum (chosen after the last step) is kept,
+        as in the authors' loop.
+        """
+        self._reset_loss_state(full=False)
+
+    @property
+    def last_below(self) -> Tensor | None:
+        """The latest decision (bool tensor, ``()`` or ``(T,)``): True where the loss was below its mean."""
+        return self._below
+
+    @property
+    def last_mean(self) -> Tensor | None:
+        """The running mean (or EMA) the latest loss was compared with, ``()`` or ``(T,)``."""
+        return self._mean
+
+    def phase_fractions(self) -> Tensor:
+        """Fractions of this epoch's steps whose loss was below / above the mean.
+
+        Returns a float64 device tensor of shape ``(2,)`` (or ``(T, 2)`` with
+        ``trial_axis``): ``[..., 0]`` below, ``[..., 1]`` above. Computing it
+        does not synchronise; reading it (``.tolist()``) does, so log once per
+        epoch. NaN before the first step of an epoch.
+        """
+        if self._below_steps is None or self._epoch_steps == 0:
+            return torch.full((2,), float("nan"), dtype=torch.float64)
+        below = self._below_steps / self._epoch_steps
+        return torch.stack([below, 1.0 - below], dim=-1)
+
+    def momentum_now(self, group: int = 0) -> Tensor:
+        """The momentum the next step of param group ``group`` will use (float64 tensor)."""
+        settings = self.param_groups[group]
+        if self._below is None:
+            return torch.tensor(settings["initial_momentum"], dtype=torch.float64)
+        return choose_momentum(self._below, *settings["momentum"])
+
+    def _constant(self, value: float, device: torch.device, dtype: torch.dtype) -> Tensor:
+        key = (value, device, dtype)
+        if key not in self._constants:
+            self._constants[key] = torch.full((), value, dtype=dtype, device=device)
+        return self._constants[key]
+
+    def _as_loss_tensor(self, loss: Any, device: torch.device) -> Tensor:
+        """Validate the loss and bring it to ``device`` (a float becomes float64)."""
+        if isinstance(loss, Tensor):
+            loss = loss.detach()
+            if self.trial_axis:
+                if loss.dim() != 1:
+                    raise ValueError(
+                        f"Invalid loss shape {tuple(loss.shape)}: with trial_axis=True LCAM needs one "
+                        f"loss per trial, a tensor of shape (trials,)"
+                    )
+            elif loss.numel() != 1:
+                raise ValueError(
+                    f"Invalid loss shape {tuple(loss.shape)}: LCAM needs the scalar mini-batch loss "
+                    f"(use loss.mean(), or trial_axis=True for a batch of independent trials)"
+                )
+            else:
+                loss = loss.reshape(())
+            return loss.to(device=device, non_blocking=True)
+        if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+            if self.trial_axis:
+                raise ValueError(
+                    f"Invalid loss {loss!r}: with trial_axis=True LCAM needs a (trials,) tensor of losses"
+                )
+            dtype = torch.float32 if device.type == "mps" else torch.float64
+            return torch.tensor(float(loss), dtype=dtype, device=device)
+        raise ValueError(f"Invalid loss {loss!r}: expected a float or a tensor")
+
+    def _update_loss_state(self, loss: Tensor) -> None:
+        """Feed the current loss into the mean and choose the next momentum (device ops only)."""
+        self._epoch_steps += 1
+        self._steps_total += 1
+        # Statistics accumulate in float64 (float32 on MPS, which has no float64), like
+        # the authors' Python floats; a float32 loss is compared against the float64
+        # mean exactly as ``loss.item() < mean`` does.
+        stat_dtype = torch.float32 if loss.device.type == "mps" else torch.float64
+        if self.mean == "epoch":
+            if self._loss_sum is None:
+                self._loss_sum = torch.zeros(loss.shape, dtype=stat_dtype, device=loss.device)
+            self._loss_sum, mean = running_mean_update(self._loss_sum, self._epoch_steps, loss)
+        else:
+            self._ema = ema_update(self._ema, loss.to(stat_dtype), self.ema_decay)
+            mean = self._ema
+        self._mean = mean
+        self._below = torch.lt(loss, mean)
+        if self._below_steps is None:
+            self._below_steps = torch.zeros(loss.shape, dtype=stat_dtype, device=loss.device)
+        self._below_steps.add_(self._below)
+
+    # -- the step ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None, loss: Any = None) -> Any:
+        """Update the parameters, then feed the mini-batch loss into the running mean.
+
+        Args:
+            closure: re-evaluates the model and returns the loss (optional).
+            loss: the mini-batch loss of this iteration, computed at the current
+                parameters (needed when no closure is given).
+
+        Returns:
+            The closure's loss if a closure was given, else ``None``.
+        """
+        closure_loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                closure_loss = closure()
+            if loss is None:
+                loss = closure_loss
+        if loss is None:
+            raise ValueError(
+                "LCAM.step needs this iteration's mini-batch loss: call step(loss=loss) "
+                "or step(closure) with a closure that returns the loss"
+            )
+
+        first_param = None
+        for group in self.param_groups:
+            for p in group["params"]:
+                first_param = p
+                break
+            if first_param is not None:
+                break
+        if first_param is None:
+            return closure_loss
+        loss_tensor = self._as_loss_tensor(loss, first_param.device)
+
+        for group in self.param_groups:
+            params, grads, bufs = [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise ValueError("LCAM does not support sparse gradients")
+                if self.trial_axis:
+                    if p.dim() == 0 or p.shape[0] != loss_tensor.shape[0]:
+                        raise ValueError(
+                            f"Invalid parameter shape {tuple(p.shape)} for trial_axis=True with "
+                            f"{loss_tensor.shape[0]} trial losses: dim 0 of every parameter must be the trial axis"
+                        )
+                state = self.state[p]
+                if len(state) == 0:
+                    state["momentum_buffer"] = None
+                params.append(p)
+                grads.append(p.grad)
+                bufs.append(state["momentum_buffer"])
+            if not params:
+                continue
+            if self._below is None:
+                beta: float | Tensor = group["initial_momentum"]
+            else:
+                device = params[0].device
+                # The momentum tensor takes the parameters' dtype (float32 for half types,
+                # whose rounding of 0.95 would change the coefficient).
+                dtype = params[0].dtype
+                if dtype in (torch.float16, torch.bfloat16):
+                    dtype = torch.float32
+                below = self._below if self._below.device == device else self._below.to(device, non_blocking=True)
+                beta = choose_momentum(
+                    below,
+                    self._constant(group["momentum"][0], device, dtype),
+                    self._constant(group["momentum"][1], device, dtype),
+                )
+            lcam(params, grads, bufs, lr=group["lr"], momentum=beta,
+                 weight_decay=group["weight_decay"], nesterov=group["nesterov"],
+                 maximize=group["maximize"], trial_axis=self.trial_axis, foreach=group["foreach"])
+            for p, buf in zip(params, bufs):
+                self.state[p]["momentum_buffer"] = buf
+
+        self._update_loss_state(loss_tensor)
+        return closure_loss
+
+    # -- checkpointing -------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state dict plus LCAM's loss statistics under the key ``"lcam"``."""
+        state = super().state_dict()
+        state["lcam"] = {
+            "mean": self.mean,
+            "ema_decay": self.ema_decay,
+            "trial_axis": self.trial_axis,
+            "loss_sum": None if self._loss_sum is None else self._loss_sum.clone(),
+            "ema": None if self._ema is None else self._ema.clone(),
+            "below": None if self._below is None else self._below.clone(),
+            "last_mean": None if self._mean is None else self._mean.clone(),
+            "below_steps": None if self._below_steps is None else self._below_steps.clone(),
+            "epoch_steps": self._epoch_steps,
+            "steps_total": self._steps_total,
+        }
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore parameters' buffers, groups and the running mean / decision."""
+        state_dict = dict(state_dict)
+        extra = state_dict.pop("lcam", None)
+        if extra is None:
+            raise ValueError(
+                "Invalid LCAM state dict: it has no 'lcam' entry (was it saved from another optimizer?)"
+            )
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            group["momentum"] = tuple(group["momentum"])
+        if extra["trial_axis"] != self.trial_axis:
+            raise ValueError(
+                f"Invalid LCAM state dict: saved with trial_axis={extra['trial_axis']}, "
+                f"this optimizer has trial_axis={self.trial_axis}"
+            )
+        self.mean = extra["mean"]
+        self.ema_decay = extra["ema_decay"]
+        device = next((p.device for g in self.param_groups for p in g["params"]), torch.device("cpu"))
+
+        def _to(value):
+            return None if value is None else value.to(device)
+
+        self._loss_sum = _to(extra["loss_sum"])
+        self._ema = _to(extra["ema"])
+        self._below = _to(extra["below"])
+        self._mean = _to(extra.get("last_mean"))
+        self._below_steps = _to(extra["below_steps"])
+        self._epoch_steps = int(extra["epoch_steps"])
+        self._steps_total = int(extra["steps_total"])

@@ -1,0 +1,203 @@
+"""One figure style for the whole suite, so every figure looks like one paper.
+
+Colours are colour-blind safe (Okabe & Ito 2008, with Paul Tol's muted scheme
+for the extra entries) and fixed per optimizer across every notebook: the same
+optimizer is the same colour everywhere. The LCAM paper's own group colours
+(000 Figures 3-5: black, blue, green, red) are kept for the WRN figures, in
+their colour-blind-safe Okabe-Ito shades.
+
+Use::
+
+    from lcamlab import style
+    style.apply()
+    fig, ax = style.new_figure()
+    ax.plot(x, y, color=style.optimizer_color("lcam-above"), label=style.optimizer_label("lcam-above"))
+    style.save_figure(fig, "zoo_trajectories", figures_dir)   # PNG (README) + PDF (papers)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import matplotlib
+
+__all__ = [
+    "OPTIMIZER_COLORS",
+    "OPTIMIZER_LABELS",
+    "PAPER_GROUP_COLORS",
+    "PHASE_COLORS",
+    "apply",
+    "new_figure",
+    "save_figure",
+    "optimizer_color",
+    "optimizer_label",
+    "paper_group_color",
+    "default_figures_dir",
+]
+
+# Colour per optimizer key. Keys are the names used throughout lcamlab
+# ("lcam-above": LCAM with beta_above > beta_below, i.e. accelerating the
+# above-mean / non-sparse phase; "lcam-below": the opposite orientation).
+OPTIMIZER_COLORS: dict[str, str] = {
+    "sgd": "#999999",         # grey: plain SGD, the reference
+    "momentum": "#000000",    # black: SGD + fixed momentum (the paper's "Fixed 0.9")
+    "adagrad": "#999933",     # olive
+    "rmsprop": "#88CCEE",     # cyan
+    "adam": "#E69F00",        # orange
+    "adamw": "#DDCC77",       # sand
+    "adai": "#0072B2",        # blue
+    "adaiw": "#332288",       # indigo
+    "adarem": "#CC79A7",      # reddish purple
+    "adarem-s": "#882255",    # wine
+    "lcam": "#D55E00",        # vermillion
+    "lcam-above": "#D55E00",  # vermillion: the paper's red "0.9-0.95"
+    "lcam-below": "#009E73",  # bluish green: the paper's green "0.95-0.9"
+}
+
+OPTIMIZER_LABELS: dict[str, str] = {
+    "sgd": "SGD",
+    "momentum": "SGD+momentum",
+    "adagrad": "AdaGrad",
+    "rmsprop": "RMSprop",
+    "adam": "Adam",
+    "adamw": "AdamW",
+    "adai": "Adai",
+    "adaiw": "AdaiW",
+    "adarem": "AdaRem",
+    "adarem-s": "AdaRem-S",
+    "lcam": "LCAM",
+    "lcam-above": "LCAM (accelerate above)",
+    "lcam-below": "LCAM (accelerate below)",
+}
+
+# The LCAM paper's momentum groups, written (below, above), in the paper's colours.
+PAPER_GROUP_COLORS: dict[tuple[float, float], str] = {
+    (0.9, 0.9): "#000000",    # black: Fixed 0.9
+    (0.95, 0.95): "#0072B2",  # blue: Fixed 0.95
+    (0.95, 0.9): "#009E73",   # green: 0.95-0.9, accelerates the below / sparse side
+    (0.9, 0.95): "#D55E00",   # red: 0.9-0.95, accelerates the above / non-sparse side
+    (0.93, 0.9): "#009E73",   # Figure 5 CIFAR-100 LCAM (accelerates below)
+    (0.9, 0.93): "#D55E00",
+}
+
+# Shading of LCAM's phases (loss below / above its running mean).
+PHASE_COLORS: dict[str, str] = {"below": "#56B4E9", "above": "#E69F00"}
+
+_WIDTHS = {"single": 3.5, "one-and-half": 5.2, "double": 7.2}
+
+
+def apply() -> None:
+    """Set the suite's matplotlib defaults (sizes, fonts, grid). Idempotent."""
+    matplotlib.rcParams.update(
+        {
+            "figure.dpi": 110,
+            "savefig.dpi": 200,
+            "savefig.bbox": "tight",
+            "font.size": 9,
+            "axes.titlesize": 10,
+            "axes.labelsize": 9,
+            "legend.fontsize": 8,
+            "xtick.labelsize": 8,
+            "ytick.labelsize": 8,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "grid.linestyle": "--",
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "lines.linewidth": 1.4,
+            "legend.frameon": False,
+            "pdf.fonttype": 42,  # editable text in PDFs for papers
+        }
+    )
+
+
+def new_figure(
+    nrows: int = 1,
+    ncols: int = 1,
+    *,
+    width: str | float = "double",
+    aspect: float = 0.62,
+    **subplots_kw,
+):
+    """A figure in the suite's sizes: ``width`` is "single", "one-and-half", "double" or inches.
+
+    ``aspect`` is the height of one row of panels over the total width per column.
+    Returns ``(fig, axes)`` as :func:`matplotlib.pyplot.subplots` does.
+    """
+    import matplotlib.pyplot as plt
+
+    apply()
+    if isinstance(width, str):
+        if width not in _WIDTHS:
+            raise ValueError(f"Invalid width: {width!r} (choose one of {sorted(_WIDTHS)} or inches)")
+        width_in = _WIDTHS[width]
+    else:
+        width_in = float(width)
+    height_in = width_in / ncols * aspect * nrows
+    subplots_kw.setdefault("layout", "constrained")
+    return plt.subplots(nrows, ncols, figsize=(width_in, height_in), **subplots_kw)
+
+
+def default_figures_dir() -> Path:
+    """``$LCAMLAB_FIGURES_DIR`` if set, else the repository's ``figures/`` folder."""
+    env = os.environ.get("LCAMLAB_FIGURES_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "figures"
+
+
+def save_figure(
+    fig,
+    name: str,
+    figures_dir: str | os.PathLike | None = None,
+    *,
+    formats: Sequence[str] = ("png", "pdf"),
+) -> list[Path]:
+    """Write ``fig`` as ``<figures_dir>/<name>.png`` and ``.pdf``; returns the paths.
+
+    Figures are build products of the notebooks: rebuilding replaces them on
+    purpose (the data behind them are what lcamlab never overwrites).
+    """
+    if not name or any(sep in name for sep in "/\\") or name.startswith("."):
+        raise ValueError(f"Invalid figure name: {name!r} (a plain file stem such as 'zoo_trajectories')")
+    directory = Path(figures_dir) if figures_dir is not None else default_figures_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = directory / f"{name}.{fmt}"
+        fig.savefig(path, format=fmt)
+        paths.append(path)
+    return paths
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(" ", "-")
+
+
+def optimizer_color(name: str) -> str:
+    """The suite's colour for optimizer key ``name`` (see :data:`OPTIMIZER_COLORS`)."""
+    key = _normalise(name)
+    if key in OPTIMIZER_COLORS:
+        return OPTIMIZER_COLORS[key]
+    for prefix in sorted(OPTIMIZER_COLORS, key=len, reverse=True):
+        if key.startswith(prefix):
+            return OPTIMIZER_COLORS[prefix]
+    raise KeyError(f"Unknown optimizer for colour: {name!r}; known: {sorted(OPTIMIZER_COLORS)}")
+
+
+def optimizer_label(name: str) -> str:
+    """The display label for optimizer key ``name``."""
+    return OPTIMIZER_LABELS.get(_normalise(name), name)
+
+
+def paper_group_color(momentum: Iterable[float]) -> str:
+    """The paper's colour for a (below, above) momentum group."""
+    below, above = (round(float(m), 4) for m in momentum)
+    try:
+        return PAPER_GROUP_COLORS[(below, above)]
+    except KeyError:
+        raise KeyError(
+            f"No paper colour for momentum group ({below}, {above}); known: {sorted(PAPER_GROUP_COLORS)}"
+        ) from None

@@ -1,0 +1,76 @@
+"""Provenance records, atomic writes, no silent overwrite; the shared figure style."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from lcamlab import __version__, provenance, style  # noqa: E402
+
+
+def test_run_metadata_records_everything():
+    meta = provenance.run_metadata({"lr": 0.1, "pair": (0.9, 0.95)}, seed=7, device="cpu", wall_seconds=1.5)
+    for key in ("config", "seed", "lcamlab_version", "git_commit", "torch_version", "device", "created_utc"):
+        assert key in meta
+    assert meta["config"] == {"lr": 0.1, "pair": [0.9, 0.95]}
+    assert meta["seed"] == 7 and meta["lcamlab_version"] == __version__
+    assert meta["torch_version"] == torch.__version__ and meta["device"].startswith("cpu")
+    assert meta["wall_seconds"] == 1.5
+    json.dumps(meta)  # serialisable
+
+
+def test_save_table_writes_sidecar_and_refuses_overwrite(tmp_path):
+    path = tmp_path / "res" / "table.csv"
+    meta = provenance.run_metadata({"a": 1}, seed=0)
+    provenance.save_table(path, {"x": [1, 2], "y": [0.5, 0.25]}, meta)
+    frame, loaded = provenance.load_table(path)
+    assert frame["y"].tolist() == [0.5, 0.25] and loaded["config"] == {"a": 1}
+    with pytest.raises(FileExistsError, match="never overwrites"):
+        provenance.save_table(path, {"x": [3]}, meta)
+    provenance.save_table(path, {"x": [3]}, meta, overwrite=True)
+    assert provenance.load_table(path)[0]["x"].tolist() == [3]
+    with pytest.raises(ValueError, match="Invalid table path"):
+        provenance.save_table(tmp_path / "t.txt", {"x": [1]}, meta)
+
+
+def test_atomic_writes_leave_no_temporary_files(tmp_path):
+    provenance.atomic_write_json(tmp_path / "a.json", {"k": (1, 2)})
+    provenance.atomic_torch_save({"w": torch.ones(2)}, tmp_path / "c.pt")
+    assert json.loads((tmp_path / "a.json").read_text()) == {"k": [1, 2]}
+    assert torch.load(tmp_path / "c.pt")["w"].sum().item() == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "c.pt"]
+
+
+def test_atomic_write_keeps_old_file_when_serialisation_fails(tmp_path):
+    target = tmp_path / "state.pt"
+    provenance.atomic_torch_save({"epoch": 1}, target)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle")
+
+    with pytest.raises(RuntimeError):
+        provenance.atomic_torch_save({"bad": Unpicklable()}, target)
+    assert torch.load(target)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+
+def test_style_colours_and_saving(tmp_path):
+    assert style.optimizer_color("LCAM-above") == style.OPTIMIZER_COLORS["lcam-above"]
+    assert style.optimizer_color("adam") != style.optimizer_color("adai")
+    assert style.paper_group_color((0.9, 0.95)) == style.PAPER_GROUP_COLORS[(0.9, 0.95)]
+    with pytest.raises(KeyError, match="Unknown optimizer"):
+        style.optimizer_color("lbfgs")
+    fig, ax = style.new_figure(1, 2, width="single")
+    ax[0].plot([0, 1], [1, 0])
+    paths = style.save_figure(fig, "demo", tmp_path)
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
+    with pytest.raises(ValueError, match="Invalid figure name"):
+        style.save_figure(fig, "../escape", tmp_path)
+    with pytest.raises(ValueError, match="Invalid width"):
+        style.new_figure(width="huge")
