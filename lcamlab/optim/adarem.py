@@ -1,0 +1,425 @@
+r"""AdaRem: adaptive gradient method with resilience and momentum (003 Algorithm 1).
+
+AdaRem is SGD whose per-element learning rate is stretched when the current
+gradient agrees in sign with the momentum (the parameter's recent trend) and
+shrunk when it disagrees, which damps oscillations (003 section 3.3):
+
+.. math::
+
+    b_{t,i} = \frac{g_{t,i}\, m_{t,i}}{|g_{t,i}|\,\max_j |m_{t,j}| + \epsilon} \in [-1, 1],
+    \qquad a_t = 1 + \lambda^{\tau} b_t
+
+where :math:`\tau` counts epochs (003 section 4.1.1: "multiplying :math:`\lambda`
+once per epoch is enough"). The momentum :math:`m` is only a direction
+estimate: it never enters the step itself, only the learning-rate factor
+:math:`a`.
+
+Decisions the paper leaves open (marked in the project's digest, section 4):
+
+* :math:`\max_j |m_{t,j}|` is taken over the parameter tensor :math:`m_t`
+  belongs to (per trial with ``trial_axis=True``).
+* :math:`\tau` starts at 0 in the first epoch (Algorithm 1 runs "for t = 0 to T"),
+  so the first epoch uses :math:`a \in [0, 2]`; 003's text quotes
+  :math:`[1-\lambda, 1+\lambda]`, i.e. the bound from the second epoch on.
+  :meth:`AdaRem.new_epoch` marks an epoch boundary and counts only boundaries
+  that follow at least one step, so calling it at the start of every epoch, at
+  the end of every epoch, or both, gives the same :math:`\tau`.
+* The projection :math:`\Pi_{\mathcal F}` of Algorithm 1 belongs to the online
+  convex optimisation analysis (bounded feasible set); here
+  :math:`\mathcal F = \mathbb R^n` and it is the identity. AdaRem-S
+  (:mod:`lcamlab.optim.adarem_s`) is the variant that projects (onto spheres).
+
+The spherical variant shares this module's validation, epoch counter and
+resilience factor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+__all__ = ["AdaRem", "adarem", "resilience_factors", "oscillation_index"]
+
+
+# --------------------------------------------------------------------------------------
+# Functional core
+# --------------------------------------------------------------------------------------
+
+
+def _trial_view(value: Tensor, like: Tensor) -> Tensor:
+    """Shape a per-trial ``(T,)`` value to broadcast over ``like`` of shape ``(T, ...)``."""
+    return value.view((-1,) + (1,) * (like.dim() - 1))
+
+
+def _max_abs(t: Tensor, trial_axis: bool) -> Tensor:
+    """:math:`\\max|t|` over the tensor, or per trial shaped to broadcast over ``t``."""
+    if not trial_axis:
+        return t.abs().amax()
+    # reshape (not flatten(1)) so that a (T,) parameter works too
+    return _trial_view(t.abs().reshape(t.shape[0], -1).amax(1), t)
+
+
+def _check_trial_dims(params: Sequence[Tensor], trial_axis: bool) -> None:
+    if trial_axis:
+        for p in params:
+            if p.dim() == 0:
+                raise ValueError(
+                    f"Invalid parameter shape {tuple(p.shape)} for trial_axis=True: dim 0 of every "
+                    f"parameter must be the trial axis (a 0-dim parameter has none)"
+                )
+
+
+def resilience_factors(
+    grads: Sequence[Tensor],
+    momentum_buffers: Sequence[Tensor],
+    *,
+    lam: float,
+    epoch: int,
+    eps: float,
+    trial_axis: bool = False,
+    foreach: bool = False,
+) -> list[Tensor]:
+    r"""AdaRem's learning-rate factors :math:`a = 1 + \lambda^\tau b` (003 eqs. 1-2), new tensors.
+
+    .. math:: b_i = \frac{g_i m_i}{|g_i| \max_j|m_j| + \epsilon}
+
+    with the max over each tensor (per trial with ``trial_axis``).
+
+    Args:
+        grads: gradients :math:`g`.
+        momentum_buffers: momenta :math:`m` (before this step's update).
+        lam: :math:`\lambda`.
+        epoch: :math:`\tau`, the epoch index (0 in the first epoch).
+        eps: :math:`\epsilon > 0`.
+        trial_axis: dim 0 is an independent trial.
+        foreach: multi-tensor path (same numbers, bit for bit).
+
+    Returns:
+        One factor tensor per gradient.
+    """
+    lam_t = float(lam) ** int(epoch)
+    if foreach:
+        if trial_axis:
+            m_max = [_max_abs(m, True) for m in momentum_buffers]
+        else:
+            # the inf-norm is max|m|: one multi-tensor reduction, exact
+            m_max = list(torch._foreach_norm(momentum_buffers, float("inf")))
+        denom = torch._foreach_abs(grads)
+        torch._foreach_mul_(denom, m_max)
+        torch._foreach_add_(denom, eps)
+        factors = torch._foreach_mul(grads, momentum_buffers)
+        torch._foreach_div_(factors, denom)
+        torch._foreach_mul_(factors, lam_t)
+        torch._foreach_add_(factors, 1.0)
+        return list(factors)
+    factors = []
+    for g, m in zip(grads, momentum_buffers):
+        denom = g.abs().mul_(_max_abs(m, trial_axis)).add_(eps)
+        factors.append(g.mul(m).div_(denom).mul_(lam_t).add_(1.0))
+    return factors
+
+
+def adarem(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    momentum_buffers: Sequence[Tensor],
+    *,
+    lr: float,
+    beta: float,
+    lam: float,
+    epoch: int,
+    weight_decay: float = 0.0,
+    eps: float = 1e-8,
+    trial_axis: bool = False,
+    foreach: bool | None = None,
+) -> None:
+    r"""One AdaRem step (003 Algorithm 1) on a list of parameters, in place.
+
+    .. math::
+
+        a_t = 1 + \lambda^\tau \frac{g_t\, m_t}{|g_t| \max|m_t| + \epsilon},\qquad
+        \theta_{t+1} = \theta_t - \eta\, a_t \odot g_t - \eta\gamma\,\theta_t,\qquad
+        m_{t+1} = \beta m_t + (1-\beta) g_t
+
+    Args:
+        params: parameters with a gradient, updated in place.
+        grads: their gradients (not modified).
+        momentum_buffers: :math:`m` per parameter (zeros initially: :math:`m_0 = 0`),
+            updated in place after the parameter update.
+        lr: learning rate :math:`\eta`.
+        beta: momentum decay :math:`\beta`.
+        lam: :math:`\lambda`.
+        epoch: :math:`\tau`, the epoch index (0 in the first epoch).
+        weight_decay: :math:`\gamma`.
+        eps: :math:`\epsilon > 0` (with :math:`\epsilon = 0` the first step is 0/0).
+        trial_axis: dim 0 of every parameter is an independent trial; the max
+            runs per trial.
+        foreach: multi-tensor ``torch._foreach_*`` path (default: when all
+            parameters are on CUDA).
+    """
+    if len(params) == 0:
+        return
+    if foreach is None:
+        foreach = all(p.is_cuda for p in params)
+    _check_trial_dims(params, trial_axis)
+    steps = resilience_factors(grads, momentum_buffers, lam=lam, epoch=epoch, eps=eps,
+                               trial_axis=trial_axis, foreach=foreach)
+    if foreach:
+        torch._foreach_mul_(steps, grads)
+        if weight_decay != 0:
+            torch._foreach_add_(steps, params, alpha=weight_decay)
+        torch._foreach_add_(params, steps, alpha=-lr)
+        torch._foreach_mul_(momentum_buffers, beta)
+        torch._foreach_add_(momentum_buffers, grads, alpha=1.0 - beta)
+        return
+    for p, g, m, step in zip(params, grads, momentum_buffers, steps):
+        step.mul_(g)
+        if weight_decay != 0:
+            step.add_(p, alpha=weight_decay)  # the decay reads the pre-step weight
+        p.add_(step, alpha=-lr)
+        m.mul_(beta).add_(g, alpha=1.0 - beta)
+
+
+def oscillation_index(trajectory: Tensor, *, trial_axis: bool = False) -> Tensor:
+    r"""003's oscillation index :math:`Q`: the mean over parameters of path length per displacement.
+
+    .. math::
+
+        q_i = \frac{\sum_k |\theta_{k+1,i} - \theta_{k,i}|}{|\theta_{K,i} - \theta_{0,i}|},
+        \qquad Q = \frac1n\sum_{i=1}^n q_i \;\ge 1
+
+    (003 section 3.2.2; SGD shows a larger :math:`Q` than SGDM, AdaRem the smallest.)
+    Elements that end exactly where they started (:math:`d_i = 0`) have no
+    defined :math:`q_i` and are left out of the mean; if all are, :math:`Q` is NaN.
+
+    Args:
+        trajectory: snapshots of the parameters, dim 0 the time ``k = 0..K``
+            (stack ``torch.cat([p.reshape(-1) for p in params])`` per step), every
+            other element one parameter :math:`\theta_i`.
+        trial_axis: dim 1 is the trial; one :math:`Q` per trial.
+
+    Returns:
+        :math:`Q`: 0-dim, or ``(T,)`` with ``trial_axis``.
+
+    Example:
+        >>> path = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.5, 2.0], [1.5, 3.0]])
+        >>> oscillation_index(path)  # q = (2.5/1.5, 3/3)
+        tensor(1.3333)
+    """
+    if trajectory.dim() < 2 or trajectory.shape[0] < 2 or (trial_axis and trajectory.dim() < 3):
+        raise ValueError(
+            f"Invalid trajectory shape {tuple(trajectory.shape)}: expected (steps >= 2, "
+            f"{'trials, ' if trial_axis else ''}...) snapshots with the time along dim 0"
+        )
+    flat = trajectory.reshape(trajectory.shape[0], trajectory.shape[1], -1) if trial_axis \
+        else trajectory.reshape(trajectory.shape[0], -1)
+    path_length = flat.diff(dim=0).abs().sum(0)
+    displacement = (flat[-1] - flat[0]).abs()
+    moved = displacement > 0
+    # where(), not boolean indexing: no host sync, and the trial shape survives
+    q = torch.where(moved, path_length / torch.where(moved, displacement, 1.0), 0.0)
+    return q.sum(-1) / moved.sum(-1)
+
+
+# --------------------------------------------------------------------------------------
+# The optimizer
+# --------------------------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+def _validate_adarem_group(group: dict[str, Any]) -> None:
+    lr = group["lr"]
+    if not _is_number(lr) or not 0.0 <= lr < float("inf"):
+        raise ValueError(f"Invalid learning rate: {lr!r} (must be a finite number >= 0)")
+    beta = group["beta"]
+    if not _is_number(beta) or not 0.0 <= beta < 1.0:
+        raise ValueError(f"Invalid beta value: {beta!r} (momentum decay, must be in [0, 1); the paper uses 0.9)")
+    lam = group["lam"]
+    if not _is_number(lam) or not 0.0 <= lam <= 1.0:
+        raise ValueError(f"Invalid lam value: {lam!r} (lambda, must be in [0, 1]; the paper uses 0.999)")
+    wd = group["weight_decay"]
+    if not _is_number(wd) or not 0.0 <= wd < float("inf"):
+        raise ValueError(f"Invalid weight_decay value: {wd!r} (must be a finite number >= 0)")
+    eps = group["eps"]
+    if not _is_number(eps) or not 0.0 < eps < float("inf"):
+        raise ValueError(
+            f"Invalid eps value: {eps!r} (must be > 0: on the first step m = 0 and b = 0/(0 + eps); "
+            f"default 1e-8)"
+        )
+    foreach = group["foreach"]
+    if foreach is not None and not isinstance(foreach, bool):
+        raise ValueError(f"Invalid foreach: {foreach!r} (expected None, True or False)")
+
+
+class AdaRem(Optimizer):
+    r"""AdaRem (003 Algorithm 1): SGD with a momentum-guided per-element learning rate.
+
+    .. math::
+
+        a_t = 1 + \lambda^\tau\,\frac{g_t \odot m_t}{|g_t|\,\max|m_t| + \epsilon},\qquad
+        \theta_{t+1} = \theta_t - \eta\, a_t \odot g_t - \eta\gamma\theta_t,\qquad
+        m_{t+1} = \beta m_t + (1-\beta) g_t,\quad m_0 = 0
+
+    :math:`\max|m_t|` runs over the parameter tensor (per trial with
+    ``trial_axis=True``); :math:`\tau` is the epoch index, 0 in the first epoch,
+    advanced by :meth:`new_epoch` (see the module docstring).
+
+    Args:
+        params: iterable of parameters or param-group dicts (groups may override
+            every setting below except ``trial_axis``).
+        lr: learning rate :math:`\eta`, required; 003 borrows SGD-momentum's
+            (0.4 for ImageNet at batch 1024, section 4.1.1).
+        beta: momentum decay :math:`\beta` in [0, 1), default 0.9.
+        lam: :math:`\lambda` in [0, 1], default 0.999 (003 section 4.1.1).
+        weight_decay: :math:`\gamma \ge 0`, applied as in Algorithm 1
+            (:math:`-\eta\gamma\theta_t`, not through :math:`a`).
+        eps: :math:`\epsilon > 0`, default 1e-8.
+        trial_axis: dim 0 of every parameter is an independent trial.
+        foreach: multi-tensor ``torch._foreach_*`` path (default: on CUDA).
+
+    Reference: 003 ("Adaptive gradient method with resilience and momentum"),
+    section 3.3 and Algorithm 1.
+
+    Example:
+        >>> import torch
+        >>> from lcamlab.optim.adarem import AdaRem
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> opt = AdaRem([w], lr=0.1)
+        >>> for epoch in range(3):
+        ...     for _ in range(20):
+        ...         opt.zero_grad()
+        ...         loss = (w ** 2).sum()
+        ...         loss.backward()
+        ...         opt.step()
+        ...     opt.new_epoch()
+        >>> opt.epoch, bool(loss < 1e-6)
+        (3, True)
+    """
+
+    _state_key = "adarem"
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float,
+        beta: float = 0.9,
+        lam: float = 0.999,
+        weight_decay: float = 0.0,
+        eps: float = 1e-8,
+        trial_axis: bool = False,
+        foreach: bool | None = None,
+    ) -> None:
+        if not isinstance(trial_axis, bool):
+            raise ValueError(f"Invalid trial_axis: {trial_axis!r} (expected True or False)")
+        defaults = dict(lr=lr, beta=beta, lam=lam, weight_decay=weight_decay, eps=eps,
+                        foreach=foreach, **self._more_defaults())
+        self._validate_group(dict(defaults))  # fail before any group is built
+        self.trial_axis = trial_axis
+        self._epoch = 0
+        self._stepped_in_epoch = False
+        super().__init__(params, defaults)
+
+    # -- configuration -----------------------------------------------------------------
+
+    def _more_defaults(self) -> dict[str, Any]:
+        """Settings a subclass adds to every group (AdaRem-S: ``spherical``, ``sphere_lr``)."""
+        return {}
+
+    @staticmethod
+    def _validate_group(group: dict[str, Any]) -> None:
+        _validate_adarem_group(group)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:  # noqa: D401 - torch API
+        super().add_param_group(param_group)
+        self._validate_group(self.param_groups[-1])
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("foreach", None)
+
+    # -- epochs --------------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        r"""The epoch index :math:`\tau` in :math:`\lambda^\tau` (0 in the first epoch)."""
+        return self._epoch
+
+    def new_epoch(self) -> None:
+        r"""Mark an epoch boundary: :math:`\tau` advances if a step was taken since the last boundary.
+
+        Idempotent between steps, so calling it at the start of every epoch, at
+        the end, or both, gives the first epoch :math:`\tau = 0`.
+        """
+        if self._stepped_in_epoch:
+            self._epoch += 1
+            self._stepped_in_epoch = False
+
+    # -- the step ------------------------------------------------------------------------
+
+    def _collect(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        params, grads, bufs = [], [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise ValueError(f"{type(self).__name__} does not support sparse gradients")
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            params.append(p)
+            grads.append(p.grad)
+            bufs.append(state["momentum_buffer"])
+        return params, grads, bufs
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one update; ``closure`` (optional) re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, bufs = self._collect(group)
+            adarem(params, grads, bufs, lr=group["lr"], beta=group["beta"], lam=group["lam"],
+                   epoch=self._epoch, weight_decay=group["weight_decay"], eps=group["eps"],
+                   trial_axis=self.trial_axis, foreach=group["foreach"])
+        self._stepped_in_epoch = True
+        return loss
+
+    # -- checkpointing -------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state dict plus the epoch counter under the key ``"adarem"``."""
+        state = super().state_dict()
+        state[self._state_key] = {
+            "epoch": self._epoch,
+            "stepped_in_epoch": self._stepped_in_epoch,
+            "trial_axis": self.trial_axis,
+        }
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the buffers, the groups and the epoch counter."""
+        state_dict = dict(state_dict)
+        extra = state_dict.pop(self._state_key, None)
+        if extra is None:
+            raise ValueError(
+                f"Invalid {type(self).__name__} state dict: it has no {self._state_key!r} entry "
+                f"(was it saved from another optimizer?)"
+            )
+        if extra["trial_axis"] != self.trial_axis:
+            raise ValueError(
+                f"Invalid {type(self).__name__} state dict: saved with trial_axis={extra['trial_axis']}, "
+                f"this optimizer has trial_axis={self.trial_axis}"
+            )
+        super().load_state_dict(state_dict)
+        self._epoch = int(extra["epoch"])
+        self._stepped_in_epoch = bool(extra["stepped_in_epoch"])

@@ -1,0 +1,321 @@
+"""The run sets behind the paper's WRN figures, built over as many sessions as it takes.
+
+A figure of 000 compares momentum groups (digest section 1), and single runs
+prove little (000 section 6: LCAM beats fixed momentum in about 80% of CIFAR-10
+runs and 50% of CIFAR-100 runs), so each group is trained with several seeds:
+
+======  ===========  ==========  ==================================================
+figure  datasets     schedule    momentum groups (below, above)
+======  ===========  ==========  ==================================================
+fig3    CIFAR-10     step        (0.9, 0.9), (0.95, 0.95), (0.95, 0.9), (0.9, 0.95)
+fig4    CIFAR-100    step        the same four groups
+fig5    both         lcam-exp    fixed (0.9, 0.9) vs LCAM: (0.9, 0.95) on CIFAR-10,
+                                 (0.93, 0.9) on CIFAR-100
+======  ===========  ==========  ==================================================
+
+Every run is LCAM (an equal pair is exactly SGD with that fixed momentum, and
+LCAM still logs the below/above phase fractions). Runs are named
+deterministically (``fig3-cifar10-m0.9-0.95-s0``), so :func:`run_grid` can skip
+finished runs, resume unfinished ones and train missing ones, in any session,
+on any GPU. A run folder whose stored configuration differs from the requested
+one is reported and never mixed into the figure.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lcamlab.train.config import LOCATION_FIELDS, TrainConfig, config_differences
+from lcamlab.train.runs import epochs_done, run_state
+
+__all__ = [
+    "FIGURES",
+    "PAPER_GROUPS",
+    "FIGURE_DATASETS",
+    "FIGURE_SCHEDULES",
+    "figure_groups",
+    "figure_configs",
+    "run_id_for",
+    "run_state",
+    "grid_status",
+    "grid_conflicts",
+    "run_grid",
+    "grid_command",
+    "GridConflictError",
+]
+
+FIGURES = ("fig3", "fig4", "fig5")
+
+# 000 Figures 3/4: black, blue, green, red (digest section 1).
+_FOUR_GROUPS = [(0.9, 0.9), (0.95, 0.95), (0.95, 0.9), (0.9, 0.95)]
+PAPER_GROUPS: dict[str, Any] = {
+    "fig3": list(_FOUR_GROUPS),
+    "fig4": list(_FOUR_GROUPS),
+    # 000 Figure 5 ("final training"): fixed 0.9 against the dataset's LCAM pair.
+    "fig5": {"cifar10": [(0.9, 0.9), (0.9, 0.95)], "cifar100": [(0.9, 0.9), (0.93, 0.9)]},
+}
+FIGURE_DATASETS = {"fig3": ("cifar10",), "fig4": ("cifar100",), "fig5": ("cifar10", "cifar100")}
+FIGURE_SCHEDULES = {"fig3": "step", "fig4": "step", "fig5": "lcam-exp"}
+
+# Fields that define the run set itself: set by the figure and the seeds, not by overrides.
+_FIXED_BY_FIGURE = ("momentum", "seed", "figure", "run_id", "optimizer", "dataset")
+
+
+class GridConflictError(FileExistsError):
+    """Run folders exist whose stored configuration differs from the requested one."""
+
+
+def _check_figure(figure: str) -> None:
+    if figure not in FIGURES:
+        raise ValueError(f"Invalid figure: {figure!r} (choose one of {', '.join(FIGURES)})")
+
+
+def figure_groups(figure: str, dataset: str) -> list[tuple[float, float]]:
+    """The momentum pairs (below, above) of a figure's panel for ``dataset``."""
+    _check_figure(figure)
+    groups = PAPER_GROUPS[figure]
+    if isinstance(groups, dict):
+        if dataset not in groups:
+            raise ValueError(f"Invalid dataset for {figure}: {dataset!r} (choose one of {', '.join(groups)})")
+        return list(groups[dataset])
+    return list(groups)
+
+
+def _seed_list(seeds: int | Sequence[int]) -> list[int]:
+    if isinstance(seeds, bool):
+        raise ValueError(f"Invalid seeds: {seeds!r} (a number of seeds N > 0, or a list of seeds)")
+    if isinstance(seeds, int):
+        if seeds <= 0:
+            raise ValueError(f"Invalid seeds: {seeds} (the number of seeds must be > 0)")
+        return list(range(seeds))
+    values = list(seeds)
+    if not values or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in values):
+        raise ValueError(f"Invalid seeds: {seeds!r} (a non-empty list of integers >= 0)")
+    if len(set(values)) != len(values):
+        raise ValueError(f"Invalid seeds: {seeds!r} (repeated seed)")
+    return values
+
+
+def figure_configs(figure: str, *, dataset: str | None = None, seeds: int | Sequence[int] = 1,
+                   **overrides: Any) -> list[TrainConfig]:
+    """The training configurations of a paper figure.
+
+    Args:
+        figure: ``"fig3"``, ``"fig4"`` or ``"fig5"``.
+        dataset: restrict to one dataset (default: the figure's; fig5 has both).
+        seeds: ``N`` for seeds ``0..N-1``, or an explicit list of seeds.
+        **overrides: other :class:`TrainConfig` fields for every run (``epochs``,
+            ``depth``, ``runs_dir``, ...); momentum, seed, optimizer, figure and
+            run id are the figure's.
+
+    Returns:
+        One validated config per (dataset, momentum group, seed), in that order,
+        each with its deterministic ``run_id``.
+    """
+    _check_figure(figure)
+    overrides = {key.replace("-", "_"): value for key, value in overrides.items()}
+    fixed = sorted(set(overrides) & set(_FIXED_BY_FIGURE))
+    if fixed:
+        raise ValueError(
+            f"Cannot override {', '.join(fixed)} in a figure grid: the figure defines the momentum groups, "
+            f"the optimizer and the run names; choose the seeds with seeds= (--seeds) and the dataset with "
+            f"dataset= (--dataset)"
+        )
+    datasets = FIGURE_DATASETS[figure] if dataset is None else (dataset,)
+    seed_values = _seed_list(seeds)
+    base = {"schedule": FIGURE_SCHEDULES[figure], "epochs": 150, "optimizer": "lcam", "figure": figure}
+    base.update(overrides)
+    configs = []
+    for name in datasets:
+        for pair in figure_groups(figure, name):
+            for seed in seed_values:
+                config = TrainConfig.from_overrides(base, dataset=name, momentum=pair, seed=seed)
+                configs.append(config.replace(run_id=run_id_for(config)))
+    return configs
+
+
+def run_id_for(config: TrainConfig) -> str:
+    """The deterministic run folder name, e.g. ``fig3-cifar10-m0.9-0.95-s0``."""
+    from lcamlab.train.runner import default_run_id
+
+    return default_run_id(config)
+
+
+def _with_runs_dir(configs: Iterable[TrainConfig], runs_dir: str | os.PathLike | None) -> list[TrainConfig]:
+    out = []
+    for config in configs:
+        changes: dict[str, Any] = {}
+        if runs_dir is not None:
+            changes["runs_dir"] = os.fspath(runs_dir)
+        if config.run_id is None:
+            changes["run_id"] = run_id_for(config)
+        out.append(config.replace(**changes) if changes else config)
+    return out
+
+
+def _stored_config(run_dir: Path) -> dict[str, Any] | None:
+    import json
+
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        return dict(json.loads(path.read_text()).get("config", {}))
+    except (OSError, ValueError):
+        return None
+
+
+def grid_conflicts(configs: Iterable[TrainConfig], runs_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """Run folders that exist but do not hold the requested run: ``{run_dir: what differs}``."""
+    conflicts = {}
+    for config in _with_runs_dir(configs, runs_dir):
+        run_dir = Path(config.runs_dir) / config.run_id
+        if not run_dir.exists():
+            continue
+        stored = _stored_config(run_dir)
+        if stored is None:
+            conflicts[str(run_dir)] = "the folder exists but is not a run (no readable config.json)"
+            continue
+        differences = config_differences(stored, config.to_dict())
+        if differences:
+            conflicts[str(run_dir)] = ", ".join(
+                f"{name}: stored {old!r} vs requested {new!r}" for name, (old, new) in differences.items())
+    return conflicts
+
+
+def grid_status(configs: Iterable[TrainConfig], runs_dir: str | os.PathLike | None = None):
+    """One row per requested run: where it stands.
+
+    Returns:
+        A pandas DataFrame with columns ``run_id, dataset, momentum_below,
+        momentum_above, seed, state, epochs_done, epochs, run_dir, conflict``;
+        ``state`` is ``missing``, ``partial``, ``finished``, ``diverged`` or
+        ``conflict`` (the folder holds a different configuration, described in
+        ``conflict``).
+    """
+    import pandas as pd
+
+    configs = _with_runs_dir(configs, runs_dir)
+    conflicts = grid_conflicts(configs)
+    rows = []
+    for config in configs:
+        run_dir = Path(config.runs_dir) / config.run_id
+        state = run_state(run_dir)
+        conflict = conflicts.get(str(run_dir), "")
+        rows.append({
+            "run_id": config.run_id,
+            "dataset": config.dataset,
+            "momentum_below": config.momentum[0],
+            "momentum_above": config.momentum[1],
+            "seed": config.seed,
+            "state": "conflict" if conflict else state,
+            "epochs_done": epochs_done(run_dir) if state != "missing" else 0,
+            "epochs": config.epochs,
+            "run_dir": str(run_dir),
+            "conflict": conflict,
+        })
+    return pd.DataFrame(rows, columns=["run_id", "dataset", "momentum_below", "momentum_above", "seed",
+                                       "state", "epochs_done", "epochs", "run_dir", "conflict"])
+
+
+def run_grid(configs: Iterable[TrainConfig], runs_dir: str | os.PathLike | None = None, *,
+             progress: str = "auto", on_epoch_end: Callable | None = None,
+             log: Callable[[str], None] | None = print) -> list[Path]:
+    """Complete a run set: skip finished runs, resume partial ones, train missing ones.
+
+    Conflicts are checked for every run before any training starts.
+
+    Args:
+        configs: the runs (e.g. :func:`figure_configs`).
+        runs_dir: overrides every config's ``runs_dir``.
+        progress, on_epoch_end: as for :func:`lcamlab.train.runner.train`.
+        log: where the one-line status messages go (``None``: silent).
+
+    Returns:
+        The run folders, in the order of ``configs``.
+
+    Raises:
+        GridConflictError: a run folder holds another configuration (nothing is trained).
+    """
+    from lcamlab.train.runner import RunBusyError, TrainingDivergedError, resume, train
+
+    say = log or (lambda _message: None)
+    configs = _with_runs_dir(configs, runs_dir)
+    conflicts = grid_conflicts(configs)
+    if conflicts:
+        listing = "; ".join(f"{path} ({why})" for path, why in list(conflicts.items())[:3])
+        more = f"; and {len(conflicts) - 3} more" if len(conflicts) > 3 else ""
+        raise GridConflictError(
+            f"{len(conflicts)} run folder(s) hold a different configuration than requested, so they are not "
+            f"mixed into this grid: {listing}{more}. Use the same options as the stored runs, or another "
+            f"--runs-dir for this configuration"
+        )
+    run_dirs = []
+    for index, config in enumerate(configs, start=1):
+        run_dir = Path(config.runs_dir) / config.run_id
+        run_dirs.append(run_dir)
+        state = run_state(run_dir)
+        prefix = f"[{index}/{len(configs)}] {config.run_id}:"
+        try:
+            if state == "finished":
+                say(f"{prefix} finished, skipped")
+            elif state == "diverged":
+                say(f"{prefix} diverged earlier (see {run_dir / 'diverged.json'}), skipped")
+            elif state == "partial":
+                say(f"{prefix} resuming after epoch {epochs_done(run_dir)}")
+                location = {k: getattr(config, k) for k in LOCATION_FIELDS - {"runs_dir", "run_id"}}
+                resume(run_dir, progress=progress, on_epoch_end=on_epoch_end, **location)
+            else:
+                say(f"{prefix} training")
+                train(config, progress=progress, on_epoch_end=on_epoch_end)
+        except RunBusyError as error:
+            say(f"{prefix} skipped: {error}")
+        except TrainingDivergedError as error:
+            say(f"{prefix} {error}")
+    return run_dirs
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def grid_command(figure: str, *, dataset: str | None = None, seeds: int | Sequence[int] = 1,
+                 runs_dir: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None,
+                 **overrides: Any) -> str:
+    """The exact ``lcamlab grid`` shell command that produces a figure's runs.
+
+    The arguments are those of :func:`figure_configs` (checked by building the
+    configs); the command reproduces the same run set, e.g.
+    ``lcamlab grid fig3 --seeds 3 --epochs 150``.
+    """
+    figure_configs(figure, dataset=dataset, seeds=seeds, runs_dir=runs_dir if runs_dir is not None else "data/runs",
+                   data_dir=None if data_dir is None else os.fspath(data_dir), **overrides)
+    parts = ["lcamlab", "grid", figure]
+    seed_values = _seed_list(seeds)
+    if seed_values == list(range(seed_values[0], seed_values[0] + len(seed_values))):
+        parts += ["--seeds", str(len(seed_values))]
+        if seed_values[0] != 0:
+            parts += ["--first-seed", str(seed_values[0])]
+    else:
+        parts += ["--seed-list", *map(str, seed_values)]
+    if dataset is not None:
+        parts += ["--dataset", dataset]
+    if runs_dir is not None:
+        parts += ["--runs-dir", os.fspath(runs_dir)]
+    if data_dir is not None:
+        parts += ["--data-dir", os.fspath(data_dir)]
+    for key, value in overrides.items():
+        name = key.replace("-", "_")
+        if value is None:
+            continue  # the default
+        if isinstance(value, bool):
+            parts.append(_flag(name) if value else "--no-" + name.replace("_", "-"))
+        elif isinstance(value, float):
+            parts += [_flag(name), repr(value)]
+        else:
+            parts += [_flag(name), str(value)]
+    return shlex.join(parts)

@@ -1,0 +1,624 @@
+r"""The training runner: start, checkpoint, resume and log a WRN/CIFAR run.
+
+A run lives in ``<runs_dir>/<run_id>/``:
+
+* ``config.json``: the configuration and its provenance (seed, git commit,
+  package and torch versions, device; :func:`lcamlab.provenance.run_metadata`),
+  plus one entry per session that trained it;
+* ``metrics.jsonl``: one JSON object per finished epoch (:data:`METRIC_KEYS`);
+* ``checkpoint.pt``: written atomically at the end of every epoch: model,
+  optimizer (LCAM's running mean and decision included), the epoch, the RNG
+  states and the configuration (nanoGPT style), and the metric history;
+* ``finished.json`` once every epoch is done, ``diverged.json`` if the loss
+  became NaN or infinite.
+
+Exact resume. The data order and augmentation of epoch ``e`` are a pure
+function of ``(seed, e)`` (:class:`lcamlab.data.DeviceLoader`), the learning
+rate a pure function of ``(epoch, iteration)`` (:mod:`lcamlab.train.schedules`),
+and the checkpoint holds everything else, so a run killed at any point and
+resumed with :func:`resume` (``lcamlab train --resume RUN_DIR``) produces the
+same ``metrics.jsonl`` as an uninterrupted one (bit for bit on the CPU).
+
+Under ``torchrun --nproc_per_node N`` the same functions train with
+DistributedDataParallel (see :mod:`lcamlab.train.distributed`); rank 0 writes
+the files.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lcamlab import provenance
+from lcamlab.train.config import LOCATION_FIELDS, TrainConfig
+from lcamlab.train.distributed import DistContext, all_reduce_sum, broadcast_object, gather_objects, init_from_env
+from lcamlab.train.engine import Engine
+from lcamlab.train.schedules import learning_rate
+
+__all__ = [
+    "train",
+    "resume",
+    "build_model",
+    "build_optimizer",
+    "default_run_id",
+    "resolve_device",
+    "TrainingDivergedError",
+    "RunBusyError",
+    "METRIC_KEYS",
+    "TIMING_KEYS",
+    "CHECKPOINT_NAME",
+    "METRICS_NAME",
+    "CONFIG_NAME",
+    "FINISHED_NAME",
+    "DIVERGED_NAME",
+]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.jsonl"
+CONFIG_NAME = "config.json"
+FINISHED_NAME = "finished.json"
+DIVERGED_NAME = "diverged.json"
+LOCK_NAME = ".lock"
+CHECKPOINT_FORMAT = 1
+
+METRIC_KEYS = ("epoch", "train_loss", "train_accuracy", "test_error", "test_loss", "lr",
+               "phase_below", "phase_above", "epoch_seconds", "images_per_second")
+# Wall-clock fields: the only ones that differ between a run and its exact resume.
+TIMING_KEYS = ("epoch_seconds", "images_per_second")
+
+EpochCallback = Callable[[int, Path, dict], None]
+ModelFactory = Callable[[TrainConfig, int], nn.Module]
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunBusyError(RuntimeError):
+    """Another process is training this run right now."""
+
+
+# --------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------
+
+
+def default_run_id(config: TrainConfig) -> str:
+    """The run folder name derived from a config, e.g. ``lcam-cifar10-step-m0.9-0.95-s0``.
+
+    Grid runs (``config.figure`` set) are named by the figure instead:
+    ``fig3-cifar10-m0.9-0.95-s0`` (:func:`lcamlab.train.grid.run_id_for`).
+    """
+    below, above = config.momentum
+    if config.figure is not None:
+        return f"{config.figure}-{config.dataset}-m{below:g}-{above:g}-s{config.seed}"
+    if config.optimizer in ("sgd", "lcam"):
+        momentum = f"-m{below:g}" if below == above else f"-m{below:g}-{above:g}"
+    else:
+        momentum = ""
+    return f"{config.optimizer}-{config.dataset}-{config.schedule}{momentum}-s{config.seed}"
+
+
+def resolve_device(name: str, context: DistContext | None = None) -> torch.device:
+    """``"auto"`` -> ``cuda`` if available else ``cpu``; under torchrun ``cuda:LOCAL_RANK``."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"Invalid device: {name!r} (CUDA is not available here; use --device cpu)")
+        if context is not None and context.enabled:
+            device = torch.device("cuda", context.local_rank)
+        elif device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
+    """``WideResNet(depth, widen, num_classes, dropout)`` (000 section 4; digest section 2)."""
+    from lcamlab.models.wrn import WideResNet
+
+    return WideResNet(depth=config.depth, widen=config.widen, num_classes=num_classes, dropout=config.dropout)
+
+
+def build_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    r"""The optimizer named by ``config.optimizer`` with the config's lr and weight decay.
+
+    * ``sgd``: ``torch.optim.SGD`` with momentum :math:`\beta` (one value), coupled L2;
+    * ``lcam``: :class:`lcamlab.optim.LCAM` with ``(below, above)`` (000 Algorithm 1);
+    * ``adai`` / ``adaiw``: Adai with coupled / decoupled weight decay (004 Algorithm 2);
+    * ``adarem``: AdaRem (003 Algorithm 1; its own beta 0.9, decay :math:`-\eta\gamma\theta`);
+    * ``adam`` / ``adamw``: torch's, default betas.
+
+    Every parameter is decayed, BatchNorm included, as in the authors' loop.
+    """
+    params = list(params)
+    lr, wd = float(config.lr), float(config.weight_decay)
+    name = config.optimizer
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum[0], weight_decay=wd)
+    if name == "lcam":
+        from lcamlab.optim.lcam import LCAM
+
+        return LCAM(params, lr=lr, momentum=tuple(config.momentum),
+                    initial_momentum=config.initial_momentum, weight_decay=wd)
+    if name == "adai":
+        from lcamlab.optim.adai import Adai
+
+        return Adai(params, lr=lr, weight_decay=wd)
+    if name == "adaiw":
+        from lcamlab.optim.adai import AdaiW
+
+        return AdaiW(params, lr=lr, weight_decay=wd)
+    if name == "adarem":
+        from lcamlab.optim.adarem import AdaRem
+
+        return AdaRem(params, lr=lr, weight_decay=wd)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    raise ValueError(f"Invalid optimizer: {name!r}")
+
+
+def _load_data(config: TrainConfig, context: DistContext):
+    """The dataset (rank 0 first, so only one replica downloads or builds the cache)."""
+    from lcamlab.data import load_cifar
+
+    def load():
+        return load_cifar(config.dataset, config.data_dir, download=config.download,
+                          expected_md5=config.data_md5)
+
+    data = None
+    failure: BaseException | None = None
+    if context.is_main:
+        try:
+            data = load()
+        except (FileNotFoundError, ValueError, OSError) as caught:
+            if not context.enabled:
+                raise
+            failure = caught
+    message = broadcast_object(None if failure is None else f"{type(failure).__name__}: {failure}", context)
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise FileNotFoundError(f"rank 0 could not load the data ({message})")
+    if data is None:
+        data = load()
+    return data
+
+
+def _subset(images, labels, n: int | None):
+    if n is None:
+        return images, labels
+    if n > images.shape[0]:
+        raise ValueError(f"Invalid subset size: {n} (the set holds only {images.shape[0]} images)")
+    return images[:n], labels[:n]
+
+
+def _make_loaders(config: TrainConfig, data, device: torch.device):
+    from lcamlab.data import NORMALIZATIONS, DeviceLoader
+
+    mean, std = NORMALIZATIONS[config.normalization]
+    train_x, train_y = _subset(data.train_images, data.train_labels, config.train_subset)
+    test_x, test_y = _subset(data.test_images, data.test_labels, config.test_subset)
+    train_loader = DeviceLoader(train_x, train_y, batch_size=config.batch_size, train=True, seed=config.seed,
+                                mean=mean, std=std, device=device, drop_last=False,
+                                channels_last=config.channels_last)
+    test_loader = DeviceLoader(test_x, test_y, batch_size=config.eval_batch_size, train=False, seed=config.seed,
+                               mean=mean, std=std, device=device, drop_last=False,
+                               channels_last=config.channels_last)
+    return train_loader, test_loader, int(train_x.shape[0])
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+@contextmanager
+def _run_lock(run_dir: Path, context: DistContext):
+    """An exclusive lock on the run folder while this job trains it (taken by rank 0).
+
+    ``flock`` is released by the kernel when the process dies (even by SIGKILL),
+    so a killed run never leaves a stale lock behind.
+    """
+    handle = None
+    failure: str | None = None
+    if context.is_main:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not on POSIX: no locking
+            fcntl = None
+        if fcntl is not None:
+            handle = open(run_dir / LOCK_NAME, "a+")
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                owner = handle.read().strip() or "unknown"
+                handle.close()
+                handle = None
+                failure = (f"Run {run_dir} is being trained by another process ({owner}); "
+                           f"wait for it to finish or stop it before resuming")
+            else:
+                handle.seek(0)
+                handle.truncate()
+                host = os.uname().nodename if hasattr(os, "uname") else "this host"
+                handle.write(f"pid {os.getpid()} on {host}")
+                handle.flush()
+    failure = broadcast_object(failure, context)  # every replica stops if the run is busy
+    if failure is not None:
+        raise RunBusyError(failure)
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _format_row(row: dict[str, Any], epochs: int) -> str:
+    phase = "" if row["phase_below"] is None else f"  below {row['phase_below']:.3f}"
+    return (f"epoch {row['epoch']:>3}/{epochs}  train_loss {row['train_loss']:.4f}  "
+            f"train_acc {row['train_accuracy']:6.2f}%  test_err {row['test_error']:6.2f}%  "
+            f"test_loss {row['test_loss']:.4f}  lr {row['lr']:.3g}{phase}  "
+            f"{row['epoch_seconds']:.1f} s  {row['images_per_second']:.0f} img/s")
+
+
+def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    # Rewritten whole and atomically: a kill never leaves a torn line, and the file
+    # always equals the history stored in the checkpoint.
+    text = "".join(json.dumps(row) + "\n" for row in history)
+    provenance.atomic_write_text(run_dir / METRICS_NAME, text)
+
+
+def _append_session(run_dir: Path, session: dict[str, Any]) -> None:
+    path = run_dir / CONFIG_NAME
+    record = json.loads(path.read_text())
+    record.setdefault("sessions", []).append(session)
+    provenance.atomic_write_json(path, record)
+
+
+def _read_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / CHECKPOINT_NAME
+    if not path.exists():
+        return None
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"Invalid checkpoint {path}: format {checkpoint.get('format')!r} "
+                         f"(this lcamlab reads format {CHECKPOINT_FORMAT})")
+    return checkpoint
+
+
+# --------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------
+
+
+def train(
+    config: TrainConfig,
+    *,
+    progress: str = "auto",
+    on_epoch_end: EpochCallback | None = None,
+    model_factory: ModelFactory | None = None,
+) -> Path:
+    """Train a new run; returns its folder ``<runs_dir>/<run_id>``.
+
+    Args:
+        config: the run's configuration (validated again here).
+        progress: ``"auto"`` (a tqdm bar per epoch when stderr is a terminal, else
+            one line per epoch), ``"bar"``, ``"lines"`` or ``"none"``.
+        on_epoch_end: called as ``on_epoch_end(epoch, run_dir, row)`` after the
+            epoch's checkpoint and metrics are written (``epoch`` 1-based), e.g. for
+            live plots in a notebook.
+        model_factory: ``model_factory(config, num_classes) -> nn.Module`` instead of
+            the Wide-ResNet (other architectures; pass the same one to :func:`resume`).
+
+    Raises:
+        FileExistsError: the run folder exists (resume it, or choose another run id).
+        FileNotFoundError: the CIFAR data is missing (the message says how to get it).
+        TrainingDivergedError: the loss became NaN or infinite.
+    """
+    config = config.replace()  # a validated copy: the caller's object is never mutated
+    if config.run_id is None:
+        config = config.replace(run_id=default_run_id(config))
+    run_dir = Path(config.runs_dir) / config.run_id
+    return _session(config, run_dir, fresh=True, progress=progress, on_epoch_end=on_epoch_end,
+                    model_factory=model_factory)
+
+
+def resume(
+    run_dir: str | os.PathLike,
+    *,
+    progress: str = "auto",
+    on_epoch_end: EpochCallback | None = None,
+    model_factory: ModelFactory | None = None,
+    **overrides: Any,
+) -> Path:
+    """Continue a run from its last checkpoint, exactly; returns the run folder.
+
+    A finished run is left as it is. A run killed before its first checkpoint
+    starts again from epoch 1 with its stored configuration.
+
+    Args:
+        run_dir: the run's folder.
+        progress, on_epoch_end, model_factory: as for :func:`train`.
+        **overrides: location fields only (``device``, ``data_dir``, ``download``,
+            ``compile``): where the run continues, never what it computes.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` is not a run folder.
+        ValueError: an override that would change the experiment.
+        TrainingDivergedError: the run had diverged, or diverges again.
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG_NAME
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"Cannot resume {run_dir}: it is not a run folder (no {CONFIG_NAME}); "
+            f"runs live in <runs_dir>/<run_id>/, e.g. data/runs/lcam-cifar10-step-m0.9-0.95-s0"
+        )
+    changing = sorted(set(overrides) - (LOCATION_FIELDS - {"runs_dir", "run_id"}))
+    if changing:
+        raise ValueError(
+            f"Cannot change {', '.join(changing)} when resuming {run_dir}: a resumed run keeps its "
+            f"configuration (only device, data_dir, download, compile may change); start a new run instead"
+        )
+    if (run_dir / DIVERGED_NAME).exists():
+        detail = json.loads((run_dir / DIVERGED_NAME).read_text()).get("message", "")
+        raise TrainingDivergedError(
+            f"Run {run_dir} diverged and is not resumed ({detail}); start a new run with another "
+            f"--run-id (e.g. a lower --lr), or delete {DIVERGED_NAME} to retry"
+        )
+    stored = json.loads(config_path.read_text())["config"]
+    config = TrainConfig.from_dict(stored).replace(**overrides, runs_dir=str(run_dir.parent),
+                                                    run_id=run_dir.name)
+    return _session(config, run_dir, fresh=False, progress=progress, on_epoch_end=on_epoch_end,
+                    model_factory=model_factory)
+
+
+# --------------------------------------------------------------------------------------
+# One training session (a fresh run, or the continuation of one)
+# --------------------------------------------------------------------------------------
+
+
+def _session(config: TrainConfig, run_dir: Path, *, fresh: bool, progress: str,
+             on_epoch_end: EpochCallback | None, model_factory: ModelFactory | None) -> Path:
+    if progress not in ("auto", "bar", "lines", "none"):
+        raise ValueError(f"Invalid progress: {progress!r} (auto, bar, lines or none)")
+    device_type = "cuda" if (config.device == "auto" and torch.cuda.is_available()) \
+        or config.device.startswith("cuda") else "cpu"
+    context = init_from_env(device_type)
+    try:
+        device = resolve_device(config.device, context)
+        if fresh and broadcast_object(run_dir.exists() if context.is_main else None, context):
+            _refuse_existing(run_dir)
+        data = _load_data(config, context)
+        if fresh:
+            _create_run_dir(config, run_dir, device, context, data)
+        elif (run_dir / FINISHED_NAME).exists():
+            if context.is_main and progress != "none":
+                print(f"{run_dir}: already finished ({FINISHED_NAME}); nothing to do", flush=True)
+            return run_dir
+        with _run_lock(run_dir, context):
+            _train_loop(config, run_dir, data, device, context, progress=progress,
+                        on_epoch_end=on_epoch_end, model_factory=model_factory, fresh=fresh)
+        return run_dir
+    finally:
+        context.destroy()
+
+
+def _refuse_existing(run_dir: Path) -> None:
+    raise FileExistsError(
+        f"Run folder {run_dir} already exists and lcamlab never overwrites a run; continue it with "
+        f"`lcamlab train --resume {run_dir}` or choose another --run-id"
+    )
+
+
+def _create_run_dir(config: TrainConfig, run_dir: Path, device: torch.device, context: DistContext,
+                    data) -> None:
+    error = None
+    if context.is_main:
+        try:
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            run_dir.mkdir()  # exclusive: two processes starting the same run cannot both win
+        except FileExistsError:
+            error = "exists"
+        else:
+            record = provenance.run_metadata(config.to_dict(), seed=config.seed, device=device,
+                                             run_id=config.run_id, world_size=context.world_size,
+                                             data={"source": str(data.source), "md5": getattr(data, "md5", None),
+                                                   "train_images": int(data.train_images.shape[0]),
+                                                   "test_images": int(data.test_images.shape[0])})
+            record["sessions"] = []
+            provenance.atomic_write_json(run_dir / CONFIG_NAME, record)
+    if broadcast_object(error, context) is not None:
+        _refuse_existing(run_dir)
+
+
+def _resolve_progress(progress: str, context: DistContext) -> str:
+    if not context.is_main:
+        return "none"
+    if progress == "auto":
+        return "bar" if sys.stderr.isatty() else "lines"
+    return progress
+
+
+def _train_loop(config: TrainConfig, run_dir: Path, data, device: torch.device, context: DistContext, *,
+                progress: str, on_epoch_end: EpochCallback | None, model_factory: ModelFactory | None,
+                fresh: bool) -> None:
+    progress = _resolve_progress(progress, context)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    checkpoint = None
+    if not fresh:
+        checkpoint = _read_checkpoint(run_dir)  # every replica reads the same file
+        if checkpoint is not None:
+            stored = TrainConfig.from_dict(checkpoint["config"])
+            if stored.experiment_dict() != config.experiment_dict():
+                raise ValueError(f"Invalid run {run_dir}: {CONFIG_NAME} and {CHECKPOINT_NAME} disagree "
+                                 f"about the configuration")
+
+    # The initialisation is a function of the seed alone (identical on every replica).
+    torch.manual_seed(config.seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(config.seed)
+    factory = model_factory or build_model
+    model = factory(config, data.num_classes).to(device)
+    if context.enabled and device.type == "cuda" and config.sync_batchnorm:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if context.rank > 0:
+        # Different dropout masks per replica (the parameters come from rank 0 anyway).
+        torch.manual_seed(config.seed + 1_000_003 * context.rank)
+    optimizer = build_optimizer(config, model.parameters())
+    engine = Engine(model, optimizer, device=device, amp=config.amp, channels_last=config.channels_last,
+                    compile=config.compile, distributed=context.enabled, context=context)
+    train_loader, test_loader, n_train = _make_loaders(config, data, device)
+    iterations = len(train_loader)
+
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    if checkpoint is not None:
+        engine.model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        states = checkpoint["rng"]
+        _set_rng_state(states[context.rank] if context.rank < len(states) else states[0], device)
+        history = list(checkpoint["history"])
+        start_epoch = int(checkpoint["epoch"])
+    if context.is_main:
+        _write_metrics(run_dir, history)  # the checkpoint's history is the truth after a kill
+        _append_session(run_dir, {
+            "started_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "start_epoch": start_epoch,
+            "device": provenance.describe_device(device), "world_size": context.world_size,
+            "git_commit": provenance.git_commit()["commit"], "torch_version": torch.__version__,
+        })
+
+    for epoch in range(start_epoch, config.epochs):
+        row = _train_epoch(config, engine, train_loader, test_loader, epoch, iterations, n_train,
+                           context, progress)
+        if not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])):
+            _diverged(config, run_dir, row, epoch, context)
+        history.append(row)
+        if context.is_main:
+            provenance.atomic_torch_save({
+                "format": CHECKPOINT_FORMAT,
+                "config": config.to_dict(),
+                "epoch": epoch + 1,  # epochs done
+                "model": engine.model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": gather_objects(_rng_state(device), context),
+                "history": history,
+                "schedule": {"name": config.schedule, "base_lr": config.lr, "next_epoch": epoch + 1,
+                             "iterations_per_epoch": iterations},
+                "data_order": {"seed": config.seed, "next_epoch": epoch + 1,
+                               "rule": "DeviceLoader.epoch(e) is a function of (seed, e)"},
+            }, run_dir / CHECKPOINT_NAME)
+            _write_metrics(run_dir, history)
+        else:
+            gather_objects(_rng_state(device), context)  # matches rank 0's collective
+        if progress in ("bar", "lines"):
+            _print_line(_format_row(row, config.epochs), progress)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, run_dir, dict(row))
+
+    if context.is_main:
+        provenance.atomic_write_json(run_dir / FINISHED_NAME, provenance.run_metadata(
+            config.to_dict(), seed=config.seed, device=device, epochs=config.epochs,
+            final=history[-1] if history else None))
+
+
+def _print_line(text: str, progress: str) -> None:
+    if progress == "bar":
+        from tqdm.auto import tqdm
+
+        tqdm.write(text, file=sys.stderr)
+    else:
+        print(text, flush=True)
+
+
+def _train_epoch(config: TrainConfig, engine: Engine, train_loader, test_loader, epoch: int,
+                 iterations: int, n_train: int, context: DistContext, progress: str) -> dict[str, Any]:
+    optimizer = engine.optimizer
+    if hasattr(optimizer, "new_epoch"):
+        optimizer.new_epoch()  # LCAM: the running mean restarts (000 Algorithm 1); AdaRem: t advances
+    device = engine.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    batches = train_loader.epoch(epoch)
+    bar = None
+    if progress == "bar":
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=iterations, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                   file=sys.stderr, unit="batch", dynamic_ncols=True)
+    started = time.perf_counter()
+    lr = config.lr
+    for iteration, (x, y) in enumerate(batches):
+        lr = learning_rate(config.schedule, config.lr, epoch, iteration, iterations, config.epochs)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss, hits = engine.train_step(x, y)
+        loss_sum += loss
+        correct += hits
+        if bar is not None:
+            bar.update(1)
+    phases = optimizer.phase_fractions() if hasattr(optimizer, "phase_fractions") else None
+    # The one host synchronisation of the training phase.
+    correct = all_reduce_sum(correct, context)
+    train_values = torch.stack([loss_sum, correct.to(torch.float64)]).tolist()
+    phase_values = phases.tolist() if phases is not None else None
+    train_seconds = time.perf_counter() - started
+    evaluation = engine.evaluate(test_loader)
+    test_values = torch.stack([evaluation["loss"], evaluation["error"]]).tolist()
+    epoch_seconds = time.perf_counter() - started
+    if bar is not None:
+        bar.close()
+    return {
+        "epoch": epoch + 1,
+        "train_loss": train_values[0] / iterations,
+        "train_accuracy": 100.0 * train_values[1] / n_train,
+        "test_error": test_values[1],
+        "test_loss": test_values[0],
+        "lr": lr,
+        "phase_below": None if phase_values is None else float(phase_values[0]),
+        "phase_above": None if phase_values is None else float(phase_values[1]),
+        "epoch_seconds": epoch_seconds,
+        "images_per_second": n_train / train_seconds if train_seconds > 0 else float("inf"),
+    }
+
+
+def _diverged(config: TrainConfig, run_dir: Path, row: dict[str, Any], epoch: int, context: DistContext) -> None:
+    kept = (f"its last good checkpoint (epoch {epoch}) is kept in {run_dir / CHECKPOINT_NAME}" if epoch > 0
+            else "no checkpoint was written (it diverged in the first epoch)")
+    bad = [f"{name} {row[key]}" for key, name in (("train_loss", "mean training loss"), ("test_loss", "test loss"))
+           if not math.isfinite(row[key])]
+    message = (f"Training diverged in epoch {epoch + 1}: {' and '.join(bad)} (not finite) with lr {config.lr} "
+               f"and optimizer {config.optimizer}; the run stopped and {kept}. Lower --lr (or change the "
+               f"optimizer) and start a new run")
+    if context.is_main:
+        provenance.atomic_write_json(run_dir / DIVERGED_NAME, provenance.run_metadata(
+            config.to_dict(), seed=config.seed, epoch=epoch + 1, message=message, metrics=row))
+    raise TrainingDivergedError(message)
