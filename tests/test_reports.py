@@ -1,0 +1,284 @@
+"""Seed aggregation, Table 1 arithmetic and the paper-overlay plots (lcamlab.reports),
+on synthetic run folders written in the training contract's format."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from lcamlab import paper, reports, style  # noqa: E402
+
+
+def write_run(runs_dir: Path, *, dataset="cifar10", momentum=(0.9, 0.95), seed=0, epochs=(1, 2, 3),
+              test_error=None, train_loss=None, planned=None, finished=False, schedule="lcam-exp",
+              wrapped=True, run_id=None) -> Path:
+    """A run folder as lcamlab.train writes it: config.json, metrics.jsonl, finished.json."""
+    label = paper.group_label(momentum)
+    run_dir = runs_dir / (run_id or f"fig5-{dataset}-m{label}-s{seed}")
+    run_dir.mkdir(parents=True)
+    config = {"dataset": dataset, "momentum": list(momentum), "seed": seed, "schedule": schedule,
+              "epochs": planned or max(epochs, default=1), "optimizer": "lcam", "depth": 10, "widen": 1}
+    record = {"config": config, "seed": seed, "lcamlab_version": "0.1.0"} if wrapped else config
+    (run_dir / "config.json").write_text(json.dumps(record))
+    lines = []
+    for i, epoch in enumerate(epochs):
+        lines.append(json.dumps({
+            "epoch": epoch,
+            "train_loss": train_loss[i] if train_loss is not None else 2.0 / epoch,
+            "train_accuracy": 50.0, "test_error": test_error[i] if test_error is not None else 50.0 - epoch,
+            "test_loss": 1.0, "lr": 0.1, "phase_below": 0.4, "phase_above": 0.6,
+            "epoch_seconds": 1.0, "images_per_second": 100.0,
+        }))
+    (run_dir / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
+    if finished:
+        (run_dir / "finished.json").write_text("{}")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def paper_curves():
+    return paper.load_curves()
+
+
+@pytest.fixture(scope="module")
+def paper_table1():
+    return paper.load_table1()
+
+
+def test_read_run_formats_torn_line_and_repeated_epoch(tmp_path):
+    wrapped = write_run(tmp_path, seed=0, epochs=(1, 2), test_error=[40.0, 30.0])
+    flat = write_run(tmp_path, seed=1, epochs=(1, 2), test_error=[41.0, 31.0], wrapped=False, finished=True)
+    with (wrapped / "metrics.jsonl").open("a") as handle:
+        handle.write(json.dumps({"epoch": 2, "train_loss": 0.5, "test_error": 29.0}) + "\n")  # resumed: epoch 2 again
+        handle.write('{"epoch": 3, "train_lo')  # torn by a crash
+    run = reports.read_run(wrapped)
+    assert run.metrics.epoch.tolist() == [1, 2]
+    assert run.metrics.test_error.tolist() == [40.0, 29.0]
+    assert (run.group, run.seed, run.finished, run.epochs_done) == ("0.9-0.95", 0, False, 2)
+    assert reports.read_run(flat).finished and reports.read_run(flat).seed == 1
+    (flat / "metrics.jsonl").write_text('{"epoch": 1}\nnot json\n{"epoch": 2}\n')
+    with pytest.raises(ValueError, match="damaged"):
+        reports.read_run(flat)
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        reports.read_run(tmp_path / "nothing")
+
+
+def test_find_runs_filters_and_inventory(tmp_path):
+    write_run(tmp_path, dataset="cifar10", momentum=(0.9, 0.9), seed=0, finished=True)
+    write_run(tmp_path, dataset="cifar100", momentum=(0.93, 0.9), seed=0, epochs=(1,), planned=3)
+    write_run(tmp_path, dataset="cifar10", momentum=(0.9, 0.95), seed=0, schedule="step", run_id="fig3-x")
+    (tmp_path / "stray-folder").mkdir()
+    assert len(reports.find_runs(tmp_path)) == 3
+    assert [r.run_id for r in reports.find_runs(tmp_path, schedule="lcam-exp", dataset="cifar10")] == [
+        "fig5-cifar10-m0.9-0.9-s0"]
+    assert len(reports.find_runs(tmp_path, momentum=(0.93, 0.9))) == 1
+    assert len(reports.find_runs(tmp_path, dataset=("cifar10", "cifar100"), schedule="lcam-exp")) == 2
+    assert reports.find_runs(tmp_path / "absent") == []
+    inventory = reports.run_inventory(reports.find_runs(tmp_path)).set_index("run_id")
+    assert inventory.loc["fig5-cifar100-m0.93-0.9-s0", "state"] == "partial"
+    assert inventory.loc["fig5-cifar10-m0.9-0.9-s0", "state"] == "finished"
+
+
+def test_aggregate_mean_and_band_with_a_partial_seed(tmp_path):
+    write_run(tmp_path, seed=0, epochs=(1, 2, 3), test_error=[10.0, 8.0, 6.0], finished=True)
+    write_run(tmp_path, seed=1, epochs=(1, 2, 3), test_error=[12.0, 9.0, 7.0], finished=True)
+    write_run(tmp_path, seed=2, epochs=(1, 2), test_error=[14.0, 13.0], planned=3)  # still training
+    frame = reports.runs_frame(reports.find_runs(tmp_path))
+    agg = reports.aggregate_seeds(frame, "test_error").set_index("epoch")
+    assert agg.n.tolist() == [3, 3, 2]
+    np.testing.assert_allclose(agg["mean"].to_numpy(), [12.0, 10.0, 6.5], rtol=1e-15)
+    assert agg["min"].tolist() == [10.0, 8.0, 6.0]
+    assert agg["max"].tolist() == [14.0, 13.0, 7.0]
+    assert reports.aggregate_seeds(reports.runs_frame([]), "test_error").empty
+
+
+def test_table1_arithmetic_on_known_values(tmp_path):
+    # at epoch 120: fixed 0.9 = [4.0, 4.2, 4.1, 4.3]; LCAM = [3.9, 4.3, 4.0, 4.3] (seed 3 ties)
+    baseline = [4.0, 4.2, 4.1, 4.3]
+    lcam = [3.9, 4.3, 4.0, 4.3]
+    epochs = (1, 119, 120, 121)
+    for seed in range(4):
+        write_run(tmp_path, momentum=(0.9, 0.9), seed=seed, epochs=epochs, test_error=[50, 9, baseline[seed], 1])
+        write_run(tmp_path, momentum=(0.9, 0.95), seed=seed, epochs=epochs, test_error=[50, 9, lcam[seed], 1])
+    write_run(tmp_path, momentum=(0.9, 0.95), seed=7, epochs=epochs, test_error=[50, 9, 1.0, 1])  # no partner
+    frame = reports.runs_frame(reports.find_runs(tmp_path))
+    rows = reports.table1_rows(frame, epoch=120).set_index("group")
+    ours = rows.loc["0.9-0.95"]
+    values = lcam + [1.0]
+    mean = sum(values) / 5
+    assert ours.epoch == 120 and ours.n_seeds == 5
+    assert ours["mean"] == pytest.approx(mean, rel=1e-12)
+    assert ours["std"] == pytest.approx(math.sqrt(sum((v - mean) ** 2 for v in values) / 4), rel=1e-12)  # ddof=1
+    assert ours.best == 1.0 and ours.worst == 4.3
+    # paired by seed: seeds 0 and 2 win, seed 1 loses, seed 3 ties (no win), seed 7 has no partner
+    assert (ours.wins, ours.pairs, ours.win_rate) == (2, 4, 0.5)
+    base = rows.loc["0.9-0.9"]
+    assert math.isnan(base.win_rate) and base["std"] == pytest.approx(np.std(baseline, ddof=1), rel=1e-12)
+    population = reports.table1_rows(frame, epoch=120, ddof=0).set_index("group")
+    assert population.loc["0.9-0.9", "std"] == pytest.approx(np.std(baseline), rel=1e-12)
+    assert reports.win_rate({0: 1.0, 1: 2.0}, {0: 2.0, 1: 2.0}) == (1, 2, 0.5)
+    assert math.isnan(reports.win_rate({0: 1.0}, {1: 2.0})[2])
+    with pytest.raises(ValueError, match="Invalid epoch"):
+        reports.final_values(frame, epoch=0)
+
+
+def test_table1_falls_back_to_the_last_common_epoch(tmp_path):
+    write_run(tmp_path, dataset="cifar100", momentum=(0.9, 0.9), seed=0, epochs=range(1, 6),
+              test_error=[30, 28, 26, 24, 22], planned=150)
+    write_run(tmp_path, dataset="cifar100", momentum=(0.93, 0.9), seed=0, epochs=range(1, 5),
+              test_error=[31, 27, 25, 23], planned=150)
+    write_run(tmp_path, dataset="cifar10", momentum=(0.9, 0.9), seed=0, epochs=range(1, 4),
+              test_error=[9, 8, 7], planned=3, finished=True)
+    rows = reports.table1_rows(reports.runs_frame(reports.find_runs(tmp_path)), epoch=120)
+    c100 = rows[rows.dataset == "cifar100"].set_index("group")
+    assert c100.epoch.tolist() == [4, 4]  # the last epoch both CIFAR-100 runs have
+    assert c100.loc["0.93-0.9", "mean"] == 23 and c100.loc["0.9-0.9", "mean"] == 24
+    assert (c100.loc["0.93-0.9", "wins"], c100.loc["0.93-0.9", "pairs"]) == (1, 1)
+    assert math.isnan(c100.loc["0.93-0.9", "std"])  # one seed: no sample std
+    assert rows[rows.dataset == "cifar10"].epoch.item() == 3
+
+
+def test_comparison_markdown_and_cached_save(tmp_path, paper_table1):
+    for seed, (b, l) in enumerate([(4.0, 3.9), (4.2, 4.1), (4.1, 4.2)]):
+        write_run(tmp_path / "runs", momentum=(0.9, 0.9), seed=seed, epochs=(120,), test_error=[b])
+        write_run(tmp_path / "runs", momentum=(0.9, 0.95), seed=seed, epochs=(120,), test_error=[l])
+    frame = reports.runs_frame(reports.find_runs(tmp_path / "runs"))
+    rows = reports.table1_rows(frame, epoch=120)
+    comparison = reports.table1_comparison(paper_table1, rows)
+    assert len(comparison) == 6 + 2
+    text = reports.table1_markdown(comparison)
+    assert "| 000 Table 1 | Ours LCAM | 120 | 3.98 | 19.22 (18.92 in 50%) |" in text
+    assert "4.07 ± 0.15 (best 3.90; n=3; win 67%)" in text
+    finals = reports.final_values(frame, epoch=120)
+    first = reports.save_table1(comparison, tmp_path / "data", finals=finals, config={"epoch": 120})
+    assert first["status"] == "written" and first["csv"].exists() and first["markdown"].read_text() == text
+    sidecar = json.loads(first["csv"].with_suffix(".json").read_text())
+    assert sidecar["config"] == {"epoch": 120} and len(sidecar["runs"]) == 6
+    again = reports.save_table1(comparison, tmp_path / "data", finals=finals, config={"epoch": 120})
+    assert again == {**first, "status": "cached"}
+    other = reports.save_table1(comparison, tmp_path / "data", finals=finals.assign(value=finals.value + 1),
+                                config={"epoch": 120})
+    assert other["csv"] != first["csv"] and first["csv"].exists()
+
+
+def _band_count(ax) -> int:
+    return sum(1 for c in ax.collections if c.__class__.__name__ in ("PolyCollection", "FillBetweenPolyCollection"))
+
+
+@pytest.mark.parametrize("state", ["missing", "partial", "complete"])
+def test_plot_groups_with_runs_missing_partial_or_complete(tmp_path, paper_curves, state):
+    groups = paper.paper_groups(paper_curves, "fig4")
+    runs_dir = tmp_path / "runs"
+    if state != "missing":
+        for group in groups:
+            for seed in range(2):
+                last = 150 if state == "complete" or seed == 0 else 40
+                epochs = range(1, last + 1)
+                write_run(runs_dir, dataset="cifar100", momentum=paper.parse_group(group), seed=seed,
+                          epochs=epochs, schedule="step", planned=150, finished=last == 150,
+                          test_error=[60 * 0.98 ** e + seed for e in epochs],
+                          train_loss=[4 * 0.96 ** e for e in epochs])
+    frame = reports.runs_frame(reports.find_runs(runs_dir))
+    fig, axes = reports.plot_groups(frame, paper_curves, dataset="cifar100", groups=groups, figure="fig4",
+                                    drop_epochs=paper.STEP_DROP_EPOCHS)
+    error_ax, loss_ax = axes
+    dashed = [l for l in error_ax.lines if l.get_linestyle() == "--"]
+    solid = [l for l in error_ax.lines if l.get_linestyle() == "-"]
+    assert len(dashed) == 4  # the paper's four groups always
+    assert [l.get_color() for l in dashed] == [style.paper_group_color(paper.parse_group(g)) for g in groups]
+    assert len(solid) == (0 if state == "missing" else 4)
+    assert _band_count(error_ax) == (0 if state == "missing" else 4)
+    assert loss_ax.get_yscale() == "log"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()][::2]  # column-major: groups on row 1
+    if state == "missing":
+        assert legend[0] == "Fixed 0.9 (no runs)"
+    else:
+        assert legend[0] == "Fixed 0.9 (2 seeds, 150 ep)"
+        mean_line = solid[0]
+        x, y = mean_line.get_data()
+        assert len(x) == 150
+        # epochs 41-150 average one seed in the partial case, two seeds otherwise
+        expected = 60 * 0.98 ** 100 + (0.0 if state == "partial" else 0.5)
+        assert y[99] == pytest.approx(expected, rel=1e-12)
+    paths = style.save_figure(fig, f"fig4_{state}", tmp_path / "figures", formats=("png",))
+    assert paths[0].stat().st_size > 1000
+    plt.close(fig)
+
+
+def test_plot_groups_without_paper_metric_and_plot_table1(tmp_path, paper_curves, paper_table1):
+    write_run(tmp_path, dataset="cifar10", momentum=(0.9, 0.9), seed=0, epochs=(1, 2))
+    frame = reports.runs_frame(reports.find_runs(tmp_path))
+    fig, axes = reports.plot_groups(frame, paper_curves, dataset="cifar10", groups=["0.9-0.9", "0.9-0.95"],
+                                    figure="fig5")
+    texts = [t.get_text() for t in axes[1].texts]
+    assert any("no train loss curve" in t for t in texts)  # 000 Figure 5 has no loss panel
+    assert len([l for l in axes[0].lines if l.get_linestyle() == "--"]) == 2
+    plt.close(fig)
+    finals = reports.final_values(frame, epoch=120)
+    fig, axes = reports.plot_table1(finals, paper_table1,
+                                    groups={"cifar10": ["0.9-0.9", "0.9-0.95"], "cifar100": ["0.9-0.9", "0.93-0.9"]})
+    assert "epoch 2" in axes[0].get_title() and "no runs yet" in axes[1].get_title()
+    assert len(axes[1].lines) == 3  # only the paper's three rows
+    assert any(t.get_text() == "no runs" for t in axes[1].texts)
+    assert style.save_figure(fig, "table1", tmp_path, formats=("png",))[0].exists()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="Invalid dataset"):
+        reports.plot_groups(frame, paper_curves, dataset="mnist", groups=["0.9-0.9"])
+
+
+def test_group_summary_reads_the_paper_at_the_same_epoch(tmp_path, paper_curves):
+    write_run(tmp_path, dataset="cifar10", momentum=(0.9, 0.95), seed=0, epochs=range(1, 101),
+              test_error=[5.0] * 100, schedule="step")
+    summary = reports.group_summary(reports.runs_frame(reports.find_runs(tmp_path)), paper_curves=paper_curves,
+                                    figure="fig3")
+    row = summary.iloc[0]
+    published = paper.paper_curve(paper_curves, "fig3", "cifar10", "test_error", "0.9-0.95")
+    assert row.epoch == 100 and row["mean"] == 5.0
+    assert row.paper == published.loc[published.epoch == 100, "value"].item()
+    assert isinstance(summary, pd.DataFrame)
+
+
+def test_plan_grid_lists_missing_runs_and_the_command(tmp_path):
+    pytest.importorskip("lcamlab.train.grid")
+    runs_dir = tmp_path / "runs"
+    plan = reports.plan_grid("fig5", dataset="cifar100", seeds=2, runs_dir=runs_dir, epochs=3, depth=28, widen=1)
+    assert plan.status.state.tolist() == ["missing"] * 4 and plan.run_dirs == []
+    assert plan.command == f"lcamlab grid fig5 --seeds 2 --dataset cifar100 --runs-dir {runs_dir} --epochs 3 --widen 1"
+    # one finished and one partial run, written as the trainer writes them
+    for config, epochs, finished in ((plan.configs[0], 3, True), (plan.configs[2], 1, False)):
+        run_dir = runs_dir / config.run_id
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.json").write_text(json.dumps({"config": config.to_dict(), "seed": config.seed}))
+        (run_dir / "metrics.jsonl").write_text("".join(
+            json.dumps({"epoch": e, "train_loss": 1.0 / e, "test_error": 10.0 - e}) + "\n" for e in range(1, epochs + 1)))
+        if finished:
+            (run_dir / "finished.json").write_text("{}")
+    plan = reports.plan_grid("fig5", dataset="cifar100", seeds=2, runs_dir=runs_dir, epochs=3, depth=28, widen=1)
+    assert plan.status.state.tolist() == ["finished", "missing", "partial", "missing"]
+    text = reports.describe_plan(plan)
+    assert "4 runs (1 finished, 1 partial, 2 missing)" in text
+    assert "partial: fig5-cifar100-m0.93-0.9-s0 (1/3 epochs)" in text
+    assert "missing: fig5-cifar100-m0.9-0.9-s1" in text and plan.command in text
+    frame = reports.runs_frame(plan.run_dirs)
+    assert sorted(frame.groupby("group").epoch.max().items()) == [("0.9-0.9", 3), ("0.93-0.9", 1)]
+    assert set(frame.state) == {"finished", "partial"}
+
+
+def test_synthetic_cifar_is_written_once_and_reused(tmp_path):
+    folder, md5 = reports.synthetic_cifar(tmp_path, ["cifar10", "cifar100"], n_train=10, n_test=4)
+    assert folder == tmp_path / "cifar-synthetic-n10-t4-s0"
+    assert sorted(md5) == ["cifar10", "cifar100"] and all(len(v) == 32 for v in md5.values())
+    again = reports.synthetic_cifar(tmp_path, ["cifar10"], n_train=10, n_test=4)
+    assert again == (folder, {"cifar10": md5["cifar10"]})
+    with pytest.raises(ValueError, match="Invalid dataset"):
+        reports.synthetic_cifar(tmp_path, ["mnist"])
