@@ -4,7 +4,9 @@ A training run (:mod:`lcamlab.train`) is a folder holding ``config.json`` (the
 configuration, with provenance), ``metrics.jsonl`` (one JSON object per finished
 epoch: ``epoch`` (1-based), ``train_loss``, ``test_error`` (%), ``lr``, ...) and,
 once all epochs are done, ``finished.json``. This module reads those folders
-directly, so reports never depend on being able to train, and turns them into:
+through :mod:`lcamlab.train.runs` (:func:`~lcamlab.train.runs.read_run`,
+:func:`~lcamlab.train.runs.load_runs`), which needs no data set and trains
+nothing, and turns them into:
 
 * a tidy frame, one row per (run, epoch) (:func:`runs_frame`);
 * the mean over seeds with its min-max band per epoch (:func:`aggregate_seeds`);
@@ -16,8 +18,9 @@ directly, so reports never depend on being able to train, and turns them into:
   paper's published curves (dashed) in the paper's group colours
   (:func:`plot_groups`, :func:`plot_table1`).
 
-Runs that are missing, partial (still training or interrupted) or finished are
-all handled: a partial run contributes the epochs it has, and every plot and
+Runs that are missing, partial (still training, interrupted, or without a
+finished epoch yet), finished or diverged (:func:`lcamlab.train.runs.run_state`)
+are all handled: a partial run contributes the epochs it has, and every plot and
 table states how many seeds stand behind each number.
 """
 
@@ -36,13 +39,10 @@ import numpy as np
 import pandas as pd
 
 from lcamlab import paper, provenance, style
+from lcamlab.train.runs import Run, read_run
 
 __all__ = [
     "DATASET_NAMES",
-    "RunLog",
-    "read_run",
-    "find_runs",
-    "load_runs",
     "runs_frame",
     "run_inventory",
     "aggregate_seeds",
@@ -70,176 +70,20 @@ METRIC_COLUMNS = ("train_loss", "train_accuracy", "test_error", "test_loss", "lr
 # ----------------------------------------------------------------------------- reading runs
 
 
-@dataclass
-class RunLog:
-    """One run folder as read from disk.
-
-    Attributes:
-        run_dir: the folder.
-        config: the flat training configuration (``TrainConfig.to_dict()`` form).
-        metrics: one row per finished epoch, sorted by ``epoch`` (1-based).
-        finished: whether ``finished.json`` exists (all epochs done).
-        diverged: whether ``diverged.json`` exists (the run stopped on a non-finite loss).
-    """
-
-    run_dir: Path
-    config: dict[str, Any]
-    metrics: pd.DataFrame
-    finished: bool
-    diverged: bool = False
-
-    @property
-    def state(self) -> str:
-        """``finished``, ``diverged``, ``partial`` (some epochs) or ``empty`` (none yet)."""
-        if self.finished:
-            return "finished"
-        if self.diverged:
-            return "diverged"
-        return "partial" if self.epochs_done else "empty"
-
-    @property
-    def run_id(self) -> str:
-        return self.run_dir.name
-
-    @property
-    def dataset(self) -> str:
-        return str(self.config.get("dataset", "cifar10"))
-
-    @property
-    def seed(self) -> int:
-        return int(self.config.get("seed", 0))
-
-    @property
-    def momentum(self) -> tuple[float, float]:
-        value = self.config.get("momentum", (0.9, 0.9))
-        if isinstance(value, (int, float)):
-            return float(value), float(value)
-        value = [float(v) for v in value]
-        return (value[0], value[0]) if len(value) == 1 else (value[0], value[1])
-
-    @property
-    def group(self) -> str:
-        return paper.group_label(self.momentum)
-
-    @property
-    def epochs_done(self) -> int:
-        return int(self.metrics["epoch"].max()) if len(self.metrics) else 0
-
-    @property
-    def epochs_planned(self) -> int | None:
-        value = self.config.get("epochs")
-        return int(value) if value is not None else None
-
-
-def _read_metrics(path: Path) -> pd.DataFrame:
-    """``metrics.jsonl`` rows; a torn last line (a crash mid-append) is ignored, a later
-    entry for the same epoch (a resumed run repeating an epoch) replaces the earlier one."""
-    rows: list[dict[str, Any]] = []
-    if path.is_file():
-        lines = path.read_text(encoding="utf-8").splitlines()
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                if number == len(lines):
-                    break
-                raise ValueError(f"{path}: line {number} is not JSON; the metrics log is damaged") from None
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return pd.DataFrame({"epoch": pd.Series(dtype="int64")})
-    if "epoch" not in frame:
-        raise ValueError(f"{path}: rows have no 'epoch' field")
-    frame["epoch"] = frame["epoch"].astype("int64")
-    frame = frame.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
-    return frame
-
-
-def read_run(run_dir: str | os.PathLike) -> RunLog:
-    """Read one run folder (``config.json``, ``metrics.jsonl``, ``finished.json``).
-
-    ``config.json`` may hold the configuration at the top level or under
-    ``"config"`` (a :func:`lcamlab.provenance.run_metadata` record).
-
-    Raises:
-        FileNotFoundError: if the folder has no ``config.json``.
-    """
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} not found: {run_dir} is not a training run folder")
-    record = json.loads(config_path.read_text(encoding="utf-8"))
-    config = record["config"] if isinstance(record.get("config"), dict) else record
-    config = dict(config)
-    if config.get("seed") is None and record.get("seed") is not None:
-        config["seed"] = record["seed"]
-    return RunLog(
-        run_dir=run_dir,
-        config=config,
-        metrics=_read_metrics(run_dir / "metrics.jsonl"),
-        finished=(run_dir / "finished.json").is_file(),
-        diverged=(run_dir / "diverged.json").is_file(),
-    )
-
-
-def _matches(config: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
-    for key, wanted in where.items():
-        value = config.get(key)
-        if key == "momentum":
-            if value is None:
-                return False
-            try:
-                if paper.group_label(value) != paper.group_label(wanted):
-                    return False
-            except ValueError:
-                return False
-        elif isinstance(wanted, (list, tuple, set, frozenset)) and not isinstance(value, (list, tuple)):
-            if value not in wanted:
-                return False
-        elif value != wanted:
-            return False
-    return True
-
-
-def find_runs(runs_dir: str | os.PathLike, **where: Any) -> list[RunLog]:
-    """Every run folder directly under ``runs_dir`` whose configuration matches ``where``.
-
-    Args:
-        runs_dir: folder with one sub-folder per run (missing folder: no runs).
-        **where: ``config key = value`` filters, e.g. ``dataset="cifar10", schedule="step"``;
-            a list/tuple/set value means "one of"; ``momentum`` compares pairs.
-    Returns:
-        The matching runs, sorted by run id.
-    """
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return []
-    runs = []
-    for child in sorted(runs_dir.iterdir()):
-        if (child / "config.json").is_file():
-            run = read_run(child)
-            if _matches(run.config, where):
-                runs.append(run)
-    return runs
-
-
-def load_runs(runs: Iterable[Any]) -> list[RunLog]:
-    """Normalise run folders: paths (existing ones only), :class:`RunLog` or objects with
-    ``run_dir`` / ``config`` / ``metrics`` / ``finished`` (``lcamlab.train.runs.Run``)."""
+def _as_runs(runs: Iterable[Any]) -> list[Run]:
+    """Normalise ``runs``: :class:`~lcamlab.train.runs.Run` objects pass through, paths are read
+    with :func:`~lcamlab.train.runs.read_run` (a path without ``config.json``, e.g. a run not
+    started yet, is skipped)."""
     loaded = []
     for item in runs:
-        if isinstance(item, RunLog):
+        if isinstance(item, Run):
             loaded.append(item)
         elif isinstance(item, (str, os.PathLike)):
             if (Path(item) / "config.json").is_file():
                 loaded.append(read_run(item))
-        elif all(hasattr(item, name) for name in ("run_dir", "config", "metrics", "finished")):
-            config = item.config if isinstance(item.config, dict) else dict(provenance.to_jsonable(item.config))
-            loaded.append(RunLog(Path(item.run_dir), config, item.metrics.copy(), bool(item.finished),
-                                 getattr(item, "state", "") == "diverged"))
         else:
-            raise ValueError(f"Cannot read a run from {item!r} (expected a run folder path or a Run)")
+            raise ValueError(f"Cannot read a run from {item!r} (expected a run folder path or a "
+                             f"lcamlab.train.runs.Run)")
     return loaded
 
 
@@ -248,9 +92,12 @@ _FRAME_KEYS = ["run_id", "dataset", "schedule", "group", "momentum_below", "mome
 
 def runs_frame(runs: Iterable[Any]) -> pd.DataFrame:
     """One row per (run, epoch): run_id, dataset, schedule, group, momentum_below,
-    momentum_above, seed, state (finished / partial / diverged), epoch, then the logged metrics."""
+    momentum_above, seed, state (finished / partial / diverged), epoch, then the logged metrics.
+
+    ``runs``: :class:`~lcamlab.train.runs.Run` objects (e.g. ``load_runs(runs_dir)``) or run
+    folder paths (those without ``config.json`` are skipped); runs without a finished epoch add no rows."""
     frames = []
-    for run in load_runs(runs):
+    for run in _as_runs(runs):
         if run.metrics.empty:
             continue
         frame = run.metrics.copy()
@@ -274,9 +121,10 @@ def runs_frame(runs: Iterable[Any]) -> pd.DataFrame:
 
 
 def run_inventory(runs: Iterable[Any]) -> pd.DataFrame:
-    """One row per run: run_id, dataset, group, seed, epochs_done, epochs_planned, state."""
+    """One row per run: run_id, dataset, group, seed, epochs_done, epochs_planned, state
+    (:func:`lcamlab.train.runs.run_state`'s vocabulary); ``runs`` as for :func:`runs_frame`."""
     rows = []
-    for run in load_runs(runs):
+    for run in _as_runs(runs):
         rows.append({"run_id": run.run_id, "dataset": run.dataset, "group": run.group, "seed": run.seed,
                      "epochs_done": run.epochs_done, "epochs_planned": run.epochs_planned, "state": run.state})
     return pd.DataFrame(rows, columns=["run_id", "dataset", "group", "seed", "epochs_done", "epochs_planned", "state"])

@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from lcamlab import paper, reports, style  # noqa: E402
+from lcamlab.train.runs import load_runs, read_run  # noqa: E402
 
 
 def write_run(runs_dir: Path, *, dataset="cifar10", momentum=(0.9, 0.95), seed=0, epochs=(1, 2, 3),
@@ -61,39 +62,65 @@ def test_read_run_formats_torn_line_and_repeated_epoch(tmp_path):
     with (wrapped / "metrics.jsonl").open("a") as handle:
         handle.write(json.dumps({"epoch": 2, "train_loss": 0.5, "test_error": 29.0}) + "\n")  # resumed: epoch 2 again
         handle.write('{"epoch": 3, "train_lo')  # torn by a crash
-    run = reports.read_run(wrapped)
+    run = read_run(wrapped)
     assert run.metrics.epoch.tolist() == [1, 2]
     assert run.metrics.test_error.tolist() == [40.0, 29.0]
     assert (run.group, run.seed, run.finished, run.epochs_done) == ("0.9-0.95", 0, False, 2)
-    assert reports.read_run(flat).finished and reports.read_run(flat).seed == 1
+    assert read_run(flat).finished and read_run(flat).seed == 1
     (flat / "metrics.jsonl").write_text('{"epoch": 1}\nnot json\n{"epoch": 2}\n')
     with pytest.raises(ValueError, match="damaged"):
-        reports.read_run(flat)
+        read_run(flat)
     with pytest.raises(FileNotFoundError, match="config.json"):
-        reports.read_run(tmp_path / "nothing")
+        read_run(tmp_path / "nothing")
 
 
-def test_find_runs_filters_and_inventory(tmp_path):
+def test_load_runs_filters_and_inventory(tmp_path):
     write_run(tmp_path, dataset="cifar10", momentum=(0.9, 0.9), seed=0, finished=True)
     write_run(tmp_path, dataset="cifar100", momentum=(0.93, 0.9), seed=0, epochs=(1,), planned=3)
     write_run(tmp_path, dataset="cifar10", momentum=(0.9, 0.95), seed=0, schedule="step", run_id="fig3-x")
     (tmp_path / "stray-folder").mkdir()
-    assert len(reports.find_runs(tmp_path)) == 3
-    assert [r.run_id for r in reports.find_runs(tmp_path, schedule="lcam-exp", dataset="cifar10")] == [
+    assert len(load_runs(tmp_path)) == 3
+    assert [r.run_id for r in load_runs(tmp_path, schedule="lcam-exp", dataset="cifar10")] == [
         "fig5-cifar10-m0.9-0.9-s0"]
-    assert len(reports.find_runs(tmp_path, momentum=(0.93, 0.9))) == 1
-    assert len(reports.find_runs(tmp_path, dataset=("cifar10", "cifar100"), schedule="lcam-exp")) == 2
-    assert reports.find_runs(tmp_path / "absent") == []
-    inventory = reports.run_inventory(reports.find_runs(tmp_path)).set_index("run_id")
+    assert len(load_runs(tmp_path, momentum=(0.93, 0.9))) == 1
+    assert len(load_runs(tmp_path, dataset=("cifar10", "cifar100"), schedule="lcam-exp")) == 2
+    assert load_runs(tmp_path / "absent") == []
+    inventory = reports.run_inventory(load_runs(tmp_path)).set_index("run_id")
     assert inventory.loc["fig5-cifar100-m0.93-0.9-s0", "state"] == "partial"
     assert inventory.loc["fig5-cifar10-m0.9-0.9-s0", "state"] == "finished"
+
+
+def test_one_state_vocabulary_for_started_diverged_and_finished_runs(tmp_path):
+    from lcamlab.train.runs import epochs_done, run_state
+
+    started = write_run(tmp_path, momentum=(0.95, 0.9), seed=0, epochs=(), planned=5)  # no epoch finished yet
+    diverged = write_run(tmp_path, momentum=(0.9, 0.9), seed=1, epochs=(1,), planned=5)
+    (diverged / "diverged.json").write_text("{}")
+    done = write_run(tmp_path, momentum=(0.9, 0.9), seed=2, epochs=(1, 2), finished=True)
+    with (done / "metrics.jsonl").open("a") as handle:
+        handle.write('{"epoch": 3, "te')  # torn last line: not an epoch
+    assert [run_state(p) for p in (started, diverged, done, tmp_path / "absent")] == [
+        "partial", "diverged", "finished", "missing"]
+    assert [epochs_done(p) for p in (started, diverged, done)] == [0, 1, 2]
+    runs = {r.run_id: r for r in load_runs(tmp_path)}
+    first, second, third = (runs[p.name] for p in (started, diverged, done))
+    assert (first.state, first.diverged, first.epochs_done, first.epochs_planned) == ("partial", False, 0, 5)
+    assert (second.state, second.diverged, second.finished) == ("diverged", True, False)
+    assert (third.state, third.epochs_done, third.group, third.momentum) == ("finished", 2, "0.9-0.9", (0.9, 0.9))
+    inventory = reports.run_inventory([started, diverged, done]).set_index("run_id")
+    assert inventory.state.to_dict() == {started.name: "partial", diverged.name: "diverged", done.name: "finished"}
+    assert inventory.epochs_done.tolist() == [0, 1, 2]
+    frame = reports.runs_frame(list(runs.values()))
+    assert set(frame.run_id) == {diverged.name, done.name}  # a run without epochs adds no rows
+    with pytest.raises(ValueError, match="Cannot read a run"):
+        reports.runs_frame([42])
 
 
 def test_aggregate_mean_and_band_with_a_partial_seed(tmp_path):
     write_run(tmp_path, seed=0, epochs=(1, 2, 3), test_error=[10.0, 8.0, 6.0], finished=True)
     write_run(tmp_path, seed=1, epochs=(1, 2, 3), test_error=[12.0, 9.0, 7.0], finished=True)
     write_run(tmp_path, seed=2, epochs=(1, 2), test_error=[14.0, 13.0], planned=3)  # still training
-    frame = reports.runs_frame(reports.find_runs(tmp_path))
+    frame = reports.runs_frame(load_runs(tmp_path))
     agg = reports.aggregate_seeds(frame, "test_error").set_index("epoch")
     assert agg.n.tolist() == [3, 3, 2]
     np.testing.assert_allclose(agg["mean"].to_numpy(), [12.0, 10.0, 6.5], rtol=1e-15)
@@ -111,7 +138,7 @@ def test_table1_arithmetic_on_known_values(tmp_path):
         write_run(tmp_path, momentum=(0.9, 0.9), seed=seed, epochs=epochs, test_error=[50, 9, baseline[seed], 1])
         write_run(tmp_path, momentum=(0.9, 0.95), seed=seed, epochs=epochs, test_error=[50, 9, lcam[seed], 1])
     write_run(tmp_path, momentum=(0.9, 0.95), seed=7, epochs=epochs, test_error=[50, 9, 1.0, 1])  # no partner
-    frame = reports.runs_frame(reports.find_runs(tmp_path))
+    frame = reports.runs_frame(load_runs(tmp_path))
     rows = reports.table1_rows(frame, epoch=120).set_index("group")
     ours = rows.loc["0.9-0.95"]
     values = lcam + [1.0]
@@ -139,7 +166,7 @@ def test_table1_falls_back_to_the_last_common_epoch(tmp_path):
               test_error=[31, 27, 25, 23], planned=150)
     write_run(tmp_path, dataset="cifar10", momentum=(0.9, 0.9), seed=0, epochs=range(1, 4),
               test_error=[9, 8, 7], planned=3, finished=True)
-    rows = reports.table1_rows(reports.runs_frame(reports.find_runs(tmp_path)), epoch=120)
+    rows = reports.table1_rows(reports.runs_frame(load_runs(tmp_path)), epoch=120)
     c100 = rows[rows.dataset == "cifar100"].set_index("group")
     assert c100.epoch.tolist() == [4, 4]  # the last epoch both CIFAR-100 runs have
     assert c100.loc["0.93-0.9", "mean"] == 23 and c100.loc["0.9-0.9", "mean"] == 24
@@ -152,7 +179,7 @@ def test_comparison_markdown_and_cached_save(tmp_path, paper_table1):
     for seed, (b, l) in enumerate([(4.0, 3.9), (4.2, 4.1), (4.1, 4.2)]):
         write_run(tmp_path / "runs", momentum=(0.9, 0.9), seed=seed, epochs=(120,), test_error=[b])
         write_run(tmp_path / "runs", momentum=(0.9, 0.95), seed=seed, epochs=(120,), test_error=[l])
-    frame = reports.runs_frame(reports.find_runs(tmp_path / "runs"))
+    frame = reports.runs_frame(load_runs(tmp_path / "runs"))
     rows = reports.table1_rows(frame, epoch=120)
     comparison = reports.table1_comparison(paper_table1, rows)
     assert len(comparison) == 6 + 2
@@ -188,7 +215,7 @@ def test_plot_groups_with_runs_missing_partial_or_complete(tmp_path, paper_curve
                           epochs=epochs, schedule="step", planned=150, finished=last == 150,
                           test_error=[60 * 0.98 ** e + seed for e in epochs],
                           train_loss=[4 * 0.96 ** e for e in epochs])
-    frame = reports.runs_frame(reports.find_runs(runs_dir))
+    frame = reports.runs_frame(load_runs(runs_dir))
     fig, axes = reports.plot_groups(frame, paper_curves, dataset="cifar100", groups=groups, figure="fig4",
                                     drop_epochs=paper.STEP_DROP_EPOCHS)
     error_ax, loss_ax = axes
@@ -217,7 +244,7 @@ def test_plot_groups_with_runs_missing_partial_or_complete(tmp_path, paper_curve
 
 def test_plot_groups_without_paper_metric_and_plot_table1(tmp_path, paper_curves, paper_table1):
     write_run(tmp_path, dataset="cifar10", momentum=(0.9, 0.9), seed=0, epochs=(1, 2))
-    frame = reports.runs_frame(reports.find_runs(tmp_path))
+    frame = reports.runs_frame(load_runs(tmp_path))
     fig, axes = reports.plot_groups(frame, paper_curves, dataset="cifar10", groups=["0.9-0.9", "0.9-0.95"],
                                     figure="fig5")
     texts = [t.get_text() for t in axes[1].texts]
@@ -239,7 +266,7 @@ def test_plot_groups_without_paper_metric_and_plot_table1(tmp_path, paper_curves
 def test_group_summary_reads_the_paper_at_the_same_epoch(tmp_path, paper_curves):
     write_run(tmp_path, dataset="cifar10", momentum=(0.9, 0.95), seed=0, epochs=range(1, 101),
               test_error=[5.0] * 100, schedule="step")
-    summary = reports.group_summary(reports.runs_frame(reports.find_runs(tmp_path)), paper_curves=paper_curves,
+    summary = reports.group_summary(reports.runs_frame(load_runs(tmp_path)), paper_curves=paper_curves,
                                     figure="fig3")
     row = summary.iloc[0]
     published = paper.paper_curve(paper_curves, "fig3", "cifar10", "test_error", "0.9-0.95")

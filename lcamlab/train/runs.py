@@ -1,20 +1,36 @@
-"""Reading finished and unfinished runs back: what the notebooks plot.
+"""Reading finished and unfinished runs back: the one reader of run folders.
 
 A run folder (see :mod:`lcamlab.train.runner`) holds ``config.json`` and
-``metrics.jsonl``; :func:`read_run` turns it into a :class:`Run` with the
-configuration as a dict and the per-epoch metrics as a pandas DataFrame (one
-row per finished epoch: ``epoch``, ``train_loss`` (000's "average loss"),
-``train_accuracy``, ``test_error``, ``test_loss``, ``lr``, ``phase_below``,
-``phase_above``, ``epoch_seconds``, ``images_per_second``).
+``metrics.jsonl``, plus ``finished.json`` once every epoch is done or
+``diverged.json`` if training stopped on a non-finite loss. :func:`read_run`
+turns it into a :class:`Run` with the configuration as a dict and the
+per-epoch metrics as a pandas DataFrame (one row per finished epoch:
+``epoch``, ``train_loss`` (000's "average loss"), ``train_accuracy``,
+``test_error``, ``test_loss``, ``lr``, ``phase_below``, ``phase_above``,
+``epoch_seconds``, ``images_per_second``). :func:`load_runs` reads every run
+of a runs folder, optionally filtered by configuration; the training grid
+(:mod:`lcamlab.train.grid`) and the reports (:mod:`lcamlab.reports`) both
+read runs through this module.
+
+Run states (one vocabulary everywhere, :func:`run_state`):
+
+* ``"missing"``: no folder;
+* ``"partial"``: started, not finished: still training, interrupted, or not
+  past its first epoch yet (:attr:`Run.epochs_done` tells how far it got);
+* ``"finished"``: ``finished.json`` exists;
+* ``"diverged"``: ``diverged.json`` exists (never resumed).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from lcamlab.train.config import TrainConfig
 
 __all__ = ["Run", "read_run", "load_runs", "run_state", "epochs_done"]
 
@@ -22,6 +38,9 @@ _CONFIG = "config.json"
 _METRICS = "metrics.jsonl"
 _FINISHED = "finished.json"
 _DIVERGED = "diverged.json"
+
+# A field absent from config.json was the trainer's default when the run was made.
+_DEFAULTS = TrainConfig()
 
 
 @dataclass
@@ -31,9 +50,10 @@ class Run:
     Attributes:
         run_dir: the folder.
         config: the training configuration (the fields of :class:`TrainConfig`).
-        metrics: one row per finished epoch (columns: the runner's ``METRIC_KEYS``).
+        metrics: one row per finished epoch, sorted by ``epoch`` (1-based); columns:
+            the runner's ``METRIC_KEYS``, then any other logged field.
         finished: every epoch is done (``finished.json`` exists).
-        state: ``"partial"``, ``"finished"`` or ``"diverged"``.
+        state: ``"partial"``, ``"finished"`` or ``"diverged"`` (see :func:`run_state`).
         metadata: the whole ``config.json`` (provenance: commit, versions, device, sessions).
     """
 
@@ -45,34 +65,99 @@ class Run:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def diverged(self) -> bool:
+        """Training stopped on a non-finite loss (``diverged.json`` exists)."""
+        return self.state == "diverged"
+
+    @property
     def run_id(self) -> str:
         """The folder name."""
         return self.run_dir.name
 
     @property
+    def dataset(self) -> str:
+        """``cifar10`` or ``cifar100``."""
+        return str(self.config.get("dataset", _DEFAULTS.dataset))
+
+    @property
+    def seed(self) -> int:
+        """The run's seed."""
+        return int(self.config.get("seed", _DEFAULTS.seed))
+
+    @property
     def momentum(self) -> tuple[float, float]:
-        """The (below, above) momentum pair of the run."""
-        below, above = self.config["momentum"]
-        return (float(below), float(above))
+        """The (below, above) momentum pair of the run (one value: a fixed momentum ``(m, m)``)."""
+        value = self.config.get("momentum", _DEFAULTS.momentum)
+        if isinstance(value, (int, float)):
+            return (float(value), float(value))
+        pair = [float(v) for v in value]
+        return (pair[0], pair[0]) if len(pair) == 1 else (pair[0], pair[1])
+
+    @property
+    def group(self) -> str:
+        """The ``"<below>-<above>"`` label of :attr:`momentum` (:func:`lcamlab.paper.group_label`)."""
+        # lcamlab.paper imports pandas and nothing from lcamlab.train: a local import keeps
+        # `import lcamlab.train` light and cannot form a cycle.
+        from lcamlab.paper import group_label
+
+        return group_label(self.momentum)
+
+    @property
+    def epochs_done(self) -> int:
+        """The last finished epoch (0 when none)."""
+        return int(self.metrics["epoch"].max()) if len(self.metrics) else 0
+
+    @property
+    def epochs_planned(self) -> int:
+        """The number of epochs the run is configured for."""
+        return int(self.config.get("epochs", _DEFAULTS.epochs))
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
+def _read_metric_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of ``metrics.jsonl``, one per epoch, sorted by epoch.
+
+    A torn last line (a crash mid-append) is ignored; a later row for the same
+    epoch (a resumed run repeating an epoch) replaces the earlier one.
+
+    Raises:
+        ValueError: a line other than the last is not a JSON object, or a row has no ``epoch``.
+    """
+    if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    by_epoch: dict[int, dict[str, Any]] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path}: line {number} is not JSON; the metrics log is damaged") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: line {number} is not a JSON object; the metrics log is damaged")
+        if "epoch" not in row:
+            raise ValueError(f"{path}: line {number} has no 'epoch' field; the metrics log is damaged")
+        row["epoch"] = int(row["epoch"])
+        by_epoch[row["epoch"]] = row  # a resumed run's repeat of an epoch replaces the earlier row
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
 def epochs_done(run_dir: str | os.PathLike) -> int:
-    """Number of finished epochs recorded in ``metrics.jsonl`` (0 when none)."""
-    return len(_read_rows(Path(run_dir) / _METRICS))
+    """The last finished epoch recorded in ``metrics.jsonl`` (0 when none)."""
+    rows = _read_metric_rows(Path(run_dir) / _METRICS)
+    return rows[-1]["epoch"] if rows else 0
 
 
 def run_state(run_dir: str | os.PathLike) -> str:
     """``"missing"`` (no run there), ``"partial"``, ``"finished"`` or ``"diverged"``.
 
-    A folder without ``config.json`` counts as missing only if it does not exist;
-    an existing folder that is not a run is reported as ``"partial"`` so it is
-    never silently replaced (starting a run there raises ``FileExistsError``).
+    ``"partial"`` covers every started, unfinished run, with or without a
+    finished epoch. A folder without ``config.json`` counts as missing only if
+    it does not exist; an existing folder that is not a run is reported as
+    ``"partial"`` so it is never silently replaced (starting a run there raises
+    ``FileExistsError``).
     """
     run_dir = Path(run_dir)
     if not run_dir.exists():
@@ -87,8 +172,13 @@ def run_state(run_dir: str | os.PathLike) -> str:
 def read_run(run_dir: str | os.PathLike) -> Run:
     """Read one run folder.
 
+    ``config.json`` may hold the configuration under ``"config"`` (the
+    :func:`lcamlab.provenance.run_metadata` record the trainer writes) or at
+    the top level.
+
     Raises:
         FileNotFoundError: ``run_dir`` has no ``config.json``.
+        ValueError: ``metrics.jsonl`` is damaged before its last line.
     """
     import pandas as pd
 
@@ -98,17 +188,58 @@ def read_run(run_dir: str | os.PathLike) -> Run:
     config_path = run_dir / _CONFIG
     if not config_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder: {config_path} is missing")
-    metadata = json.loads(config_path.read_text())
-    rows = _read_rows(run_dir / _METRICS)
-    metrics = pd.DataFrame(rows, columns=list(METRIC_KEYS)) if rows else pd.DataFrame(columns=list(METRIC_KEYS))
+    metadata = json.loads(config_path.read_text(encoding="utf-8"))
+    config = dict(metadata["config"] if isinstance(metadata.get("config"), dict) else metadata)
+    if config.get("seed") is None and metadata.get("seed") is not None:
+        config["seed"] = metadata["seed"]
+    rows = _read_metric_rows(run_dir / _METRICS)
+    extra = [key for row in rows for key in row if key not in METRIC_KEYS]
+    columns = list(METRIC_KEYS) + list(dict.fromkeys(extra))
+    metrics = pd.DataFrame(rows, columns=columns).astype({"epoch": "int64"})
     state = run_state(run_dir)
-    return Run(run_dir=run_dir, config=dict(metadata.get("config", {})), metrics=metrics,
-               finished=state == "finished", state=state, metadata=metadata)
+    return Run(run_dir=run_dir, config=config, metrics=metrics, finished=state == "finished", state=state,
+               metadata=metadata)
 
 
-def load_runs(runs_dir: str | os.PathLike) -> list[Run]:
-    """Every run folder directly inside ``runs_dir``, sorted by run id (empty if none)."""
+def _matches(config: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
+    from lcamlab.paper import group_label
+
+    for key, wanted in where.items():
+        value = config.get(key)
+        if key == "momentum":
+            if value is None:
+                return False
+            try:
+                if group_label(value) != group_label(wanted):
+                    return False
+            except ValueError:
+                return False
+        elif isinstance(wanted, (list, tuple, set, frozenset)) and not isinstance(value, (list, tuple)):
+            if value not in wanted:
+                return False
+        elif value != wanted:
+            return False
+    return True
+
+
+def load_runs(runs_dir: str | os.PathLike, **where: Any) -> list[Run]:
+    """Every run folder directly inside ``runs_dir`` whose configuration matches ``where``.
+
+    Args:
+        runs_dir: folder with one sub-folder per run (a missing folder: no runs).
+        **where: ``config key = value`` filters, e.g. ``dataset="cifar10", schedule="step"``;
+            a list/tuple/set value means "one of"; ``momentum`` compares pairs
+            (``0.9`` matches ``(0.9, 0.9)``).
+    Returns:
+        The matching runs, sorted by run id (empty if none).
+    """
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    return [read_run(path) for path in sorted(runs_dir.iterdir()) if (path / _CONFIG).is_file()]
+    runs = []
+    for path in sorted(runs_dir.iterdir()):
+        if (path / _CONFIG).is_file():
+            run = read_run(path)
+            if _matches(run.config, where):
+                runs.append(run)
+    return runs
