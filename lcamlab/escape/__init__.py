@@ -1,0 +1,127 @@
+r"""Saddle and valley escape on the Styblinski-Tang training loss (004 Appendix E, Figure 6).
+
+**The diffusion picture.** A stochastic optimizer does not roll to the bottom of
+a valley and stay: mini-batch noise keeps kicking it, so it jiggles around the
+minimum like a particle in a warm bath. Every so often a run of kicks pushes it
+over the ridge into the next valley. Such rare, memoryless events arrive at a
+constant rate :math:`\Gamma`, so escape times are exponential (the Kramers escape
+problem), and the rate depends on the barrier height :math:`\Delta L` over the
+"temperature" the optimizer gives the noise:
+
+.. math:: \Gamma \propto \exp\!\left(-\frac{\Delta L}{T}\right).
+
+004 (Theorem 3, Propositions 2 and 4) works out the temperature: for SGD,
+momentum and Adai it grows with the valley's sharpness :math:`k` (the gradient
+noise grows with the Hessian), so :math:`\log\Gamma` is linear in :math:`1/k` and
+sharp valleys are left much faster than flat ones (they *favour flat minima*);
+Adam divides the noise by its own scale, its temperature grows only like
+:math:`\sqrt k`, and :math:`\log\Gamma` is linear in :math:`1/\sqrt k`. At a saddle point
+(004 Theorems 1-2, Propositions 1 and 3) nothing is rare: the displacement
+grows exponentially along the negative-curvature direction, with momentum
+adding a drift.
+
+**What is here.**
+
+* :mod:`lcamlab.escape.landscape`: the training loss
+  :math:`\frac1N\sum_j f(\sqrt k\,\theta - x_j)` over Gaussian samples, its exact
+  critical points per coordinate (roots of the data-moment quartic's derivative).
+* :mod:`lcamlab.escape.experiment`: valley and saddle escape for SGD, momentum,
+  Adam, Adai, AdaRem and LCAM in both orientations; all trials of all
+  sharpness values as one tensor on the CPU or CUDA; the per-trial reference loop.
+* :mod:`lcamlab.escape.rates`: censored exponential rate with a 95% interval,
+  exponential goodness of fit, the :math:`1/k` and :math:`1/\sqrt k` fits.
+* :mod:`lcamlab.escape.cache`: results in ``data/escape/`` keyed by a config hash.
+* :mod:`lcamlab.escape.plots`: the notebook's figures.
+* :mod:`lcamlab.escape.cli`: ``lcamlab escape valley|saddle|points|show``.
+
+**Decisions** (004 Appendix E lost its formulas in extraction; the project's choices):
+
+1. The critical points are those of the *actual training loss* (a quartic per
+   coordinate with the data's empirical moments as coefficients), not the
+   noiseless -2.90 / 0.157 / 2.75: with :math:`\sigma = 1` data the valleys sit near
+   -2.35 and +2.10 and the ridge near 0.25 (barrier about 7.4 instead of 25).
+2. Every trial starts at the bottom of the shallower valley; a valley trial
+   escapes at the first iteration after which any coordinate is past its ridge
+   (option: all coordinates at once); trials not out within the budget are censored.
+3. The rate is the censored maximum-likelihood estimate escapes / exposure with
+   the exact Poisson (chi-square) 95% interval (profile likelihood on request).
+4. Mini-batches of size 1 are drawn with replacement; an "epoch" (LCAM's running
+   mean, AdaRem's :math:`\lambda^\tau`) is one pass, ``n_samples // batch_size`` iterations;
+   LCAM uses 000's epoch mean.
+5. The saddle is the index-1 saddle of the same loss (coordinate 0 on its ridge,
+   the rest at their minima); its negative curvature :math:`k L_0''(u_\text{ridge})` is
+   tuned by :math:`k`, and a trial leaves when :math:`|u_0 - u_\text{ridge}| > r` (``radius``).
+6. Learning rates are calibrated as in 004 (Adai ten times momentum's; SGD-like
+   temperatures); see :mod:`lcamlab.escape.experiment` for the numbers and why.
+7. Before the clock starts, each optimizer's state is warmed up for 1000 steps at
+   the start point with the parameters held there (004 Assumption 2,
+   quasi-equilibrium); ``warmup=0`` gives 004's cold start, whose Adam and Adai
+   escape times are measurably not exponential.
+"""
+
+from lcamlab.escape.cache import EscapeResult, config_hash, load_or_run, load_result, result_path
+from lcamlab.escape.experiment import (
+    OPTIMIZER_KEYS,
+    EscapeConfig,
+    OptimizerSetting,
+    build_optimizer,
+    calibration_report,
+    default_optimizer_settings,
+    default_saddle_config,
+    default_sharpness,
+    quick_config,
+    run_escape,
+    run_saddle_escape,
+    run_valley_escape,
+    saddle_sharpness,
+    simulate_batched,
+    simulate_looped,
+)
+from lcamlab.escape.landscape import CriticalPoints, StyblinskiTangLandscape, critical_points, styblinski_tang
+from lcamlab.escape.rates import (
+    EscapeRate,
+    LinearFit,
+    censored_exponential_rate,
+    exponential_gof,
+    fit_log_rate,
+    rate_table,
+    saddle_exponent_table,
+    saddle_table,
+    slope_table,
+)
+
+__all__ = [
+    "OPTIMIZER_KEYS",
+    "EscapeConfig",
+    "OptimizerSetting",
+    "EscapeResult",
+    "EscapeRate",
+    "LinearFit",
+    "CriticalPoints",
+    "StyblinskiTangLandscape",
+    "build_optimizer",
+    "calibration_report",
+    "censored_exponential_rate",
+    "config_hash",
+    "critical_points",
+    "default_optimizer_settings",
+    "default_saddle_config",
+    "default_sharpness",
+    "exponential_gof",
+    "fit_log_rate",
+    "load_or_run",
+    "load_result",
+    "quick_config",
+    "rate_table",
+    "result_path",
+    "run_escape",
+    "run_saddle_escape",
+    "run_valley_escape",
+    "saddle_exponent_table",
+    "saddle_sharpness",
+    "saddle_table",
+    "simulate_batched",
+    "simulate_looped",
+    "slope_table",
+    "styblinski_tang",
+]

@@ -1,0 +1,255 @@
+"""Styblinski-Tang valley and saddle escape-time experiments from the shell (``lcamlab escape``).
+
+Subcommands:
+
+* ``lcamlab escape valley`` runs (or reads from the cache) the valley-escape
+  experiment and prints the escape rates, the 1/k and 1/sqrt(k) fits and which
+  fits better, per optimizer (004 Figure 6);
+* ``lcamlab escape saddle`` runs the saddle experiment and prints the mean
+  exit times and their power law in the negative curvature;
+* ``lcamlab escape points`` prints the exact critical points of the training loss;
+* ``lcamlab escape show FILE.csv`` prints the tables of a saved result.
+
+Results go to ``<data-dir>/escape/<experiment>_<config hash>.csv`` (+ ``.json``);
+the same configuration is a cache hit, a different one a new file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lcamlab.escape.cache import default_data_dir, load_or_run, load_result
+from lcamlab.escape.experiment import (
+    OPTIMIZER_KEYS,
+    EscapeConfig,
+    calibration_report,
+    default_optimizer_settings,
+    default_saddle_config,
+    default_sharpness,
+    quick_config,
+)
+from lcamlab.escape.landscape import StyblinskiTangLandscape
+from lcamlab.escape.rates import saddle_exponent_table, saddle_table
+
+__all__ = ["configure_parser", "main", "config_from_args"]
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number list {text!r} (expected e.g. 2,2.5,3)") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"invalid number list {text!r} (no values)")
+    return values
+
+
+def _key_list(text: str) -> tuple[str, ...]:
+    keys = tuple(v.strip().lower() for v in text.split(",") if v.strip())
+    unknown = [k for k in keys if k not in OPTIMIZER_KEYS]
+    if unknown or not keys:
+        raise argparse.ArgumentTypeError(f"invalid optimizer(s) {unknown or text!r} (choose from {','.join(OPTIMIZER_KEYS)})")
+    return keys
+
+
+def _lr_override(text: str) -> tuple[str, float]:
+    key, sep, value = text.partition("=")
+    key = key.strip().lower()
+    if not sep or key not in OPTIMIZER_KEYS:
+        raise argparse.ArgumentTypeError(f"invalid --lr {text!r} (expected KEY=VALUE with KEY one of {','.join(OPTIMIZER_KEYS)})")
+    try:
+        return key, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid --lr value in {text!r} (not a number)") from None
+
+
+def _add_experiment_arguments(parser: argparse.ArgumentParser, experiment: str) -> None:
+    defaults = EscapeConfig() if experiment == "valley" else default_saddle_config()
+    parser.add_argument("--sharpness", type=_float_list, default=None, metavar="K1,K2,...",
+                        help=f"sharpness values k > 0 (default: {', '.join(f'{k:.3g}' for k in defaults.sharpness)})")
+    parser.add_argument("--trials", type=int, default=None, help=f"trials per (optimizer, k) (default {defaults.trials})")
+    parser.add_argument("--budget", type=int, default=None,
+                        help=f"iterations before a trial is censored (default {defaults.budget})")
+    parser.add_argument("--optimizers", type=_key_list, default=None, metavar="KEYS",
+                        help=f"comma-separated optimizer keys (default all: {','.join(OPTIMIZER_KEYS)})")
+    parser.add_argument("--lr", type=_lr_override, action="append", default=[], metavar="KEY=VALUE",
+                        help="override one optimizer's calibrated learning rate, e.g. --lr adam=0.05 (repeatable)")
+    parser.add_argument("--dim", type=int, default=defaults.dim, help="parameter dimension n (default 10, as 004)")
+    parser.add_argument("--samples", type=int, default=defaults.n_samples,
+                        help="training-set size N (default 50000, as 004)")
+    parser.add_argument("--noise-scale", type=float, default=defaults.noise_scale,
+                        help="standard deviation of the Gaussian data samples (default 1.0)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="mini-batch size (default 1)")
+    if experiment == "valley":
+        parser.add_argument("--criterion", choices=("any", "all"), default=defaults.criterion,
+                            help="escape when any coordinate crosses its boundary, or all at once (default any)")
+    else:
+        parser.add_argument("--radius", type=float, default=defaults.radius,
+                            help="half-width of the saddle neighbourhood along the unstable direction, "
+                                 "in sqrt(k)*theta units (default 1.0)")
+    parser.add_argument("--lcam-mean", choices=("epoch", "ema"), default=defaults.lcam_mean,
+                        help="LCAM's running mean: the epoch mean of 000 (default) or an EMA")
+    parser.add_argument("--epoch-length", type=int, default=None,
+                        help="iterations per epoch for LCAM/AdaRem (default: one pass, samples // batch size)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help=f"iterations that warm the optimizer state up at the start point before the clock "
+                             f"starts, parameters held fixed; 0 = 004's cold start (default {defaults.warmup})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the training set and mini-batch stream (default 0)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                        help="simulation precision (default float32)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes (4 sharpness values, 24 trials, shorter budget) for a smoke test")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help=f"results folder; tables go to DATA_DIR/escape/ (default {default_data_dir()})")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="recompute and replace an existing result of the same configuration")
+    parser.add_argument("--interval", choices=("chi2", "profile"), default="chi2",
+                        help="95%% interval of the rate: exact Poisson chi-square (default) or profile likelihood")
+    parser.add_argument("--progress", action="store_true", help="show progress bars")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the ``escape`` subcommands to ``parser``."""
+    sub = parser.add_subparsers(dest="escape_command", title="escape commands", metavar="COMMAND")
+    valley = sub.add_parser("valley", help="escape rates from the shallow valley vs sharpness (004 Figure 6)",
+                            description="Run (or read from data/escape/) the valley-escape experiment and print "
+                                        "rates, fits of log(rate) against 1/k and 1/sqrt(k), and the better fit.")
+    _add_experiment_arguments(valley, "valley")
+    saddle = sub.add_parser("saddle", help="time to leave an index-1 saddle vs its negative curvature",
+                            description="Run (or read from data/escape/) the saddle experiment and print mean exit "
+                                        "times and their power law in the negative curvature.")
+    _add_experiment_arguments(saddle, "saddle")
+    points = sub.add_parser("points", help="exact critical points of the training loss",
+                            description="Print each coordinate's valley minimum, boundary, deep minimum, barrier "
+                                        "and curvatures, computed from the data's empirical moments.")
+    points.add_argument("--dim", type=int, default=10, help="parameter dimension n (default 10)")
+    points.add_argument("--samples", type=int, default=50_000, help="training-set size N (default 50000)")
+    points.add_argument("--noise-scale", type=float, default=1.0, help="data standard deviation (default 1.0)")
+    points.add_argument("--seed", type=int, default=0, help="seed of the training set (default 0)")
+    points.add_argument("--sharpness", type=float, default=1.0,
+                        help="also show positions and Hessian eigenvalues in theta at this k (default 1)")
+    show = sub.add_parser("show", help="print the tables of a saved result",
+                          description="Print the rate and fit tables (valley) or exit-time tables (saddle) of a "
+                                      "CSV written by `lcamlab escape valley|saddle`.")
+    show.add_argument("path", type=Path, help="the result CSV (its .json sidecar must sit beside it)")
+    show.add_argument("--interval", choices=("chi2", "profile"), default="chi2",
+                      help="95%% interval of the rate (default chi2)")
+    parser.set_defaults(escape_command=None)
+
+
+def config_from_args(args: argparse.Namespace, experiment: str) -> EscapeConfig:
+    """Build the :class:`EscapeConfig` an ``escape valley|saddle`` command line asks for."""
+    if args.quick:
+        base = quick_config(experiment)
+    else:
+        base = EscapeConfig() if experiment == "valley" else default_saddle_config()
+    settings = {s.key: s for s in default_optimizer_settings()}
+    keys = args.optimizers or OPTIMIZER_KEYS
+    for key, lr in args.lr:
+        if key not in keys:
+            raise ValueError(f"Invalid --lr {key}={lr}: {key} is not among the optimizers run ({','.join(keys)})")
+        settings[key] = settings[key].with_lr(lr)
+    changes = dict(
+        optimizers=tuple(settings[k] for k in keys), dim=args.dim, n_samples=args.samples,
+        noise_scale=args.noise_scale, batch_size=args.batch_size, lcam_mean=args.lcam_mean,
+        epoch_length=args.epoch_length, seed=args.seed, device=args.device, dtype=args.dtype,
+    )
+    if experiment == "valley":
+        changes["criterion"] = args.criterion
+    else:
+        changes["radius"] = args.radius
+    for name in ("sharpness", "trials", "budget", "warmup"):
+        value = getattr(args, name)
+        if value is not None:
+            changes[name] = value
+    return base.replace(**changes)
+
+
+def _print_frame(frame: pd.DataFrame, columns: list[str], formats: dict[str, str]) -> None:
+    shown = frame[columns].copy()
+    for column, fmt in formats.items():
+        if column in shown:
+            shown[column] = shown[column].map(lambda v, f=fmt: f.format(v) if isinstance(v, (int, float)) and math.isfinite(v) else str(v))
+    print(shown.to_string(index=False))
+
+
+def _print_valley(result, interval: str) -> None:
+    rates = result.rates(method=interval)
+    print("\nEscape rates per iteration (censored exponential MLE, 95% interval):")
+    _print_frame(rates, ["optimizer", "k", "escapes", "trials", "rate", "rate_lower", "rate_upper", "mean_time", "ks_p"],
+                 {"k": "{:.3f}", "rate": "{:.3e}", "rate_lower": "{:.3e}", "rate_upper": "{:.3e}",
+                  "mean_time": "{:.0f}", "ks_p": "{:.2f}"})
+    from lcamlab.escape.rates import slope_table
+
+    slopes = slope_table(rates)
+    print("\nlog(rate) = a + b x  (weighted by escapes; 95% interval of b):")
+    _print_frame(slopes, ["optimizer", "slope_inv_k", "slope_inv_k_lower", "slope_inv_k_upper", "r2_inv_k",
+                          "slope_inv_sqrt_k", "slope_inv_sqrt_k_lower", "slope_inv_sqrt_k_upper", "r2_inv_sqrt_k",
+                          "better"],
+                 {c: "{:.2f}" for c in ["slope_inv_k", "slope_inv_k_lower", "slope_inv_k_upper",
+                                        "slope_inv_sqrt_k", "slope_inv_sqrt_k_lower", "slope_inv_sqrt_k_upper"]}
+                 | {"r2_inv_k": "{:.3f}", "r2_inv_sqrt_k": "{:.3f}"})
+    without = calibration_report(result.frame)
+    missing = without[without["escaped"] == 0]
+    if len(missing):
+        print(f"\nwarning: {len(missing)} (optimizer, k) points had no escape within the budget: "
+              + ", ".join(f"{r.optimizer} k={r.k:.3g}" for r in missing.itertuples()))
+
+
+def _print_saddle(result) -> None:
+    table = saddle_table(result.frame)
+    print("\nIterations to leave the saddle neighbourhood (mean, 95% t-interval):")
+    _print_frame(table, ["optimizer", "k", "negative_curvature", "trials", "censored", "mean_time", "mean_lower",
+                         "mean_upper", "median_time"],
+                 {"k": "{:.3f}", "negative_curvature": "{:.2f}", "mean_time": "{:.1f}", "mean_lower": "{:.1f}",
+                  "mean_upper": "{:.1f}", "median_time": "{:.0f}"})
+    exponents = saddle_exponent_table(table)
+    print("\nmean time ~ |lambda|^p:")
+    _print_frame(exponents, ["optimizer", "exponent", "exponent_lower", "exponent_upper", "r2"],
+                 {"exponent": "{:.2f}", "exponent_lower": "{:.2f}", "exponent_upper": "{:.2f}", "r2": "{:.3f}"})
+
+
+def _points(args: argparse.Namespace) -> int:
+    landscape = StyblinskiTangLandscape(args.dim, args.samples, args.noise_scale, seed=args.seed)
+    points = landscape.points
+    theta = points.in_theta(args.sharpness)
+    frame = pd.DataFrame({
+        "coordinate": np.arange(points.dim), "shallow_min_u": points.shallow_min, "boundary_u": points.boundary,
+        "deep_min_u": points.deep_min, "barrier": points.barrier, "curvature_min": points.curvature_shallow,
+        "curvature_ridge": points.curvature_boundary,
+        f"shallow_min_theta(k={args.sharpness:g})": theta["shallow_min"],
+        f"boundary_theta(k={args.sharpness:g})": theta["boundary"],
+    })
+    print("Critical points of the training loss per coordinate (u = sqrt(k) * theta):")
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.5f}"))
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the chosen ``escape`` subcommand; returns the exit status."""
+    command = getattr(args, "escape_command", None)
+    if command is None:
+        raise ValueError("Missing escape command: choose one of valley, saddle, points, show (see lcamlab escape --help)")
+    if command == "points":
+        return _points(args)
+    if command == "show":
+        result = load_result(args.path)
+        print(f"{args.path}: {result.config.experiment}, {len(result.frame)} trials")
+        if result.config.experiment == "valley":
+            _print_valley(result, args.interval)
+        else:
+            _print_saddle(result)
+        return 0
+    config = config_from_args(args, command)
+    result = load_or_run(config, args.data_dir, overwrite=args.overwrite, progress=args.progress, log=print)
+    if command == "valley":
+        _print_valley(result, args.interval)
+    else:
+        _print_saddle(result)
+    return 0

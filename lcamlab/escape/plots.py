@@ -1,0 +1,171 @@
+r"""Figures of the escape notebook (``notebooks/02_saddle_escape.ipynb``), in the suite's style.
+
+* :func:`plot_rates`: :math:`\log\Gamma` against :math:`1/k` and :math:`1/\sqrt k` with 95%
+  intervals and the fitted lines, every optimizer (the analogue of 004 Figure 6);
+* :func:`plot_histograms`: escape-time histograms at one sharpness with the fitted
+  exponential densities, plus the survival curves of all optimizers on a log scale;
+* :func:`plot_saddle`: iterations to leave the saddle against its negative curvature.
+
+Colours, labels and sizes come from :mod:`lcamlab.style`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from lcamlab import style
+
+__all__ = ["MARKERS", "plot_rates", "plot_histograms", "plot_saddle"]
+
+MARKERS = {"sgd": "o", "momentum": "s", "adam": "D", "adai": "^", "adarem": "v", "lcam-above": "P",
+           "lcam-below": "X"}
+
+
+def _marker(key: str) -> str:
+    return MARKERS.get(key, "o")
+
+
+def _plain_log_ticks(axis) -> None:
+    """Label a log axis with plain numbers (20, 0.001) instead of mathtext powers: easier to
+    read, and mathtext layout was most of the figures' rendering time."""
+    from matplotlib.ticker import LogFormatter
+
+    axis.set_major_formatter(LogFormatter())
+    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
+
+
+def plot_rates(rates: pd.DataFrame, slopes: pd.DataFrame):
+    r"""Two panels: escape rate (log scale) against :math:`1/k` and against :math:`1/\sqrt k`.
+
+    Points are the censored MLE with their 95% interval; lines are the weighted
+    fits of :func:`lcamlab.escape.rates.slope_table`. Returns ``(fig, axes)``.
+    """
+    fig, axes = style.new_figure(1, 2, width="double", aspect=0.95)
+    fits = slopes.set_index("optimizer")
+    for ax, column, tag, xlabel in [
+        (axes[0], "inverse_k", "inv_k", "1/k   (flatter valleys →)"),
+        (axes[1], "inverse_sqrt_k", "inv_sqrt_k", "1/√k   (flatter valleys →)"),
+    ]:
+        for key, group in rates.groupby("optimizer", sort=False):
+            color = style.optimizer_color(key)
+            has = group["escapes"] > 0
+            g = group[has]
+            x = g[column].to_numpy()
+            err = np.vstack([g["rate"] - g["rate_lower"], g["rate_upper"] - g["rate"]])
+            ax.errorbar(x, g["rate"], yerr=err, fmt=_marker(key), color=color, markersize=4, capsize=2,
+                        elinewidth=0.8, label=style.optimizer_label(key))
+            if (~has).any():  # no escape: only an upper bound
+                ax.scatter(group.loc[~has, column], group.loc[~has, "rate_upper"], marker="v", color=color,
+                           facecolors="none", s=18)
+            if key in fits.index and np.isfinite(fits.loc[key, f"slope_{tag}"]):
+                grid = np.linspace(group[column].min(), group[column].max(), 50)
+                line = np.exp(fits.loc[key, f"intercept_{tag}"] + fits.loc[key, f"slope_{tag}"] * grid)
+                ax.plot(grid, line, color=color, linewidth=1.0, alpha=0.8)
+        ax.set_yscale("log")
+        _plain_log_ticks(ax.yaxis)
+        ax.set_xlabel(xlabel)
+    axes[0].set_ylabel("escape rate Γ per iteration")
+    axes[0].set_title("log Γ against 1/k (004: SGD, momentum, Adai)")
+    axes[1].set_title("log Γ against 1/√k (004: Adam)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=4)
+    return fig, axes
+
+
+def plot_histograms(frame: pd.DataFrame, rates: pd.DataFrame, k: float, budget: int, *, bins: int = 20):
+    r"""Escape-time histograms at sharpness ``k`` with the fitted exponential law, one panel per optimizer.
+
+    Bars count the trials escaping in each bin; the black curve is the count the
+    fitted exponential predicts, :math:`n\,(e^{-\hat\Gamma a} - e^{-\hat\Gamma b})` for a bin
+    :math:`[a, b)` and :math:`n` trials (censored ones included), drawn at the bin centres.
+    The last panel shows the empirical survival :math:`P(T > t)` of every optimizer against
+    :math:`\hat\Gamma t` on a log scale, where an exponential law is the straight line
+    :math:`e^{-x}`. Returns ``(fig, axes)``.
+    """
+    keys = list(dict.fromkeys(frame["optimizer"]))
+    ncols = min(4, len(keys) + 1)
+    nrows = int(np.ceil((len(keys) + 1) / ncols))
+    fig, axes = style.new_figure(nrows, ncols, width="double", aspect=1.0)
+    axes = np.atleast_1d(axes).ravel()
+    at_k = frame[np.isclose(frame["k"], k)]
+    rate_at = rates[np.isclose(rates["k"], k)].set_index("optimizer")
+    survival_ax = axes[len(keys)]
+    for ax, key in zip(axes, keys):
+        group = at_k[at_k["optimizer"] == key]
+        n = len(group)
+        times = group.loc[group["escaped"], "escape_step"].to_numpy(dtype=float)
+        rate = float(rate_at.loc[key, "rate"])
+        top = min(budget, np.quantile(times, 0.98) * 1.1) if times.size else budget
+        edges = np.linspace(0, top, bins + 1)
+        counts, _ = np.histogram(times, bins=edges)
+        color = style.optimizer_color(key)
+        ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=color, alpha=0.45,
+               edgecolor=color, linewidth=0.5)
+        expected = n * (np.exp(-rate * edges[:-1]) - np.exp(-rate * edges[1:]))
+        ax.plot((edges[:-1] + edges[1:]) / 2, expected, color="black", linewidth=1.1, marker=".", markersize=3)
+        p = rate_at.loc[key, "ks_p"]
+        mean = f"{1 / rate:.0f}" if rate > 0 else "inf"
+        ax.set_title(f"{style.optimizer_label(key)}\nmean {mean} it, KS p = {p:.2f}", fontsize=8)
+        ax.set_xlabel("escape iteration")
+        if times.size:
+            exposure = group["exposure"].to_numpy(dtype=float)
+            order = np.argsort(exposure, kind="stable")
+            survival = 1.0 - np.cumsum(group["escaped"].to_numpy()[order]) / n
+            keep = survival > 0
+            survival_ax.step(rate * exposure[order][keep], survival[keep], where="post", color=color,
+                             linewidth=1.0)
+    for row in range(nrows):
+        axes[row * ncols].set_ylabel("trials per bin")
+    x = np.linspace(0, 5, 50)
+    survival_ax.plot(x, np.exp(-x), color="black", linestyle="--", linewidth=1.0, label="exp(−x)")
+    survival_ax.set_yscale("log")
+    _plain_log_ticks(survival_ax.yaxis)
+    survival_ax.set_xlim(0, 5)
+    survival_ax.set_ylim(5e-3, 1.05)
+    survival_ax.set_xlabel("t / mean escape time")
+    survival_ax.set_title("survival P(T > t),\nall optimizers", fontsize=8)
+    survival_ax.legend(loc="lower left")
+    for ax in axes[len(keys) + 1:]:
+        ax.set_visible(False)
+    fig.suptitle(f"Escape times at k = {k:.3g}: histograms (bars) and the fitted exponential law (black)",
+                 fontsize=10)
+    return fig, axes
+
+
+def plot_saddle(table: pd.DataFrame, exponents: pd.DataFrame):
+    r"""Mean iterations to leave the saddle against :math:`|\lambda|` (log-log), and relative to SGD.
+
+    Left: mean exit iteration with its 95% interval and the fitted power law.
+    Right: each optimizer's mean divided by SGD's at the same curvature (below 1 =
+    leaves faster than SGD). Returns ``(fig, axes)``.
+    """
+    fig, axes = style.new_figure(1, 2, width="double", aspect=0.95)
+    fits = exponents.set_index("optimizer")
+    reference = table[table["optimizer"] == "sgd"].set_index("k")["mean_time"] if (table["optimizer"] == "sgd").any() else None
+    for key, group in table.groupby("optimizer", sort=False):
+        color = style.optimizer_color(key)
+        x = group["negative_curvature"].to_numpy()
+        err = np.vstack([group["mean_time"] - group["mean_lower"], group["mean_upper"] - group["mean_time"]])
+        label = style.optimizer_label(key)
+        if key in fits.index:
+            label += f" (p = {fits.loc[key, 'exponent']:.2f})"
+        axes[0].errorbar(x, group["mean_time"], yerr=err, fmt=_marker(key) + "-", color=color, markersize=4,
+                         capsize=2, elinewidth=0.8, linewidth=0.9, label=label)
+        if reference is not None:
+            ratio = group["mean_time"].to_numpy() / reference.reindex(group["k"]).to_numpy()
+            axes[1].plot(x, ratio, _marker(key) + "-", color=color, markersize=4, linewidth=0.9)
+    for ax in axes:
+        ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis)
+        ax.set_xlabel("negative curvature |λ| = k·|L₀″(ridge)|")
+    axes[0].set_yscale("log")
+    _plain_log_ticks(axes[0].yaxis)
+    axes[0].set_ylabel("iterations to leave the saddle")
+    axes[0].set_title("mean exit time, fit T ∝ |λ|^p")
+    axes[1].axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    axes[1].set_ylabel("mean exit time / SGD's")
+    axes[1].set_title("relative to SGD (below 1: faster)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3)
+    return fig, axes

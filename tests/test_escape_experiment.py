@@ -1,0 +1,183 @@
+"""Escape experiments: batched equals looped, bad parameters, the cache and the command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lcamlab import cli
+from lcamlab.escape import cache
+from lcamlab.escape.experiment import (
+    EscapeConfig,
+    OptimizerSetting,
+    default_optimizer_settings,
+    make_landscape,
+    run_escape,
+    saddle_region,
+    simulate_batched,
+    simulate_looped,
+    trial_layout,
+    valley_region,
+)
+
+SETTINGS = {s.key: s for s in default_optimizer_settings()}
+
+
+def _small(**changes) -> EscapeConfig:
+    base = dict(sharpness=(3.0, 5.0), trials=3, budget=150, n_samples=2000, dtype="float64", chunk=64, warmup=25)
+    base.update(changes)
+    return EscapeConfig(**base)
+
+
+def _both(config: EscapeConfig, setting: OptimizerSetting, experiment: str = "valley"):
+    landscape = make_landscape(config)
+    region = valley_region(landscape) if experiment == "valley" else saddle_region(landscape, config.radius)
+    ks, _ = trial_layout(config)
+    sqrt_k = torch.as_tensor(np.sqrt(ks))
+    common = config.simulation_options()
+    return (simulate_batched(landscape, setting, sqrt_k, region, **common),
+            simulate_looped(landscape, setting, sqrt_k, region, **common))
+
+
+def _assert_same(batched, looped):
+    np.testing.assert_array_equal(batched.escape_step, looped.escape_step)
+    censored = ~looped.escaped
+    np.testing.assert_allclose(batched.final_theta[censored], looped.final_theta[censored], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("key", list(SETTINGS))
+def test_batched_equals_looped_valley(key):
+    # LCAM with a short epoch so that new_epoch() and the running-mean reset are exercised
+    config = _small(epoch_length=40, sharpness=(5.0, 12.0), budget=200)
+    batched, looped = _both(config, SETTINGS[key])
+    assert 0 < batched.escaped.sum()  # something happens inside the budget
+    _assert_same(batched, looped)
+
+
+@pytest.mark.parametrize("key", ["sgd", "adai", "lcam-below"])
+def test_batched_equals_looped_saddle(key):
+    config = _small(experiment="saddle", sharpness=(2.0, 4.0), budget=150)
+    batched, looped = _both(config, SETTINGS[key], "saddle")
+    assert batched.escaped.sum() >= 4
+    _assert_same(batched, looped)
+
+
+def test_batched_equals_looped_all_criterion_batches_and_ema():
+    config = _small(criterion="all", batch_size=3, lcam_mean="ema", sharpness=(5.0,), budget=200)
+    for key in ("momentum", "lcam-above"):
+        batched, looped = _both(config, SETTINGS[key])
+        _assert_same(batched, looped)
+
+
+def test_any_escape_is_a_boundary_crossing_and_seeds_reproduce():
+    config = _small(optimizers=(SETTINGS["sgd"],), sharpness=(5.0,), trials=20, budget=400)
+    frame, info = run_escape(config)
+    again, _ = run_escape(config)
+    assert frame.equals(again)
+    other, _ = run_escape(config.replace(seed=1))
+    assert not np.array_equal(other["escape_step"], frame["escape_step"])
+    assert frame["escaped"].any()
+    assert (frame.loc[frame["escaped"], "escape_step"] <= 400).all()
+    assert (frame.loc[~frame["escaped"], "escape_step"] == 401).all()
+    assert (frame["exposure"] == np.minimum(frame["escape_step"], 400)).all()
+    # the start is the valley bottom of the actual training loss, not the textbook 2.7468
+    assert 2.0 < info["start_u"][0] < 2.2
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(sharpness=(2.0, 0.0)), "Invalid sharpness k: 0.0"),
+    (dict(sharpness=(-1.0,)), "Invalid sharpness k: -1.0"),
+    (dict(budget=0), "Invalid budget: 0"),
+    (dict(trials=0), "Invalid number of trials: 0"),
+    (dict(noise_scale=0.0), "Unreachable boundary"),
+    (dict(criterion="most"), "Invalid criterion"),
+    (dict(batch_size=5000), "Invalid batch size"),
+    (dict(dtype="float16"), "Invalid dtype"),
+    (dict(warmup=-1), "Invalid warm-up"),
+])
+def test_bad_parameters_raise_clear_errors(changes, message):
+    with pytest.raises(ValueError, match=message):
+        _small(**changes)
+
+
+def test_unreachable_boundaries_raise():
+    with pytest.raises(ValueError, match="Unreachable valley boundary"):
+        run_escape(_small(noise_scale=2.0))
+    with pytest.raises(ValueError, match="Unreachable saddle-neighbourhood boundary"):
+        run_escape(_small(experiment="saddle", radius=5.0))
+    with pytest.raises(ValueError, match="learning rate"):
+        OptimizerSetting("sgd", "sgd", 0.0)
+
+
+def test_cache_hit_new_file_and_refusal(tmp_path):
+    config = _small(optimizers=(SETTINGS["sgd"], SETTINGS["adam"]), trials=2, budget=60)
+    first = cache.load_or_run(config, tmp_path)
+    assert not first.from_cache and first.path.parent == tmp_path / "escape"
+    assert first.path.name == f"valley_{cache.config_hash(config)}.csv"
+    sidecar = json.loads(first.path.with_suffix(".json").read_text())
+    assert sidecar["seed"] == 0 and sidecar["config"]["budget"] == 60 and "git_commit" in sidecar
+    second = cache.load_or_run(config, tmp_path)
+    assert second.from_cache
+    assert second.frame.equals(first.frame)
+    assert cache.load_result(first.path).config == config
+    third = cache.load_or_run(config.replace(seed=5), tmp_path)
+    assert third.path != first.path and len(list((tmp_path / "escape").glob("*.csv"))) == 2
+    sidecar["config"]["budget"] = 61
+    first.path.with_suffix(".json").write_text(json.dumps(sidecar))
+    with pytest.raises(FileExistsError, match="different configuration"):
+        cache.load_or_run(config, tmp_path)
+    assert not first.rates().empty
+
+
+def test_command_line(tmp_path, capsys):
+    args = ["escape", "valley", "--sharpness", "4,5,6", "--trials", "3", "--budget", "80", "--optimizers",
+            "sgd,adam", "--samples", "2000", "--warmup", "10", "--data-dir", str(tmp_path)]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "Escape rates" in out and "adam" in out and "saved:" in out
+    assert cli.main(args) == 0
+    assert "cached:" in capsys.readouterr().out
+    saved = next((tmp_path / "escape").glob("valley_*.csv"))
+    assert cli.main(["escape", "show", str(saved)]) == 0
+    assert cli.main(["escape", "points", "--dim", "2", "--samples", "1000"]) == 0
+    assert cli.main(["escape", "saddle", "--sharpness", "1,2,4", "--trials", "2", "--budget", "100",
+                     "--optimizers", "sgd", "--samples", "2000", "--warmup", "0", "--data-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert cli.main(["escape", "valley", "--sharpness", "2,-1", "--data-dir", str(tmp_path)]) == 2
+    assert "Invalid sharpness k: -1.0" in capsys.readouterr().err
+    assert cli.main(["escape", "valley", "--budget", "0", "--data-dir", str(tmp_path)]) == 2
+    assert "Invalid budget: 0" in capsys.readouterr().err
+    assert cli.main(["escape", "show", str(tmp_path / "missing.csv")]) == 2
+    for command in (["escape", "--help"], ["escape", "valley", "--help"], ["escape", "saddle", "--help"],
+                    ["escape", "points", "--help"], ["escape", "show", "--help"], ["bench", "escape", "--help"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(command)
+        assert exit_info.value.code == 0
+    assert "--sharpness" in capsys.readouterr().out
+
+
+def test_bench_runs_and_agrees(capsys):
+    from lcamlab.bench import escape as bench
+
+    rows = bench.compare(_small(optimizers=(SETTINGS["sgd"], SETTINGS["lcam-above"]), trials=4, budget=100),
+                         loop_trials=1, log=None)
+    assert all(row["agree"] for row in rows)
+    assert all(row["speedup"] > 0 for row in rows)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_the_cpu_statistics():
+    config = _small(optimizers=(SETTINGS["sgd"], SETTINGS["lcam-above"]), trials=200, sharpness=(5.0,),
+                    budget=400, dtype="float32")
+    cpu, _ = run_escape(config)
+    gpu, _ = run_escape(config.replace(device="cuda"))
+    for key in ("sgd", "lcam-above"):
+        a = cpu[cpu.optimizer == key]
+        b = gpu[gpu.optimizer == key]
+        rate_cpu = a.escaped.sum() / a.exposure.sum()
+        rate_gpu = b.escaped.sum() / b.exposure.sum()
+        assert rate_gpu == pytest.approx(rate_cpu, rel=0.35)  # different random streams, same law
