@@ -111,9 +111,13 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError(f"Invalid --{name.replace('_', '-')}: {value} (must be >= 1)")
     if not args.lr > 0:
         raise ValueError(f"Invalid --lr: {args.lr} (must be > 0)")
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: threads add overhead to both variants alike
-    row = compare(args.toy, args.optimizer, trials=args.trials, steps=args.steps,
-                  steps_per_epoch=args.steps_per_epoch, lr=args.lr, dtype=_DTYPES[args.dtype], seed=args.seed)
+    try:
+        row = compare(args.toy, args.optimizer, trials=args.trials, steps=args.steps,
+                      steps_per_epoch=args.steps_per_epoch, lr=args.lr, dtype=_DTYPES[args.dtype], seed=args.seed)
+    finally:
+        torch.set_num_threads(threads)  # a process-wide setting: leave it as we found it
     trial_steps = row["trials"] * row["steps"]
     print(f"toy={row['toy']} optimizer={row['optimizer']} trials={row['trials']} steps={row['steps']} "
           f"dtype={row['dtype']}")
