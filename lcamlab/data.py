@@ -37,7 +37,6 @@ import os
 import pickle
 import sys
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -50,6 +49,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from lcamlab.provenance import atomic_output, atomic_write_bytes
 
 __all__ = [
     "DATASETS",
@@ -344,13 +345,6 @@ def _folder_files(folder: Path, layout: _Layout) -> list[Path]:
 # --------------------------------------------------------------------------------------
 
 
-def _make_readable(path: str | os.PathLike) -> None:
-    # mkstemp creates 0600; a dataset file should be as readable as any file the user creates.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def _cache_path(data_dir: Path, dataset: str, md5: str) -> Path:
     return data_dir / "cache" / f"{dataset}-{md5}.npz"
 
@@ -371,21 +365,10 @@ def _write_cache(path: Path, parts: dict[str, np.ndarray]) -> None:
     # Labels fit in uint8 (at most 100 classes): the cache is all bytes, ~180 MB per dataset.
     arrays = {key: (value.astype(np.uint8) if key.endswith("_labels") else value) for key, value in parts.items()}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:  # a read-only shared dataset folder: work without a cache
-        warnings.warn(f"could not write the CIFAR cache {path} ({error}); continuing without it", stacklevel=3)
-        return
-    try:
-        with os.fdopen(fd, "wb") as handle:
+        with atomic_output(path) as handle:
             np.savez(handle, format=np.asarray(_CACHE_FORMAT), **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _make_readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except OSError as error:  # a read-only shared dataset folder, a full disk: work without a cache
+        warnings.warn(f"could not write the CIFAR cache {path} ({error}); continuing without it", stacklevel=3)
 
 
 # --------------------------------------------------------------------------------------
@@ -426,36 +409,28 @@ def download_cifar(
     from tqdm.auto import tqdm
 
     print(f"lcamlab: downloading {url} to {target}", file=sys.stderr)
-    fd, tmp = tempfile.mkstemp(prefix=f".{layout.archive}.", suffix=".part", dir=data_dir)
     digest = hashlib.md5()
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            try:
-                response = urllib.request.urlopen(url, timeout=60)
-            except (urllib.error.URLError, OSError) as error:
-                raise FileNotFoundError(
-                    f"Could not download {layout.title} from {url} ({error}). Are you online? Otherwise "
-                    f"download the archive elsewhere and copy it to {target}."
-                ) from error
-            with response:
-                total = response.headers.get("Content-Length")
-                disable = (not sys.stderr.isatty()) if progress is None else not progress
-                with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
-                          desc=layout.archive, disable=disable) as bar:
-                    for chunk in iter(lambda: response.read(1 << 20), b""):
-                        handle.write(chunk)
-                        digest.update(chunk)
-                        bar.update(len(chunk))
-            handle.flush()
-            os.fsync(handle.fileno())
+    # Only a file whose MD5 matches is renamed into place (atomic_output drops it otherwise).
+    with atomic_output(target, suffix=".part") as handle:
+        try:
+            response = urllib.request.urlopen(url, timeout=60)
+        except (urllib.error.URLError, OSError) as error:
+            raise FileNotFoundError(
+                f"Could not download {layout.title} from {url} ({error}). Are you online? Otherwise "
+                f"download the archive elsewhere and copy it to {target}."
+            ) from error
+        with response:
+            total = response.headers.get("Content-Length")
+            disable = (not sys.stderr.isatty()) if progress is None else not progress
+            with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
+                      desc=layout.archive, disable=disable) as bar:
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
         actual = digest.hexdigest()
         if actual != expected:
             raise ChecksumError(_download_checksum_message(url, target, expected, actual, dataset))
-        _make_readable(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return target
 
 
@@ -656,8 +631,6 @@ def write_synthetic_cifar(
         files["meta"] = pickle.dumps(
             {b"fine_label_names": [f"fine_{i:02d}".encode() for i in range(100)],
              b"coarse_label_names": [f"coarse_{i:02d}".encode() for i in range(20)]}, protocol=2)
-
-    from lcamlab.provenance import atomic_write_bytes
 
     if form == "folder":
         for name, blob in files.items():

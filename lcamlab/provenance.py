@@ -15,6 +15,7 @@ that true everywhere:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -34,6 +35,7 @@ __all__ = [
     "git_commit",
     "describe_device",
     "run_metadata",
+    "atomic_output",
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
@@ -132,21 +134,38 @@ def run_metadata(
     return record
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, suffix: str = ".tmp"):
+    """Write ``path`` atomically: yields a binary handle on a temporary file beside it.
+
+    When the block finishes, the file is flushed, fsynced, given the permissions
+    any file the user creates would get (``mkstemp`` makes it private), and
+    renamed over ``path`` (atomic on POSIX). If the block raises (a failed
+    checksum, a killed serialisation), the temporary file is removed and
+    ``path`` keeps its previous content.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    with atomic_output(path) as handle:
+        handle.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -161,19 +180,9 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to ``path`` atomically: a killed process leaves the previous file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_output(path) as handle:
+        torch.save(obj, handle)
+    return Path(path)
 
 
 def refuse_overwrite(path: str | os.PathLike, *, overwrite: bool = False, what: str = "file") -> Path:
