@@ -43,6 +43,7 @@ __all__ = [
 OPTIMIZER_COLORS: dict[str, str] = {
     "sgd": "#999999",         # grey: plain SGD, the reference
     "momentum": "#000000",    # black: SGD + fixed momentum (the paper's "Fixed 0.9")
+    "momentum-0.925": "#6B6B9A",  # slate: fixed momentum at the mean of LCAM's (0.9, 0.95)
     "adagrad": "#999933",     # olive
     "rmsprop": "#88CCEE",     # cyan
     "adam": "#E69F00",        # orange
@@ -59,6 +60,7 @@ OPTIMIZER_COLORS: dict[str, str] = {
 OPTIMIZER_LABELS: dict[str, str] = {
     "sgd": "SGD",
     "momentum": "SGD+momentum",
+    "momentum-0.925": "SGD+momentum 0.925",
     "adagrad": "AdaGrad",
     "rmsprop": "RMSprop",
     "adam": "Adam",

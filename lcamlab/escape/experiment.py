@@ -125,7 +125,8 @@ __all__ = [
     "cpu_threads",
 ]
 
-OPTIMIZER_KEYS: tuple[str, ...] = ("sgd", "momentum", "adam", "adai", "adarem", "lcam-above", "lcam-below")
+OPTIMIZER_KEYS: tuple[str, ...] = ("sgd", "momentum", "momentum-0.925", "adam", "adai", "adarem", "lcam-above",
+                                   "lcam-below")
 _KINDS = ("sgd", "adam", "adai", "adarem", "lcam")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -181,16 +182,21 @@ class OptimizerSetting:
 def default_optimizer_settings(
     base_lr: float = BASE_LR, adam_lr: float = ADAM_LR, adarem_lr: float | None = None
 ) -> tuple[OptimizerSetting, ...]:
-    r"""The seven calibrated settings: SGD, SGD+momentum 0.9, Adam, Adai, AdaRem, LCAM both ways.
+    r"""The eight calibrated settings: SGD, SGD+momentum 0.9 and 0.925, Adam, Adai, AdaRem, LCAM both ways.
 
     .. math:: \eta_\text{SGD} = \eta_\text{Adai} = \eta_\text{AdaRem} = \eta, \qquad
               \eta_\text{momentum} = \eta_\text{LCAM} = \eta/10
 
     (004 Appendix E: Adai's lr ten times momentum's; LCAM at fixed momentum's lr as in 000).
+    Fixed momentum 0.925, the mean of LCAM's two coefficients, is the symmetric control:
+    LCAM's pairs carry more momentum on average than 0.9 (a larger effective step
+    :math:`\eta/(1-\beta)`), so "LCAM vs momentum 0.9" alone mixes the asymmetry with
+    the higher mean momentum; "LCAM vs 0.925" isolates the asymmetry.
     """
     return (
         OptimizerSetting("sgd", "sgd", base_lr),
         OptimizerSetting("momentum", "sgd", base_lr / 10, (("momentum", 0.9),)),
+        OptimizerSetting("momentum-0.925", "sgd", base_lr / 10, (("momentum", 0.925),)),
         OptimizerSetting("adam", "adam", adam_lr),
         OptimizerSetting("adai", "adai", base_lr),
         OptimizerSetting("adarem", "adarem", adarem_lr if adarem_lr is not None else ADAREM_LR_FACTOR * base_lr),

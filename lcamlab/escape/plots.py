@@ -18,7 +18,7 @@ from lcamlab import style
 
 __all__ = ["MARKERS", "plot_rates", "plot_histograms", "plot_saddle"]
 
-MARKERS = {"sgd": "o", "momentum": "s", "adam": "D", "adai": "^", "adarem": "v", "lcam-above": "P",
+MARKERS = {"sgd": "o", "momentum": "s", "momentum-0.925": "p", "adam": "D", "adai": "^", "adarem": "v", "lcam-above": "P",
            "lcam-below": "X"}
 
 

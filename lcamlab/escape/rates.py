@@ -453,7 +453,7 @@ def lcam_comparison(
     saddle: pd.DataFrame | None = None,
     *,
     lcam_keys: tuple[str, ...] = ("lcam-above", "lcam-below"),
-    references: tuple[str, ...] = ("momentum", "sgd", "adam", "adai"),
+    references: tuple[str, ...] = ("momentum-0.925", "momentum", "sgd", "adam", "adai"),
 ) -> pd.DataFrame:
     r"""Where LCAM lands: its escape rates and sharpness slope against the other optimizers.
 
