@@ -40,7 +40,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, exclude: tuple[str,
             continue
         flag = "--" + spec.name.replace("_", "-")
         default = spec.default if spec.default is not dataclasses.MISSING else None
-        help_text = f"{spec.metadata.get('help', spec.name)} (default: {_show(default)})"
+        help_text = spec.metadata.get("help", spec.name)
+        if "(default" not in help_text:  # some fields describe their default themselves
+            help_text += f" (default: {_show(default)})"
         kwargs = dict(dest=spec.name, default=argparse.SUPPRESS, help=help_text)
         if spec.type == "bool":
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
