@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lcamlab.optim.adarem import oscillation_index as adarem_oscillation_index
 from lcamlab.toys.base import grid_cells
 from lcamlab.toys.product_chain import ProductChain
 from lcamlab.toys.runner import OptimizerSpec, ToyRun, loss_phases, run
@@ -253,21 +254,20 @@ def oscillation_index(trajectory: Tensor) -> Tensor:
 
     For every coordinate :math:`i`, :math:`l_i = \sum_t |\theta_{t,i} - \theta_{t-1,i}|`
     is its path length and :math:`d_i = |\theta_{T,i} - \theta_{0,i}|` its
-    displacement; :math:`Q \ge 1`, and 1 means a monotone path.
+    displacement; :math:`Q \ge 1`, and 1 means a monotone path. The one
+    implementation is :func:`lcamlab.optim.adarem.oscillation_index` (coordinates
+    that end exactly where they started are left out of the mean).
 
     Args:
         trajectory: ``(R, T, dim)``, recorded at every step (a sub-sampled
             trajectory under-counts the path length).
 
     Returns:
-        ``(T,)``; ``inf`` for a trial with a coordinate that ends where it started.
+        ``(T,)``.
     """
     if trajectory.dim() != 3 or trajectory.shape[0] < 2:
         raise ValueError(f"Invalid trajectory shape {tuple(trajectory.shape)} (expected (steps+1, trials, dim))")
-    traj = trajectory.to(torch.float64)
-    path = torch.diff(traj, dim=0).abs().sum(dim=0)
-    displacement = (traj[-1] - traj[0]).abs()
-    return (path / displacement).mean(dim=-1)
+    return adarem_oscillation_index(trajectory.to(torch.float64), trial_axis=True)
 
 
 def iterations_to_target(values: Tensor, steps: Tensor, target: Tensor | float) -> Tensor:
