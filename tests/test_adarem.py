@@ -12,30 +12,11 @@ import torch
 from lcamlab.optim.adarem import AdaRem, adarem, oscillation_index, resilience_factors
 from lcamlab.optim.adarem_s import AdaRemS, adarem_s
 
-DT = torch.float64
-SHAPES = [(4, 3), (5,), (2, 2, 2)]
-
-
-def exact(actual, expected):
-    torch.testing.assert_close(actual, expected, rtol=1e-12, atol=0)
-
-
-def make_params(seed: int, shapes=SHAPES) -> list[torch.nn.Parameter]:
-    gen = torch.Generator().manual_seed(seed)
-    return [torch.nn.Parameter(torch.randn(s, generator=gen, dtype=DT)) for s in shapes]
+from optim_toy import DT, SHAPES, exact, flat_loss, make_params, toy_batch  # noqa: F401
 
 
 def batch(step: int, trials: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Step ``step``'s mini-batch for every trial: ``x`` (trials, 6, dim), ``y`` (trials, 6)."""
-    gen = torch.Generator().manual_seed(2000 + step)
-    return (torch.randn(trials, 6, dim, generator=gen, dtype=DT),
-            torch.randn(trials, 6, generator=gen, dtype=DT))
-
-
-def flat_loss(flat, x, y):
-    """A noisy, non-quadratic loss of a flat weight vector ``(..., dim)``; one value per leading index."""
-    pred = torch.einsum("...nd,...d->...n", x, flat)
-    return torch.log1p((pred - y) ** 2).mean(-1) + 0.05 * (flat ** 4).sum(-1)
+    return toy_batch(step, trials, dim, stream=2000)
 
 
 def set_grads(params, step: int) -> None:
