@@ -9,7 +9,7 @@ import importlib
 import pytest
 import torch
 
-from lcamlab.optim.adarem import AdaRem, adarem, oscillation_index, resilience_factors
+from lcamlab.optim.adarem import AdaRem, adarem, resilience_factors
 from lcamlab.optim.adarem_s import AdaRemS, adarem_s
 
 from optim_toy import DT, SHAPES, exact, flat_loss, make_params, toy_batch  # noqa: F401
@@ -281,18 +281,6 @@ def test_adarem_s_validation(kwargs, match):
     opt = AdaRemS([torch.nn.Parameter(torch.ones(2))], lr=0.1)
     with pytest.raises(ValueError, match=match):
         opt.add_param_group(dict(params=[torch.nn.Parameter(torch.ones(2))], **kwargs))
-
-
-def test_oscillation_index():
-    """003 section 3.2.2: Q = mean_i path_length_i / displacement_i."""
-    path = torch.tensor([[0.0, 0.0, 5.0], [1.0, 1.0, 6.0], [0.5, 2.0, 5.0], [1.5, 3.0, 5.0]], dtype=DT)
-    # q = 2.5/1.5 and 3/3; the third element ends where it started and is left out
-    exact(oscillation_index(path), torch.tensor((2.5 / 1.5 + 1.0) / 2, dtype=DT))
-    trials = torch.stack([path, path.flip(-1) * 2.0], dim=1)  # (steps, trials, elements)
-    exact(oscillation_index(trials, trial_axis=True),
-          torch.stack([oscillation_index(path), oscillation_index(path.flip(-1) * 2.0)]))
-    with pytest.raises(ValueError, match="trajectory shape"):
-        oscillation_index(torch.zeros(1, 3))
 
 
 # --------------------------------------------------------------------------------------

@@ -20,13 +20,13 @@ Adagrad, RMSprop) already treat trials independently and serve as baselines.
 """
 
 from lcamlab.optim.adai import Adai, AdaiW, adai
-from lcamlab.optim.adarem import AdaRem, adarem, oscillation_index, resilience_factors
+from lcamlab.optim.adarem import AdaRem, adarem, resilience_factors
 from lcamlab.optim.adarem_s import AdaRemS, adarem_s
 from lcamlab.optim.lcam import LCAM, choose_momentum, ema_update, lcam, running_mean_update
 
 __all__ = [
     "LCAM", "lcam", "choose_momentum", "ema_update", "running_mean_update",
     "Adai", "AdaiW", "adai",
-    "AdaRem", "adarem", "resilience_factors", "oscillation_index",
+    "AdaRem", "adarem", "resilience_factors",
     "AdaRemS", "adarem_s",
 ]

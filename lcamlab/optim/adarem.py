@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-__all__ = ["AdaRem", "adarem", "resilience_factors", "oscillation_index"]
+__all__ = ["AdaRem", "adarem", "resilience_factors"]
 
 
 # --------------------------------------------------------------------------------------
@@ -182,47 +182,6 @@ def adarem(
             step.add_(p, alpha=weight_decay)  # the decay reads the pre-step weight
         p.add_(step, alpha=-lr)
         m.mul_(beta).add_(g, alpha=1.0 - beta)
-
-
-def oscillation_index(trajectory: Tensor, *, trial_axis: bool = False) -> Tensor:
-    r"""003's oscillation index :math:`Q`: the mean over parameters of path length per displacement.
-
-    .. math::
-
-        q_i = \frac{\sum_k |\theta_{k+1,i} - \theta_{k,i}|}{|\theta_{K,i} - \theta_{0,i}|},
-        \qquad Q = \frac1n\sum_{i=1}^n q_i \;\ge 1
-
-    (003 section 3.2.2; SGD shows a larger :math:`Q` than SGDM, AdaRem the smallest.)
-    Elements that end exactly where they started (:math:`d_i = 0`) have no
-    defined :math:`q_i` and are left out of the mean; if all are, :math:`Q` is NaN.
-
-    Args:
-        trajectory: snapshots of the parameters, dim 0 the time ``k = 0..K``
-            (stack ``torch.cat([p.reshape(-1) for p in params])`` per step), every
-            other element one parameter :math:`\theta_i`.
-        trial_axis: dim 1 is the trial; one :math:`Q` per trial.
-
-    Returns:
-        :math:`Q`: 0-dim, or ``(T,)`` with ``trial_axis``.
-
-    Example:
-        >>> path = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.5, 2.0], [1.5, 3.0]])
-        >>> oscillation_index(path)  # q = (2.5/1.5, 3/3)
-        tensor(1.3333)
-    """
-    if trajectory.dim() < 2 or trajectory.shape[0] < 2 or (trial_axis and trajectory.dim() < 3):
-        raise ValueError(
-            f"Invalid trajectory shape {tuple(trajectory.shape)}: expected (steps >= 2, "
-            f"{'trials, ' if trial_axis else ''}...) snapshots with the time along dim 0"
-        )
-    flat = trajectory.reshape(trajectory.shape[0], trajectory.shape[1], -1) if trial_axis \
-        else trajectory.reshape(trajectory.shape[0], -1)
-    path_length = flat.diff(dim=0).abs().sum(0)
-    displacement = (flat[-1] - flat[0]).abs()
-    moved = displacement > 0
-    # where(), not boolean indexing: no host sync, and the trial shape survives
-    q = torch.where(moved, path_length / torch.where(moved, displacement, 1.0), 0.0)
-    return q.sum(-1) / moved.sum(-1)
 
 
 # --------------------------------------------------------------------------------------
