@@ -31,7 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "escape": ("lcamlab.escape.cli", "Styblinski-Tang valley and saddle escape-time experiments"),
     "train": ("lcamlab.train.cli", "train a Wide-ResNet on CIFAR-10/100 (resumable, DDP under torchrun)"),
     "grid": ("lcamlab.train.grid_cli", "create, resume and complete the run set of a paper figure"),
-    "paper": ("lcamlab.paper", "the LCAM paper's published curves: extract and summarise them"),
+    "paper": ("lcamlab.paper.cli", "the LCAM paper's published curves: extract and summarise them"),
 }
 
 # lcamlab bench NAME: benchmarks are scripts that print ratios measured side by side in one run.

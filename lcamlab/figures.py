@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lcamlab.paths import DATA_DIR, FIGURES_DIR, NOTEBOOKS_DIR, REPO_ROOT
+
 __all__ = [
     "REPO_ROOT",
     "NOTEBOOKS_DIR",
@@ -42,11 +44,8 @@ __all__ = [
     "main",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+# Executed copies of the notebooks (git-ignored).
 BUILD_DIR = NOTEBOOKS_DIR / "_build"
-FIGURES_DIR = REPO_ROOT / "figures"
-DATA_DIR = REPO_ROOT / "data"
 
 
 @dataclass

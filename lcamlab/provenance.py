@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from lcamlab import __version__
+from lcamlab.paths import REPO_ROOT
 
 __all__ = [
     "git_commit",
@@ -46,16 +47,13 @@ __all__ = [
     "to_jsonable",
 ]
 
-_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-
-
 def git_commit(root: str | os.PathLike | None = None) -> dict[str, Any]:
     """The git commit of the lcamlab checkout, and whether its tree is dirty.
 
     Returns ``{"commit": None, "dirty": None}`` outside a git checkout (for
     example an installed wheel): provenance degrades, it never fails.
     """
-    root = Path(root) if root is not None else _PACKAGE_ROOT
+    root = Path(root) if root is not None else REPO_ROOT
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10

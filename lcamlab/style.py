@@ -23,6 +23,8 @@ from pathlib import Path
 
 import matplotlib
 
+from lcamlab.paths import FIGURES_DIR
+
 __all__ = [
     "OPTIMIZER_COLORS",
     "OPTIMIZER_LABELS",
@@ -31,6 +33,7 @@ __all__ = [
     "apply",
     "new_figure",
     "save_figure",
+    "show",
     "optimizer_color",
     "optimizer_label",
     "paper_group_color",
@@ -147,7 +150,7 @@ def default_figures_dir() -> Path:
     env = os.environ.get("LCAMLAB_FIGURES_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "figures"
+    return FIGURES_DIR
 
 
 def save_figure(
@@ -172,6 +175,20 @@ def save_figure(
         fig.savefig(path, format=fmt)
         paths.append(path)
     return paths
+
+
+def show(fig, name: str, figures_dir: str | os.PathLike | None = None) -> None:
+    """In a notebook: :func:`save_figure` (PNG + PDF), close ``fig``, and display the saved PNG.
+
+    Showing the saved file instead of the live figure renders it once, not twice,
+    and frees its memory; the notebooks call this for every figure they keep.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, display
+
+    paths = save_figure(fig, name, figures_dir)
+    plt.close(fig)
+    display(Image(filename=str(paths[0]), width=760))
 
 
 def _normalise(name: str) -> str:

@@ -32,8 +32,10 @@ import numpy as np
 import torch
 
 from lcamlab import style
+from lcamlab.experiments.registry import OptimizerSpec, preset
+from lcamlab.optim import optimizer_step, start_epoch
 
-__all__ = ["Landscape", "LANDSCAPES", "ZOO_OPTIMIZERS", "ZooRun", "make_optimizer", "run_zoo",
+__all__ = ["Landscape", "LANDSCAPES", "ZOO_OPTIMIZERS", "ZooRun", "zoo_spec", "run_zoo",
            "plot_landscape", "plot_trajectories", "plot_losses", "plot_lcam_phases"]
 
 
@@ -48,7 +50,7 @@ class Landscape:
     minima: tuple[tuple[float, float], ...]
     xlim: tuple[float, float]
     ylim: tuple[float, float]
-    # Learning rate per optimizer key, chosen so every method moves without diverging
+    # Learning rate per optimizer key (registry presets), chosen so every method moves without diverging
     # within the default budget: momentum methods get a tenth of plain SGD's rate or
     # more (momentum 0.9 multiplies the effective step by ten), Adai ten times
     # momentum's (004's recommendation), AdaRem at most SGD's (its factor a <= 2).
@@ -73,60 +75,42 @@ LANDSCAPES: dict[str, Landscape] = {
     "quadratic": Landscape(
         "quadratic", r"ill-conditioned quadratic $\frac{1}{2}(x^2 + 25y^2)$", _quadratic,
         start=(-4.5, 1.2), minima=((0.0, 0.0),), xlim=(-5.0, 1.5), ylim=(-1.6, 1.6),
-        lr=dict(sgd=0.07, momentum=0.007, lcam_above=0.007, lcam_below=0.007, adagrad=0.8,
-                rmsprop=0.03, adam=0.15, adai=0.07, adarem=0.035),
+        lr={"sgd": 0.07, "momentum": 0.007, "lcam-above": 0.007, "lcam-below": 0.007, "adagrad": 0.8,
+            "rmsprop": 0.03, "adam": 0.15, "adai": 0.07, "adarem": 0.035},
     ),
     "rosenbrock": Landscape(
         "rosenbrock", r"Rosenbrock $(1-x)^2 + 100(y-x^2)^2$", _rosenbrock,
         start=(-1.2, 1.0), minima=((1.0, 1.0),), xlim=(-1.6, 1.5), ylim=(-0.4, 1.6),
-        lr=dict(sgd=1.5e-3, momentum=4e-4, lcam_above=4e-4, lcam_below=4e-4, adagrad=0.6,
-                rmsprop=1e-2, adam=0.05, adai=4e-3, adarem=1.5e-3),
+        lr={"sgd": 1.5e-3, "momentum": 4e-4, "lcam-above": 4e-4, "lcam-below": 4e-4, "adagrad": 0.6,
+            "rmsprop": 1e-2, "adam": 0.05, "adai": 4e-3, "adarem": 1.5e-3},
     ),
     "saddle": Landscape(
         "saddle", r"saddle $\frac{1}{2}x^2 - \frac{1}{2}y^2 + \frac{1}{4}y^4$", _saddle,
         start=(1.5, 1e-3), minima=((0.0, 1.0), (0.0, -1.0)), xlim=(-1.0, 1.8), ylim=(-1.5, 1.5),
-        lr=dict(sgd=0.05, momentum=0.005, lcam_above=0.005, lcam_below=0.005, adagrad=0.1,
-                rmsprop=0.005, adam=0.02, adai=0.05, adarem=0.05),
+        lr={"sgd": 0.05, "momentum": 0.005, "lcam-above": 0.005, "lcam-below": 0.005, "adagrad": 0.1,
+            "rmsprop": 0.005, "adam": 0.02, "adai": 0.05, "adarem": 0.05},
     ),
 }
 
-# key -> (style key, description). LCAM's pairs are the paper's two orientations.
-ZOO_OPTIMIZERS: dict[str, tuple[str, str]] = {
-    "sgd": ("sgd", "SGD"),
-    "momentum": ("momentum", "SGD + momentum 0.9"),
-    "lcam_above": ("lcam-above", "LCAM (0.9, 0.95): more momentum above the mean"),
-    "lcam_below": ("lcam-below", "LCAM (0.95, 0.9): more momentum below the mean"),
-    "adagrad": ("adagrad", "AdaGrad"),
-    "rmsprop": ("rmsprop", "RMSprop"),
-    "adam": ("adam", "Adam"),
-    "adai": ("adai", "Adai"),
-    "adarem": ("adarem", "AdaRem"),
+# registry preset key -> description. LCAM's pairs are the paper's two orientations.
+ZOO_OPTIMIZERS: dict[str, str] = {
+    "sgd": "SGD",
+    "momentum": "SGD + momentum 0.9",
+    "lcam-above": "LCAM (0.9, 0.95): more momentum above the mean",
+    "lcam-below": "LCAM (0.95, 0.9): more momentum below the mean",
+    "adagrad": "AdaGrad",
+    "rmsprop": "RMSprop",
+    "adam": "Adam",
+    "adai": "Adai",
+    "adarem": "AdaRem",
 }
 
 
-def make_optimizer(key: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
-    """Build optimizer ``key`` (a :data:`ZOO_OPTIMIZERS` key) on ``(trials, 2)`` parameters."""
-    from lcamlab.optim import LCAM, AdaRem, Adai
-
-    if key == "sgd":
-        return torch.optim.SGD(params, lr=lr)
-    if key == "momentum":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9)
-    if key == "lcam_above":
-        return LCAM(params, lr=lr, momentum=(0.9, 0.95), trial_axis=True)
-    if key == "lcam_below":
-        return LCAM(params, lr=lr, momentum=(0.95, 0.9), trial_axis=True)
-    if key == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr)
-    if key == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
-    if key == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    if key == "adai":
-        return Adai(params, lr=lr, trial_axis=True)
-    if key == "adarem":
-        return AdaRem(params, lr=lr, trial_axis=True)
-    raise ValueError(f"Invalid optimizer: {key!r} (choose from {list(ZOO_OPTIMIZERS)})")
+def zoo_spec(key: str, landscape: str, lr_scale: float = 1.0) -> OptimizerSpec:
+    """Optimizer ``key`` (a :data:`ZOO_OPTIMIZERS` key, a registry preset) at ``landscape``'s learning rate."""
+    if key not in ZOO_OPTIMIZERS:
+        raise ValueError(f"Invalid optimizer: {key!r} (choose from {list(ZOO_OPTIMIZERS)})")
+    return preset(key, LANDSCAPES[landscape].lr[key] * lr_scale)
 
 
 @dataclass
@@ -143,7 +127,7 @@ class ZooRun:
 
     @property
     def style_key(self) -> str:
-        return ZOO_OPTIMIZERS[self.optimizer][0]
+        return self.optimizer
 
 
 def run_zoo(
@@ -187,22 +171,20 @@ def run_zoo(
     runs = {}
     for key in keys:
         theta = torch.tensor([spec.start], dtype=torch.float64, requires_grad=True)
-        opt = make_optimizer(key, [theta], spec.lr[key] * lr_scale)
-        is_lcam = hasattr(opt, "last_below")
+        opt = zoo_spec(key, landscape, lr_scale).build([theta], trial_axis=True)
+        is_lcam = hasattr(opt, "last_below")  # LCAM's decisions are recorded for the phase plot
         path = [theta.detach()[0].clone()]
         losses, below, means = [], [], []
         for t in range(steps):
-            if t % epoch_length == 0 and hasattr(opt, "new_epoch"):
-                opt.new_epoch()
+            if t % epoch_length == 0:
+                start_epoch(opt)
             opt.zero_grad()
             loss = spec.loss(theta) + (xi[t] * theta).sum(-1)  # (1,) mini-batch loss
             loss.sum().backward()
+            optimizer_step(opt, loss.detach())
             if is_lcam:
-                opt.step(loss=loss.detach())
                 below.append(bool(opt.last_below[0]))
                 means.append(float(opt.last_mean[0]))
-            else:
-                opt.step()
             losses.append(loss.item())
             if not torch.isfinite(theta).all():
                 raise FloatingPointError(
@@ -244,7 +226,7 @@ def plot_trajectories(ax, runs: dict[str, ZooRun]) -> None:
     plot_landscape(ax, first.landscape)
     for run in runs.values():
         ax.plot(run.path[:, 0], run.path[:, 1], color=style.optimizer_color(run.style_key),
-                label=ZOO_OPTIMIZERS[run.optimizer][1], linewidth=1.1, alpha=0.9)
+                label=ZOO_OPTIMIZERS[run.optimizer], linewidth=1.1, alpha=0.9)
 
 
 def plot_losses(ax, runs: dict[str, ZooRun]) -> None:
@@ -254,7 +236,7 @@ def plot_losses(ax, runs: dict[str, ZooRun]) -> None:
     floor = min(float(spec.loss(torch.tensor(m, dtype=torch.float64))) for m in spec.minima)
     for run in runs.values():
         ax.plot(np.maximum(run.true_losses - floor, 1e-12), color=style.optimizer_color(run.style_key),
-                label=ZOO_OPTIMIZERS[run.optimizer][1])
+                label=ZOO_OPTIMIZERS[run.optimizer])
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
     ax.set_ylabel(r"$f(\theta) - f^\star$")
@@ -271,7 +253,7 @@ def plot_lcam_phases(ax_path, ax_loss, run: ZooRun) -> None:
     for phase, mask in (("below", run.below), ("above", ~run.below)):
         ax_path.scatter(pts[mask, 0], pts[mask, 1], s=7, color=style.PHASE_COLORS[phase],
                         label=f"{phase} the mean", zorder=4, edgecolors="none")
-    ax_path.set_title(ZOO_OPTIMIZERS[run.optimizer][1], fontsize=8)
+    ax_path.set_title(ZOO_OPTIMIZERS[run.optimizer], fontsize=8)
     steps = np.arange(len(run.losses))
     ax_loss.plot(steps, run.losses, color=color, linewidth=0.9, label="mini-batch loss")
     ax_loss.plot(steps, run.running_mean, color="k", linewidth=0.9, linestyle="--", label="running mean")

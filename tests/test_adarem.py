@@ -1,10 +1,12 @@
-"""AdaRem (003 Algorithm 1) and AdaRem-S (003 Algorithm 2): reference parity, the sphere
-learning rate's equivalence with the weight-decayed Euclidean run, foreach, trials, state."""
+"""AdaRem (003 Algorithm 1) and AdaRem-S (003 Algorithm 2): reference parity, epochs, the
+sphere learning rate's equivalence with the weight-decayed Euclidean run, the functional cores.
+
+What every optimizer must do (validation, checkpoints, foreach, trial axis, groups,
+schedulers, closure, epochs, docstring examples, no host sync) is tested for AdaRem and
+AdaRem-S by ``test_optim_common.py``.
+"""
 
 from __future__ import annotations
-
-import doctest
-import importlib
 
 import pytest
 import torch
@@ -12,34 +14,20 @@ import torch
 from lcamlab.optim.adarem import AdaRem, adarem, resilience_factors
 from lcamlab.optim.adarem_s import AdaRemS, adarem_s
 
-from optim_toy import DT, SHAPES, exact, flat_loss, make_params, toy_batch  # noqa: F401
-
-
-def batch(step: int, trials: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return toy_batch(step, trials, dim, stream=2000)
+from optim_toy import DT, SHAPES, exact, make_params, toy_loss
 
 
 def set_grads(params, step: int) -> None:
-    flat = torch.cat([p.reshape(-1) for p in params])
-    x, y = batch(step, 1, flat.numel())
-    grads = torch.autograd.grad(flat_loss(flat, x[0], y[0]), params)
+    """Gradients of the shared toy loss on this module's data stream."""
+    grads = torch.autograd.grad(toy_loss(params, step, stream=2000), params)
     for p, g in zip(params, grads):
         p.grad = g
 
 
 def set_trial_grads(params, step: int) -> None:
-    trials = params[0].shape[0]
-    flat = torch.cat([p.reshape(trials, -1) for p in params], dim=1)
-    x, y = batch(step, trials, flat.shape[1])
-    grads = torch.autograd.grad(flat_loss(flat, x, y).sum(), params)
-    for p, g in zip(params, grads):
-        p.grad = g
-
-
-def set_single_trial_grads(params, step: int, trial: int, trials: int) -> None:
-    flat = torch.cat([p.reshape(-1) for p in params])
-    x, y = batch(step, trials, flat.numel())
-    grads = torch.autograd.grad(flat_loss(flat, x[trial], y[trial]), params)
+    """The same, with dim 0 of every parameter the trial axis (one loss per trial)."""
+    loss = toy_loss(params, step, stream=2000, trials=params[0].shape[0])
+    grads = torch.autograd.grad(loss.sum(), params)
     for p, g in zip(params, grads):
         p.grad = g
 
@@ -128,159 +116,13 @@ def run_adarem_functional(params, steps, *, foreach, trial_axis, **settings):
 
 @pytest.mark.parametrize("trial_axis", [False, True])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
-def test_adarem_foreach_equals_for_loop(trial_axis, weight_decay):
+def test_adarem_functional_foreach_equals_for_loop(trial_axis, weight_decay):
     shapes = [(3, 4, 3), (3, 5), (3,)] if trial_axis else SHAPES
     settings = dict(lr=0.1, beta=0.9, lam=0.9, weight_decay=weight_decay, eps=1e-8)
     loop = run_adarem_functional(make_params(1, shapes), 8, foreach=False, trial_axis=trial_axis, **settings)
     multi = run_adarem_functional(make_params(1, shapes), 8, foreach=True, trial_axis=trial_axis, **settings)
     for a, b in zip(loop, multi):
         exact(a, b)
-
-
-def run_trials(cls, shapes, steps, foreach, **kwargs):
-    """Batched run and separate single-trial runs of ``cls``; returns both parameter lists."""
-    trials = shapes[0][0]
-    batched = make_params(2, shapes)
-    separate = [[torch.nn.Parameter(p.detach()[t].clone()) for p in batched] for t in range(trials)]
-    opt = cls(batched, trial_axis=True, foreach=foreach, **kwargs)
-    opts = [cls(ps, foreach=foreach, **kwargs) for ps in separate]
-    for step in range(steps):
-        set_trial_grads(batched, step)
-        opt.step()
-        for t in range(trials):
-            set_single_trial_grads(separate[t], step, t, trials)
-            opts[t].step()
-        if step % 3 == 2:
-            opt.new_epoch()
-            for o in opts:
-                o.new_epoch()
-    return batched, separate, opt, opts
-
-
-@pytest.mark.parametrize("cls", [AdaRem, AdaRemS])
-@pytest.mark.parametrize("foreach", [False, True])
-def test_batched_trials_equal_separate_runs(cls, foreach):
-    """B trials in one tensor == B separate optimizers: per-trial max (and radius, alpha)."""
-    shapes = [(4, 4, 3), (4, 5), (4, 2, 2, 2)]
-    batched, separate, opt, opts = run_trials(cls, shapes, 8, foreach, lr=0.2, lam=0.9, weight_decay=0.05)
-    for t in range(shapes[0][0]):
-        for p, q in zip(batched, separate[t]):
-            torch.testing.assert_close(p.detach()[t], q.detach(), rtol=1e-12, atol=1e-15)
-        if cls is AdaRemS:
-            for i in (0, 2):  # the spherical ones (ndim >= 2 per trial)
-                exact(opt.state[batched[i]]["alpha"].reshape(-1)[t], opts[t].state[separate[t][i]]["alpha"])
-    if cls is AdaRemS:
-        assert "alpha" not in opt.state[batched[1]]  # (B, 5): a vector per trial, not spherical
-
-
-def test_param_groups_with_different_settings():
-    params, alone = make_params(3), make_params(3)
-    g1 = dict(lr=0.1, beta=0.9, weight_decay=0.0)
-    g2 = dict(lr=0.02, beta=0.5, lam=0.5, weight_decay=0.2, eps=1e-4)
-    opt = AdaRem([dict(params=params[:1], **g1), dict(params=params[1:], **g2)], lr=1.0)
-    separate = [AdaRem(alone[:1], **g1), AdaRem(alone[1:], **g2)]
-    for step in range(6):
-        set_grads(params, step)
-        set_grads(alone, step)
-        opt.step()
-        for o in separate:
-            o.step()
-        if step == 2:
-            opt.new_epoch()
-            for o in separate:
-                o.new_epoch()
-    for a, b in zip(params, alone):
-        exact(a.detach(), b.detach())
-
-
-def test_lr_scheduler_changes_the_step():
-    params, reference = make_params(4), make_params(4)
-    opt = AdaRem(params, lr=0.2, weight_decay=0.1)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.1)
-    momenta = [torch.zeros_like(p) for p in reference]
-    for step in range(6):
-        set_grads(params, step)
-        opt.step()
-        sched.step()
-        set_grads(reference, step)
-        with torch.no_grad():
-            adarem(reference, [p.grad for p in reference], momenta, lr=0.2 * 0.1 ** (step // 2), beta=0.9,
-                   lam=0.999, epoch=0, weight_decay=0.1, eps=1e-8)
-        for a, b in zip(params, reference):
-            exact(a.detach(), b.detach())
-
-
-@pytest.mark.parametrize("cls", [AdaRem, AdaRemS])
-def test_state_dict_round_trip(tmp_path, cls):
-    straight = make_params(5)
-    opt = cls(straight, lr=0.1, weight_decay=0.1, lam=0.5)
-    resumed = make_params(5)
-    first = cls(resumed, lr=0.1, weight_decay=0.1, lam=0.5)
-    for step in range(4):
-        for ps, o in ((straight, opt), (resumed, first)):
-            set_grads(ps, step)
-            o.step()
-            if step % 2 == 1:
-                o.new_epoch()
-    torch.save({"params": [p.detach() for p in resumed], "opt": first.state_dict()}, tmp_path / "ckpt.pt")
-    ckpt = torch.load(tmp_path / "ckpt.pt")
-    resumed = [torch.nn.Parameter(p.clone()) for p in ckpt["params"]]
-    second = cls(resumed, lr=0.1, weight_decay=0.1, lam=0.5)
-    second.load_state_dict(ckpt["opt"])
-    assert second.epoch == 2
-    for step in range(4, 9):
-        for ps, o in ((straight, opt), (resumed, second)):
-            set_grads(ps, step)
-            o.step()
-            if step % 2 == 1:
-                o.new_epoch()
-    for a, b in zip(straight, resumed):
-        assert torch.equal(a, b)
-    with pytest.raises(ValueError, match="trial_axis"):
-        cls(resumed, lr=0.1, trial_axis=True).load_state_dict(ckpt["opt"])
-    other = AdaRemS if cls is AdaRem else AdaRem
-    with pytest.raises(ValueError, match="state dict"):
-        other(resumed, lr=0.1).load_state_dict(ckpt["opt"])
-
-
-def test_lazy_state():
-    a, b = make_params(6, [(3,), (2, 2)])
-    opt = AdaRemS([a, b], lr=0.1)
-    assert len(opt.state) == 0
-    b.grad = torch.ones(2, 2, dtype=DT)
-    opt.step()
-    assert a not in opt.state
-    assert set(opt.state[b]) == {"momentum_buffer", "radius", "alpha"}
-
-
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        (dict(lr=-1.0), "learning rate: -1.0"),
-        (dict(lr=None), "learning rate"),
-        (dict(lr=0.1, beta=1.0), "beta value: 1.0"),
-        (dict(lr=0.1, beta=-0.1), "beta value: -0.1"),
-        (dict(lr=0.1, lam=1.5), "lam value: 1.5"),
-        (dict(lr=0.1, weight_decay=-0.1), "weight_decay value: -0.1"),
-        (dict(lr=0.1, eps=0.0), "eps value: 0.0"),
-        (dict(lr=0.1, trial_axis="no"), "trial_axis"),
-        (dict(lr=0.1, foreach=1), "foreach"),
-    ],
-)
-@pytest.mark.parametrize("cls", [AdaRem, AdaRemS])
-def test_validation(cls, kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        cls([torch.nn.Parameter(torch.ones(2))], **kwargs)
-
-
-@pytest.mark.parametrize("kwargs, match", [(dict(spherical="auto"), "spherical"),
-                                           (dict(sphere_lr=1), "sphere_lr")])
-def test_adarem_s_validation(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        AdaRemS([torch.nn.Parameter(torch.ones(2))], lr=0.1, **kwargs)
-    opt = AdaRemS([torch.nn.Parameter(torch.ones(2))], lr=0.1)
-    with pytest.raises(ValueError, match=match):
-        opt.add_param_group(dict(params=[torch.nn.Parameter(torch.ones(2))], **kwargs))
 
 
 # --------------------------------------------------------------------------------------
@@ -387,7 +229,7 @@ def test_adarem_s_with_momentum_departs_as_intended():
 
 
 @pytest.mark.parametrize("trial_axis", [False, True])
-def test_adarem_s_foreach_equals_for_loop(trial_axis):
+def test_adarem_s_functional_foreach_equals_for_loop(trial_axis):
     shapes = [(3, 4, 3), (3, 2, 2, 2)] if trial_axis else [(4, 3), (2, 2, 2), (5,)]
     runs = []
     for foreach in (False, True):
@@ -428,36 +270,3 @@ def test_spherical_selection():
     assert float(w.detach().norm()) == pytest.approx(r_w, rel=1e-14)
     assert float(vec.detach().norm()) == pytest.approx(r_vec, rel=1e-14)  # 1-D, but the group says spherical
     exact(bias.detach(), plain_bias.detach())  # non-spherical: plain AdaRem
-
-
-def test_docstring_examples():
-    for name in ("lcamlab.optim.adarem", "lcamlab.optim.adarem_s"):
-        # import_module, not attribute access: lcamlab.optim exports functions of these names
-        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-        assert result.attempted >= 2 and result.failed == 0, name
-
-
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("cls", [AdaRem, AdaRemS])
-@pytest.mark.parametrize("foreach", [False, True])
-@pytest.mark.parametrize("trial_axis", [False, True])
-def test_cuda_step_has_no_host_sync(cls, foreach, trial_axis):
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    shape = (3, 64, 32) if trial_axis else (64, 32)
-    params = [torch.nn.Parameter(torch.randn(shape, generator=gen, device="cuda")),
-              torch.nn.Parameter(torch.randn(shape[:-1], generator=gen, device="cuda"))]
-    opt = cls(params, lr=0.1, weight_decay=1e-3, trial_axis=trial_axis, foreach=foreach)
-    for p in params:
-        p.grad = torch.randn(p.shape, generator=gen, device="cuda")
-    opt.step()  # lazy state creation outside the checked region
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for _ in range(3):
-            opt.step()
-        opt.new_epoch()
-        opt.step()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    assert torch.isfinite(params[0]).all()

@@ -25,6 +25,7 @@ from lcamlab.data import (
     load_cifar,
     random_crop_flip,
     sample_crop_flip,
+    synthetic_cifar,
     write_synthetic_cifar,
 )
 
@@ -105,6 +106,16 @@ def test_synthetic_archive_is_reproducible_and_never_overwritten(tmp_path):
     assert file_md5(a) == file_md5(c)
 
 
+def test_synthetic_cifar_is_written_once_and_reused(tmp_path):
+    folder, md5 = synthetic_cifar(tmp_path, ["cifar10", "cifar100"], n_train=10, n_test=4)
+    assert folder == tmp_path / "cifar-synthetic-n10-t4-s0"
+    assert sorted(md5) == ["cifar10", "cifar100"] and all(len(v) == 32 for v in md5.values())
+    again = synthetic_cifar(tmp_path, ["cifar10"], n_train=10, n_test=4)
+    assert again == (folder, {"cifar10": md5["cifar10"]})
+    with pytest.raises(ValueError, match="Invalid dataset"):
+        synthetic_cifar(tmp_path, ["mnist"])
+
+
 def test_synthetic_images_are_learnable(tmp_path):
     """Class means separate the classes: nearest-class-mean accuracy on the test split is high."""
     write_synthetic_cifar(tmp_path, n_train=400, n_test=200, form="folder")
@@ -126,7 +137,7 @@ def test_cache_is_written_once_and_reused(tmp_path, monkeypatch):
     def no_decode(*args, **kwargs):
         raise AssertionError("decoded again although the cache exists")
 
-    monkeypatch.setattr(data, "_decode", no_decode)
+    monkeypatch.setattr(data.cifar, "_decode", no_decode)  # the decoder load_cifar calls
     second = load_cifar("cifar10", tmp_path, expected_md5=md5)
     for field in ("train_images", "train_labels", "test_images", "test_labels"):
         assert torch.equal(getattr(first, field), getattr(second, field))

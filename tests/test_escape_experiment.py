@@ -10,20 +10,14 @@ import torch
 
 from lcamlab import cli
 from lcamlab.escape import cache
-from lcamlab.escape.experiment import (
-    EscapeConfig,
-    OptimizerSetting,
-    default_optimizer_settings,
-    make_landscape,
-    run_escape,
-    saddle_region,
-    simulate_batched,
-    simulate_looped,
-    trial_layout,
-    valley_region,
-)
+from lcamlab.escape.config import EscapeConfig, default_optimizers
+from lcamlab.escape.experiment import make_landscape, run_escape, trial_layout
+from lcamlab.escape.regions import saddle_region, valley_region
+from lcamlab.escape.simulate import simulate_batched, simulate_looped
+from lcamlab.experiments.cache import CacheError
+from lcamlab.experiments.registry import OptimizerSpec
 
-SETTINGS = {s.key: s for s in default_optimizer_settings()}
+SETTINGS = {spec.key: spec for spec in default_optimizers()}
 
 
 def _small(**changes) -> EscapeConfig:
@@ -32,7 +26,7 @@ def _small(**changes) -> EscapeConfig:
     return EscapeConfig(**base)
 
 
-def _both(config: EscapeConfig, setting: OptimizerSetting, experiment: str = "valley"):
+def _both(config: EscapeConfig, setting: OptimizerSpec, experiment: str = "valley"):
     landscape = make_landscape(config)
     region = valley_region(landscape) if experiment == "valley" else saddle_region(landscape, config.radius)
     ks, _ = trial_layout(config)
@@ -109,16 +103,17 @@ def test_unreachable_boundaries_raise():
     with pytest.raises(ValueError, match="Unreachable saddle-neighbourhood boundary"):
         run_escape(_small(experiment="saddle", radius=5.0))
     with pytest.raises(ValueError, match="learning rate"):
-        OptimizerSetting("sgd", "sgd", 0.0)
+        OptimizerSpec("sgd", 0.0)
 
 
 def test_cache_hit_new_file_and_refusal(tmp_path):
     config = _small(optimizers=(SETTINGS["sgd"], SETTINGS["adam"]), trials=2, budget=60)
     first = cache.load_or_run(config, tmp_path)
     assert not first.from_cache and first.path.parent == tmp_path / "escape"
-    assert first.path.name == f"valley_{cache.config_hash(config)}.csv"
+    assert first.path == cache.result_path(config, tmp_path) and first.path.name.startswith("valley_")
     sidecar = json.loads(first.path.with_suffix(".json").read_text())
     assert sidecar["seed"] == 0 and sidecar["config"]["budget"] == 60 and "git_commit" in sidecar
+    assert set(sidecar["seconds_per_optimizer"]) == {"sgd", "adam"} and "critical_points_u" in sidecar
     second = cache.load_or_run(config, tmp_path)
     assert second.from_cache
     assert second.frame.equals(first.frame)
@@ -127,9 +122,22 @@ def test_cache_hit_new_file_and_refusal(tmp_path):
     assert third.path != first.path and len(list((tmp_path / "escape").glob("*.csv"))) == 2
     sidecar["config"]["budget"] = 61
     first.path.with_suffix(".json").write_text(json.dumps(sidecar))
-    with pytest.raises(FileExistsError, match="different configuration"):
-        cache.load_or_run(config, tmp_path)
+    with pytest.raises(CacheError, match="different configuration"):
+        cache.load_or_run(config, tmp_path, recompute=False)
+    # by default the mismatching entry is moved aside (nothing lost) and recomputed: the same numbers
+    fourth = cache.load_or_run(config, tmp_path)
+    assert not fourth.from_cache and fourth.frame.equals(first.frame)
+    assert len(list((tmp_path / "escape").glob("valley_*.damaged-*.csv"))) == 1
     assert not first.rates().empty
+
+
+def test_config_round_trips_through_its_description():
+    config = _small(optimizers=tuple(SETTINGS.values()), lcam_mean="ema")
+    description = json.loads(json.dumps(config.to_config()))
+    assert EscapeConfig.from_config(description) == config
+    assert [item["key"] for item in description["optimizers"]] == list(SETTINGS)
+    with pytest.raises(ValueError, match="unknown field"):
+        EscapeConfig.from_config({**description, "temperature": 1.0})
 
 
 def test_command_line(tmp_path, capsys):

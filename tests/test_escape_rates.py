@@ -1,103 +1,14 @@
-"""Escape-rate statistics: interval coverage, goodness of fit and the sharpness fits."""
+"""The escape tables: rates and sharpness fits on simulated escape data, the saddle power law."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lcamlab.escape.rates import (
-    censored_exponential_rate,
-    exponential_gof,
-    fit_line,
-    fit_log_rate,
-    rate_table,
-    saddle_exponent_table,
-    saddle_table,
-    slope_table,
-)
-
-
-def _censored_sample(rng, rate, n, budget):
-    """Integer escape iterations ceil(Exp(rate)), censored at budget: (exposure, escaped, steps)."""
-    steps = np.maximum(np.ceil(rng.exponential(1.0 / rate, n)), 1.0)
-    escaped = steps <= budget
-    return np.minimum(steps, budget), escaped, np.where(escaped, steps, budget + 1)
-
-
-@pytest.mark.parametrize("method", ["chi2", "profile"])
-@pytest.mark.parametrize("rate, budget", [(1 / 400, 800), (1 / 3000, 2000)])
-def test_interval_covers_the_true_rate_95_percent(method, rate, budget):
-    rng = np.random.default_rng(12345)
-    repetitions, covered, censored = 400, 0, 0
-    for _ in range(repetitions):
-        exposure, escaped, _ = _censored_sample(rng, rate, 100, budget)
-        censored += int((~escaped).sum())
-        estimate = censored_exponential_rate(exposure, escaped, method=method)
-        covered += estimate.lower <= rate <= estimate.upper
-    assert censored > 0.1 * repetitions * 100  # the censoring is real
-    assert 0.92 <= covered / repetitions <= 0.98
-
-
-def test_estimator_without_censoring_is_the_inverse_mean():
-    times = np.array([10.0, 20.0, 30.0, 40.0])
-    estimate = censored_exponential_rate(times, np.ones(4, bool))
-    assert estimate.rate == pytest.approx(1 / 25)
-    assert estimate.mean_time == pytest.approx(25)
-    assert estimate.lower < estimate.rate < estimate.upper
-
-
-def test_no_escape_gives_zero_rate_and_a_finite_upper_bound():
-    estimate = censored_exponential_rate(np.full(50, 1000.0), np.zeros(50, bool))
-    assert estimate.rate == 0 and estimate.lower == 0
-    # chi2_{2, 0.975} / (2 E) = -ln(0.025) / E
-    assert estimate.upper == pytest.approx(-math.log(0.025) / 50_000, rel=1e-9)
-    assert math.isinf(estimate.mean_time)
-
-
-def test_bad_rate_inputs():
-    with pytest.raises(ValueError, match="escape times"):
-        censored_exponential_rate([0.0, 1.0], [True, True])
-    with pytest.raises(ValueError, match="method"):
-        censored_exponential_rate([1.0], [True], method="wald")
-    with pytest.raises(ValueError, match="3 flags|2 times|escape flags"):
-        censored_exponential_rate([1.0, 2.0], [True, True, False])
-
-
-def test_goodness_of_fit_accepts_exponential_and_rejects_gamma():
-    rng = np.random.default_rng(7)
-    _, escaped, steps = _censored_sample(rng, 1 / 300, 200, 1000)
-    assert exponential_gof(steps, escaped, 1000, bootstraps=200, seed=1).p_value > 0.01
-    # shape-4 gamma: a delayed, peaked escape (not memoryless)
-    delayed = np.ceil(rng.gamma(4.0, 75.0, 200))
-    assert exponential_gof(delayed, delayed <= 1000, 1000, bootstraps=200, seed=1).p_value < 0.01
-    with pytest.raises(ValueError, match="budget"):
-        exponential_gof(steps, escaped, 0)
-
-
-def test_goodness_of_fit_p_values_are_calibrated():
-    # under the null (exponential, censored) about 10% of p-values fall below 0.1
-    rng = np.random.default_rng(3)
-    p_values = []
-    for i in range(120):
-        _, escaped, steps = _censored_sample(rng, 1 / 200, 60, 400)
-        p_values.append(exponential_gof(steps, escaped, 400, bootstraps=100, seed=i).p_value)
-    rejections = np.mean(np.asarray(p_values) < 0.1)
-    assert 0.02 <= rejections <= 0.2
-
-
-def test_fits_recover_known_slopes_exactly():
-    k = np.linspace(1.5, 5.0, 8)
-    rate = 0.3 * np.exp(-12.0 / k)
-    fit = fit_log_rate(k, rate, np.full(8, 50), transform="1/k")
-    assert fit.slope == pytest.approx(-12.0, rel=1e-10)
-    assert fit.intercept == pytest.approx(math.log(0.3), rel=1e-10)
-    assert fit.r2 == pytest.approx(1.0)
-    sqrt_law = 0.3 * np.exp(-7.0 / np.sqrt(k))
-    fit = fit_log_rate(k, sqrt_law, None, transform="1/sqrt(k)")
-    assert fit.slope == pytest.approx(-7.0, rel=1e-10)
+from lcamlab.escape import report
+from lcamlab.escape.rates import lcam_comparison, rate_table, saddle_exponent_table, saddle_table, slope_table
+from test_experiments_stats import censored_sample
 
 
 def test_fits_on_simulated_escape_data_find_the_true_law():
@@ -107,7 +18,7 @@ def test_fits_on_simulated_escape_data_find_the_true_law():
     frames = []
     for law, rates in {"inverse": 0.5 * np.exp(-14.0 / k), "sqrt": 0.5 * np.exp(-9.0 / np.sqrt(k))}.items():
         for kk, rate in zip(k, rates):
-            exposure, escaped, steps = _censored_sample(rng, rate, 400, budget)
+            exposure, escaped, steps = censored_sample(rng, rate, 400, budget)
             frames.append(pd.DataFrame({"optimizer": law, "k": kk, "escaped": escaped, "exposure": exposure,
                                         "escape_step": steps, "hessian": kk}))
     rates = rate_table(pd.concat(frames), budget, bootstraps=20)
@@ -117,15 +28,6 @@ def test_fits_on_simulated_escape_data_find_the_true_law():
     assert sqrt["slope_inv_sqrt_k_lower"] <= -9.0 <= sqrt["slope_inv_sqrt_k_upper"]
     assert inverse["better"] == "1/k"
     assert sqrt["better"] == "1/sqrt(k)"
-
-
-def test_fit_needs_three_points_with_escapes():
-    with pytest.raises(ValueError, match="usable points"):
-        fit_log_rate([1.0, 2.0, 3.0], [0.1, 0.0, 0.2], [5, 0, 5])
-    with pytest.raises(ValueError, match="sharpness k"):
-        fit_log_rate([0.0, 2.0, 3.0], [0.1, 0.1, 0.2])
-    with pytest.raises(ValueError, match="transform"):
-        fit_log_rate([1.0, 2.0, 3.0], [0.1, 0.1, 0.2], transform="k")
 
 
 def test_saddle_power_law():
@@ -138,5 +40,36 @@ def test_saddle_power_law():
     assert table["mean_time"].to_numpy() == pytest.approx(50.0 / k)
     exponent = saddle_exponent_table(table).iloc[0]
     assert exponent["exponent"] == pytest.approx(-1.0)
-    line = fit_line([0, 1, 2, 3], [1, 3, 5, 7])
-    assert line.slope == pytest.approx(2.0) and line.r2 == pytest.approx(1.0)
+
+
+def test_report_sentences_follow_the_tables():
+    rng = np.random.default_rng(5)
+    k = np.linspace(2.0, 5.0, 4)
+    laws = {"sgd": 0.5 * np.exp(-14.0 / k), "adam": 0.5 * np.exp(-5.0 / k), "momentum": 0.5 * np.exp(-12.0 / k),
+            "lcam-above": 0.5 * np.exp(-9.0 / k)}
+    frames = []
+    for key, rates in laws.items():
+        for kk, rate in zip(k, rates):
+            exposure, escaped, steps = censored_sample(rng, rate, 200, 5000)
+            frames.append(pd.DataFrame({"optimizer": key, "k": kk, "escaped": escaped, "exposure": exposure,
+                                        "escape_step": steps, "hessian": kk, "trial": np.arange(200)}))
+    frame = pd.concat(frames, ignore_index=True)
+    rates = rate_table(frame, 5000, bootstraps=20)
+    slopes = slope_table(rates)
+    text = report.slope_summary(slopes)
+    assert len(text.splitlines()) == 4 + 2 and "weaker sharpness dependence" in text
+    swapped = slopes.replace({"optimizer": {"sgd": "adam", "adam": "sgd"}})
+    assert "NOT seen here" in report.slope_summary(swapped)
+    assert report.gof_summary(rates).startswith(f"exponential law rejected at the 5% level at "
+                                                f"{int((rates['ks_p'] < 0.05).sum())} of 16 points")
+    assert report.calibration_summary(frame) == "every (optimizer, k) point has escapes: True"
+    never = frame.assign(escaped=frame["escaped"] & (frame["optimizer"] != "adam"))
+    assert "none at adam k=5" in report.calibration_summary(never)
+    comparison = lcam_comparison(rates, slopes)
+    sentences = report.lcam_summary(comparison).splitlines()
+    assert len(sentences) == len(comparison) == 3  # against momentum, sgd and adam
+    assert all(s.startswith("lcam-above escapes valleys") for s in sentences)
+    assert "slower than adam" in sentences[-1] and "saddle" not in sentences[-1]  # adam's law escapes faster
+    saddle = pd.DataFrame({"optimizer": ["lcam-above", "adam"], "k": [2.0, 2.0], "mean_time": [30.0, 60.0]})
+    with_saddle = report.lcam_summary(lcam_comparison(rates, slopes, saddle)).splitlines()
+    assert with_saddle[-1].endswith("saddle exit time 0.50x adam's.")

@@ -275,37 +275,34 @@ def test_group_summary_reads_the_paper_at_the_same_epoch(tmp_path, paper_curves)
     assert isinstance(summary, pd.DataFrame)
 
 
-def test_plan_grid_lists_missing_runs_and_the_command(tmp_path):
-    pytest.importorskip("lcamlab.train.grid")
-    runs_dir = tmp_path / "runs"
-    plan = reports.plan_grid("fig5", dataset="cifar100", seeds=2, runs_dir=runs_dir, epochs=3, depth=28, widen=1)
-    assert plan.status.state.tolist() == ["missing"] * 4 and plan.run_dirs == []
-    assert plan.command == f"lcamlab grid fig5 --seeds 2 --dataset cifar100 --runs-dir {runs_dir} --epochs 3 --widen 1"
-    # one finished and one partial run, written as the trainer writes them
-    for config, epochs, finished in ((plan.configs[0], 3, True), (plan.configs[2], 1, False)):
-        run_dir = runs_dir / config.run_id
-        run_dir.mkdir(parents=True)
-        (run_dir / "config.json").write_text(json.dumps({"config": config.to_dict(), "seed": config.seed}))
-        (run_dir / "metrics.jsonl").write_text("".join(
-            json.dumps({"epoch": e, "train_loss": 1.0 / e, "test_error": 10.0 - e}) + "\n" for e in range(1, epochs + 1)))
-        if finished:
-            (run_dir / "finished.json").write_text("{}")
-    plan = reports.plan_grid("fig5", dataset="cifar100", seeds=2, runs_dir=runs_dir, epochs=3, depth=28, widen=1)
-    assert plan.status.state.tolist() == ["finished", "missing", "partial", "missing"]
-    text = reports.describe_plan(plan)
-    assert "4 runs (1 finished, 1 partial, 2 missing)" in text
-    assert "partial: fig5-cifar100-m0.93-0.9-s0 (1/3 epochs)" in text
-    assert "missing: fig5-cifar100-m0.9-0.9-s1" in text and plan.command in text
-    frame = reports.runs_frame(plan.run_dirs)
-    assert sorted(frame.groupby("group").epoch.max().items()) == [("0.9-0.9", 3), ("0.93-0.9", 1)]
-    assert set(frame.state) == {"finished", "partial"}
-
-
-def test_synthetic_cifar_is_written_once_and_reused(tmp_path):
-    folder, md5 = reports.synthetic_cifar(tmp_path, ["cifar10", "cifar100"], n_train=10, n_test=4)
-    assert folder == tmp_path / "cifar-synthetic-n10-t4-s0"
-    assert sorted(md5) == ["cifar10", "cifar100"] and all(len(v) == 32 for v in md5.values())
-    again = reports.synthetic_cifar(tmp_path, ["cifar10"], n_train=10, n_test=4)
-    assert again == (folder, {"cifar10": md5["cifar10"]})
-    with pytest.raises(ValueError, match="Invalid dataset"):
-        reports.synthetic_cifar(tmp_path, ["mnist"])
+def test_notebook_panels_figures_summary_and_table1(tmp_path, paper_curves, paper_table1):
+    for seed, (b, l) in enumerate([(4.0, 3.9), (4.2, 4.1)]):
+        write_run(tmp_path / "runs", momentum=(0.9, 0.9), seed=seed, epochs=(119, 120), test_error=[9.0, b])
+        write_run(tmp_path / "runs", momentum=(0.9, 0.95), seed=seed, epochs=(119, 120), test_error=[9.0, l])
+    frame = reports.runs_frame(load_runs(tmp_path / "runs"))
+    panels = {"cifar10": "fig5", "cifar100": "fig5"}
+    drawn = reports.plot_panels(frame, paper_curves, panels, tmp_path / "figures",
+                                title="000 Figure {number}: final training on {dataset}", show=False)
+    assert [fig._suptitle.get_text() for fig, _ in drawn] == ["000 Figure 5: final training on CIFAR-10",
+                                                              "000 Figure 5: final training on CIFAR-100"]
+    assert (tmp_path / "figures" / "fig5_cifar100.pdf").exists() and (tmp_path / "figures" / "fig5_cifar10.png").exists()
+    text = reports.describe_groups(frame, paper_curves, panels, epochs_planned=150, drop_epochs=())
+    assert text.startswith("CIFAR-10 at epoch 120 (of 150 planned):")
+    assert "lowest mean test error in our runs: LCAM 0.9-0.95; in the paper at epoch 120: LCAM 0.9-0.95" in text
+    assert "No runs yet" in reports.describe_groups(frame.iloc[:0], paper_curves, panels, epochs_planned=150)
+    provenance = {"runs_dir": "runs", "seeds": 2, "epochs": 150, "depth": 28, "widen": 10, "synthetic_cifar": False}
+    table = reports.table1_report(frame, paper_table1, paper_curves, ["cifar10", "cifar100"], epoch=120,
+                                  data_dir=tmp_path / "data", figures_dir=tmp_path / "figures", provenance=provenance,
+                                  show=False, log=None)
+    assert table.saved["status"] == "written" and (tmp_path / "figures" / "table1.png").exists()
+    sidecar = json.loads(table.saved["csv"].with_suffix(".json").read_text())
+    assert sidecar["config"] == {"table_epoch": 120, "baseline": "0.9-0.9", **provenance}
+    assert table.text.endswith("(+ .json, .md)") and "4.00 ± 0.14 (best 3.90; n=2; win 100%)" in table.text
+    again = reports.table1_report(frame, paper_table1, paper_curves, ["cifar10"], epoch=120, data_dir=tmp_path / "data",
+                                  figures_dir=tmp_path / "figures", provenance=provenance, show=False, log=None)
+    assert again.saved == {**table.saved, "status": "cached"}
+    words = reports.describe_table1(table.rows, paper_table1)
+    assert "CIFAR-10 LCAM 0.9-0.95 at epoch 120: 4.00 % mean over 2 seed(s)" in words
+    assert "beats fixed 0.9 on 2/2 seeds (100 %, paper: about 80 %)" in words
+    assert "CIFAR-10: our LCAM mean minus 000's LCAM row (3.98 %): +0.02 points at epoch 120" in words
+    plt.close("all")

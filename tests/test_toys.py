@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lcamlab.toys import OptimizerSpec, ProductChain, SpringPair, loss_phases, run, run_looped, suite
+from lcamlab.toys import SUITE_KEYS, OptimizerSpec, ProductChain, SpringPair, loss_phases, run, run_looped, suite
 from lcamlab.toys.base import grid_cells
 
 F64 = torch.float64
@@ -237,7 +237,9 @@ def test_record_every_subsamples_and_keeps_the_end():
 
 
 def test_suite_and_style_keys():
-    specs = suite(lr=0.02, sgd_lr=0.2, adam_lr=0.02, adagrad_lr=0.2, rmsprop_lr=0.005, adai_lr=0.2, adarem_lr=0.2)
+    lrs = {"sgd": 0.2, "momentum": 0.02, "lcam-above": 0.02, "lcam-below": 0.02, "adam": 0.02, "adagrad": 0.2,
+           "rmsprop": 0.005, "adai": 0.2, "adarem": 0.2}
+    specs = suite(SUITE_KEYS, lrs)
     keys = [s.style_key for s in specs]
     assert keys == ["sgd", "momentum", "lcam-above", "lcam-below", "adam", "adagrad", "rmsprop", "adai", "adarem"]
     from lcamlab import style
@@ -265,7 +267,7 @@ def test_grid_cells_layout():
     (lambda: ProductChain(3, sparsity=1.0), "sparsity"),
     (lambda: ProductChain(3, teacher="uniform"), "teacher"),
     (lambda: OptimizerSpec("lbfgs", 0.1), "optimizer kind"),
-    (lambda: OptimizerSpec.lcam(0.1, 0.9, 1.2), "LCAM momentum"),
+    (lambda: OptimizerSpec.lcam(0.1, 0.9, 1.2), "momentum above value"),
     (lambda: OptimizerSpec.sgd(-0.1), "learning rate"),
     (lambda: run(SpringPair(2), OptimizerSpec.sgd(0.1), steps=0), "steps"),
 ])

@@ -12,6 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
+from lcamlab.experiments.cache import table_path
+from lcamlab.experiments.metrics import iterations_to_target, oscillation_index
+from lcamlab.experiments.stats import mean_ci, median_ci
 from lcamlab.toys import OptimizerSpec, SpringPair, ToySystem, run
 from lcamlab.toys import measurements as M
 
@@ -38,7 +41,7 @@ def test_loss_cannot_tell_left_from_right_in_a_symmetric_valley():
     """Started at the optimum the process is symmetric under reflection: the sign agreement is 1/2."""
     toy = SpringPair(300, dtype=F64, noise=0.5, start=(1.0, 1.0), optimum=(1.0, 1.0))
     result = run(toy, OptimizerSpec.lcam(0.3, 0.9, 0.95), steps=160, steps_per_epoch=20, seed=3)
-    mean, low, high, n = M.mean_ci(M.phase_agreement(result)["sign_agreement"])
+    mean, low, high, n = mean_ci(M.phase_agreement(result)["sign_agreement"])
     assert n == 300 and low < 0.5 < high and high - low < 0.02
 
 
@@ -53,7 +56,7 @@ class Slope(ToySystem):
     def sample_batch(self, generator):
         return (torch.zeros(self.trials, 0, dtype=F64),)
 
-    def loss_and_grad(self, theta, batch):
+    def loss_and_grad(self, theta, batch, *, need_loss=True):
         return self.slope * theta[:, 0], torch.full_like(theta, self.slope)
 
     def minibatch_loss(self, theta, batch):
@@ -131,7 +134,7 @@ def test_no_drift_at_the_optimum_of_a_symmetric_valley():
         M.centre_of_mass_drift(lcam, base, average_last=20)
     drift = M.centre_of_mass_drift(lcam, base, average_last=20, normalise=False)
     for key in ("com", "theta_n", "theta_s"):
-        mean, low, high, _ = M.mean_ci(drift[key])
+        mean, low, high, _ = mean_ci(drift[key])
         assert low < 0.0 < high, (key, mean, low, high)
 
 
@@ -139,27 +142,27 @@ def test_no_drift_at_the_optimum_of_a_symmetric_valley():
 
 
 def test_confidence_intervals():
-    mean, low, high, n = M.mean_ci([1.0, 2.0, 3.0, 4.0, float("nan")])
+    mean, low, high, n = mean_ci([1.0, 2.0, 3.0, 4.0, float("nan")])
     assert (mean, n) == (2.5, 4)
     half = 3.182446305284263 * math.sqrt(5.0 / 3.0) / 2.0  # t_{0.975, 3} * s / sqrt(n)
     assert low == pytest.approx(2.5 - half) and high == pytest.approx(2.5 + half)
-    median, low, high, n = M.median_ci(torch.arange(1.0, 101.0))
+    median, low, high, n = median_ci(torch.arange(1.0, 101.0))
     assert (median, low, high, n) == (50.5, 40.0, 61.0, 100)  # the textbook ranks 40 and 61
     censored = torch.cat([torch.arange(1.0, 71.0), torch.full((30,), math.inf)])
-    median, low, high, _ = M.median_ci(censored)
+    median, low, high, _ = median_ci(censored)
     assert median == 50.5 and low == 40.0 and high == 61.0
-    median, _, high, _ = M.median_ci(torch.cat([torch.ones(40), torch.full((60,), math.inf)]))
+    median, _, high, _ = median_ci(torch.cat([torch.ones(40), torch.full((60,), math.inf)]))
     assert median == math.inf and high == math.inf
 
 
 def test_oscillation_index_and_iterations_to_target():
     straight = (torch.arange(11, dtype=F64) / 4).view(-1, 1, 1).expand(11, 2, 2)  # exact binary steps
-    assert M.oscillation_index(straight).tolist() == [1.0, 1.0]
+    assert oscillation_index(straight, trial_axis=True).tolist() == [1.0, 1.0]
     zigzag = torch.tensor([[[0.0, 0.0]], [[2.0, 1.0]], [[1.0, 2.0]]], dtype=F64)  # q = 3 and 1
-    assert M.oscillation_index(zigzag).tolist() == [2.0]
+    assert oscillation_index(zigzag, trial_axis=True).tolist() == [2.0]
     values = torch.tensor([[5.0, 5.0], [3.0, 5.0], [1.0, 4.0], [0.5, 4.5]])
     steps = torch.tensor([0, 10, 20, 30])
-    assert M.iterations_to_target(values, steps, torch.tensor([1.0, 1.0])).tolist() == [20.0, math.inf]
+    assert iterations_to_target(values, steps, torch.tensor([1.0, 1.0])).tolist() == [20.0, math.inf]
 
 
 # -- the measurements: cache, provenance, tables --------------------------------------------------
@@ -170,11 +173,13 @@ def test_measurements_are_cached_by_config_hash(tmp_path):
                               average_last=20)
     frame, meta, path, cached = M.measure_traction(config, data_dir=tmp_path)
     assert not cached and path.exists() and path.with_suffix(".json").exists()
-    assert path == M.table_path("traction_drift", dataclasses.asdict(config), tmp_path)
+    assert path == table_path("traction_drift", dataclasses.asdict(config), tmp_path / "toys",
+                              version=M.MEASUREMENT_VERSION)
     assert path.parent == tmp_path / "toys" and path.name.startswith("traction_drift_")
     sidecar = json.loads(path.with_suffix(".json").read_text())
     assert sidecar["config"]["asymmetries"] == [-0.05, 0.0, 0.05] and sidecar["seed"] == 0
-    assert {"git_commit", "torch_version", "created_utc", "wall_seconds", "measurement_version"} <= set(sidecar)
+    assert {"git_commit", "torch_version", "created_utc", "wall_seconds", "cache"} <= set(sidecar)
+    assert sidecar["cache"]["version"] == M.MEASUREMENT_VERSION and sidecar["cache"]["table"] == "traction_drift"
     assert list(frame["asymmetry"]) == [-0.05, 0.0, 0.05]
     assert frame.loc[1, "com_drift"] == 0.0  # fixed momentum against itself
     again, _, path_again, cached_again = M.measure_traction(config, data_dir=tmp_path)
@@ -207,9 +212,9 @@ def test_small_measurements_and_plots(tmp_path):
     drift, *_ = M.measure_traction(
         M.TractionConfig(asymmetries=(-0.05, 0.0, 0.05), trials=6, steps=60, average_last=20), data_dir=tmp_path)
     toy = SpringPair(6)
-    runs = run_many(toy, suite(["momentum", "lcam-above", "adam"], lr=0.02, sgd_lr=0.2, adam_lr=0.02,
-                               adagrad_lr=0.2, rmsprop_lr=0.005, adai_lr=0.2, adarem_lr=0.2), steps=60)
-    q, *_ = M.measure_oscillation(runs, data_dir=tmp_path, config={"test": 1})
+    runs = run_many(toy, suite(["momentum", "lcam-above", "adam"], {"momentum": 0.02, "lcam-above": 0.02,
+                                                                   "adam": 0.02}), steps=60)
+    q, *_ = M.measure_oscillation(runs, data_dir=tmp_path)
     assert bool((q["Q"] >= 1).all())
     claims = M.summarise_claims(phase, drift, sparsity, q)
     assert len(claims) >= 7 and claims["verdict"].str.len().min() > 0

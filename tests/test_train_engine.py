@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lcamlab.optim import LCAM
+from lcamlab.optim import LCAM, start_epoch, takes_loss
 from lcamlab.train.config import OPTIMIZERS, TrainConfig
 from lcamlab.train.engine import Engine
 from lcamlab.train.runner import build_optimizer
@@ -75,10 +75,10 @@ def test_every_optimizer_trains_through_the_engine(name):
     model = small_net(torch.float32)
     optimizer = build_optimizer(config, model.parameters())
     engine = Engine(model, optimizer, device="cpu")
+    assert engine.wants_loss is takes_loss(optimizer) is (name == "lcam")
     before = [p.detach().clone() for p in model.parameters()]
     for epoch in range(2):
-        if hasattr(optimizer, "new_epoch"):
-            optimizer.new_epoch()
+        start_epoch(optimizer)
         for x, y in batches(2, generator_seed=epoch):
             loss, _ = engine.train_step(x, y)
             assert torch.isfinite(loss)

@@ -18,7 +18,7 @@ def test_every_optimizer_descends(landscape):
 
 
 def test_lcam_phases_are_recorded_against_the_epoch_mean():
-    run = zoo.run_zoo("quadratic", ["lcam_above"], steps=50, epoch_length=10)["lcam_above"]
+    run = zoo.run_zoo("quadratic", ["lcam-above"], steps=50, epoch_length=10)["lcam-above"]
     assert run.below.shape == (50,) and run.running_mean.shape == (50,)
     for t in range(50):
         start = t - t % 10
@@ -29,8 +29,8 @@ def test_lcam_phases_are_recorded_against_the_epoch_mean():
 
 
 def test_same_seed_same_numbers():
-    a = zoo.run_zoo("saddle", ["adam", "lcam_below"], steps=40, seed=3)
-    b = zoo.run_zoo("saddle", ["adam", "lcam_below"], steps=40, seed=3)
+    a = zoo.run_zoo("saddle", ["adam", "lcam-below"], steps=40, seed=3)
+    b = zoo.run_zoo("saddle", ["adam", "lcam-below"], steps=40, seed=3)
     for key in a:
         np.testing.assert_array_equal(a[key].path, b[key].path)
 

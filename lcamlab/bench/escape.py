@@ -3,16 +3,17 @@
 ``lcamlab bench escape [--trials N] [--budget B] [--loop-trials M | --full-loop] [--dtype float64]``
 
 Both variants run the *same* valley-escape experiment (the default configuration
-of :class:`lcamlab.escape.EscapeConfig`: 7 optimizer settings x 8 sharpness values x
+of :class:`lcamlab.escape.EscapeConfig`: 8 optimizer settings x 8 sharpness values x
 100 trials) on the same training set and the same mini-batch index stream:
 
 * ``batched``: :func:`lcamlab.escape.simulate_batched`, every trial of every
   sharpness of one optimizer as one ``(trials, dim)`` tensor, one tensor operation
   per step for all of them;
 * ``looped``: :func:`lcamlab.escape.simulate_looped`, one optimizer per trial,
-  autograd on the literal loss, a Python loop over trials and iterations that
-  stops each trial at its escape (so it does no work after an escape, unlike the
-  batched run, which steps until every trial has left or the budget).
+  autograd on the literal loss, the shared runner's per-trial reference
+  (:func:`lcamlab.experiments.trials.looped`) that stops each trial at its
+  escape (so it does no work after an escape, unlike the batched run, which
+  steps until every trial has left or the budget).
 
 Agreement: escape iterations must be identical and the final positions of
 censored trials equal to 1e-9 (float64 by default, so rounding does not make a
@@ -35,16 +36,10 @@ import time
 import numpy as np
 import torch
 
-from lcamlab.escape.experiment import (
-    OPTIMIZER_KEYS,
-    EscapeConfig,
-    default_sharpness,
-    make_landscape,
-    simulate_batched,
-    simulate_looped,
-    trial_layout,
-    valley_region,
-)
+from lcamlab.escape.config import OPTIMIZER_KEYS, EscapeConfig, default_sharpness
+from lcamlab.escape.experiment import make_landscape, trial_layout
+from lcamlab.escape.regions import valley_region
+from lcamlab.escape.simulate import simulate_batched, simulate_looped
 
 __all__ = ["compare", "configure_parser", "main"]
 
@@ -69,9 +64,9 @@ def compare(config: EscapeConfig, *, loop_trials: int | None = 1, log=print) -> 
     simulate_batched(landscape, config.optimizers[0], sqrt_k[:2], region, **{**common, "budget": 2, "warmup": 0})
     simulate_looped(landscape, config.optimizers[0], sqrt_k[:2], region, **{**common, "budget": 2, "warmup": 0})
     rows = []
-    for setting in config.optimizers:
-        batched = simulate_batched(landscape, setting, sqrt_k, region, **common)
-        looped = simulate_looped(landscape, setting, sqrt_k, region, trial_subset=subset, **common)
+    for key, spec in zip(config.keys, config.optimizers):
+        batched = simulate_batched(landscape, spec, sqrt_k, region, **common)
+        looped = simulate_looped(landscape, spec, sqrt_k, region, trial_subset=subset, **common)
         same_steps = batched.escape_step[subset] == looped.escape_step
         censored = ~looped.escaped & same_steps
         theta_error = (float(np.max(np.abs(batched.final_theta[subset][censored] - looped.final_theta[censored])))
@@ -81,7 +76,7 @@ def compare(config: EscapeConfig, *, loop_trials: int | None = 1, log=print) -> 
         per_iteration = looped.seconds / max(looped.iterations, 1)
         looped_all = per_iteration * all_iterations if loop_trials is not None else looped.seconds
         row = {
-            "optimizer": setting.key,
+            "optimizer": key,
             "batched_s": batched.seconds,
             "batched_iterations": batched.iterations,
             "loop_trials": len(subset),
@@ -95,7 +90,7 @@ def compare(config: EscapeConfig, *, loop_trials: int | None = 1, log=print) -> 
         }
         rows.append(row)
         if log is not None:
-            log(f"  {setting.key:<11} batched {batched.seconds:6.2f} s | loop {looped.seconds:6.1f} s on "
+            log(f"  {key:<11} batched {batched.seconds:6.2f} s | loop {looped.seconds:6.1f} s on "
                 f"{len(subset)} trials -> {looped_all:7.1f} s for all | {row['speedup']:6.1f}x | "
                 f"{'agree' if row['agree'] else 'DISAGREE'}")
     return rows
@@ -111,7 +106,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=int, default=defaults.budget,
                         help=f"iterations before a trial is censored (default {defaults.budget})")
     parser.add_argument("--optimizers", default=",".join(OPTIMIZER_KEYS),
-                        help="comma-separated optimizer keys (default all seven settings)")
+                        help="comma-separated optimizer keys (default all eight settings)")
     parser.add_argument("--loop-trials", type=int, default=1,
                         help="trials per (optimizer, k) the per-trial loop runs; its time for all trials is "
                              "extrapolated from its measured cost per iteration (default 1)")
@@ -126,14 +121,14 @@ def main(args: argparse.Namespace) -> int:
     """Run the benchmark and print the table; exit status 1 if the variants disagree."""
     keys = [k.strip() for k in args.optimizers.split(",") if k.strip()]
     base = EscapeConfig()
-    unknown = [k for k in keys if k not in {s.key for s in base.optimizers}]
+    unknown = [k for k in keys if k not in base.keys]
     if unknown or not keys:
         raise ValueError(f"Invalid --optimizers {args.optimizers!r} (choose from {','.join(OPTIMIZER_KEYS)})")
     if args.sharpness_count < 1:
         raise ValueError(f"Invalid --sharpness-count: {args.sharpness_count} (must be >= 1)")
     config = base.replace(
         trials=args.trials, budget=args.budget, sharpness=default_sharpness(args.sharpness_count),
-        optimizers=tuple(base.setting(k) for k in keys), dtype=args.dtype, seed=args.seed,
+        optimizers=tuple(base.spec(k) for k in keys), dtype=args.dtype, seed=args.seed,
     )
     trials_total = len(config.sharpness) * config.trials
     print(f"lcamlab bench escape: {len(keys)} optimizer settings x {len(config.sharpness)} sharpness values x "

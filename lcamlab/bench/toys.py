@@ -28,7 +28,8 @@ from typing import Any
 import torch
 
 from lcamlab.toys import ProductChain, SpringPair, ToySystem
-from lcamlab.toys.runner import OPTIMIZER_KINDS, OptimizerSpec, ToyRun, run, run_looped
+from lcamlab.experiments.registry import PRESETS, OptimizerSpec, preset
+from lcamlab.toys.runner import ToyRun, run, run_looped
 
 __all__ = ["make_toy", "make_spec", "compare", "configure_parser", "main"]
 
@@ -46,13 +47,13 @@ def make_toy(name: str, trials: int, dtype: torch.dtype) -> ToySystem:
     raise ValueError(f"Invalid toy: {name!r} (choose 'spring' or 'chain')")
 
 
+# The benchmark's optimizer names: registry presets, "lcam" being the paper's (0.9, 0.95).
+BENCH_OPTIMIZERS = {"lcam": "lcam-above", **{key: key for key in PRESETS if not key.startswith("lcam")}}
+
+
 def make_spec(kind: str, lr: float) -> OptimizerSpec:
-    """The optimizer: LCAM uses the paper's (0.9, 0.95); 'momentum' uses 0.9."""
-    if kind == "lcam":
-        return OptimizerSpec.lcam(lr, 0.9, 0.95)
-    if kind == "momentum":
-        return OptimizerSpec.heavy_ball(lr, 0.9)
-    return OptimizerSpec(kind, lr)
+    """The optimizer: a registry preset; LCAM uses the paper's (0.9, 0.95), 'momentum' 0.9."""
+    return preset(BENCH_OPTIMIZERS[kind], lr)
 
 
 def _difference(a: ToyRun, b: ToyRun) -> tuple[float, bool]:
@@ -92,7 +93,7 @@ def compare(toy_name: str, kind: str, *, trials: int, steps: int, steps_per_epoc
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--toy", choices=("spring", "chain"), default="spring",
                         help="toy system: the SpringPair of notebook 01 or a ProductChain (default: spring)")
-    parser.add_argument("--optimizer", choices=OPTIMIZER_KINDS, default="lcam",
+    parser.add_argument("--optimizer", choices=list(BENCH_OPTIMIZERS), default="lcam",
                         help="optimizer kind (default: lcam, with momentum (0.9, 0.95))")
     parser.add_argument("--trials", type=int, default=200, help="number of trials (default: 200)")
     parser.add_argument("--steps", type=int, default=200, help="optimizer steps (default: 200)")

@@ -23,13 +23,12 @@ one process, and the benchmark prints images/s, ms/step, model-FLOP utilisation
     \text{ceiling} = P / F \ \text{images/s}
 
 with :math:`F` the FLOPs of one training image (forward + backward, counted by
-``torch.utils.flop_counter.FlopCounterMode`` in this run; 31.5 GFLOP for
-WRN-28-10) and :math:`P` the bf16 matrix-product peak measured in this run with
-a large ``torch.matmul`` (on the CPU, where both loops run fp32, the fp32
-peak). Before timing, the benchmark checks that the two loops
-agree: the engine's augmented batch equals the authors' per-image transform for
-the same offsets and flips, and the forward loss in the engine's precision is
-within tolerance of the fp32 one.
+``torch.utils.flop_counter.FlopCounterMode`` in this run) and :math:`P` the bf16
+matrix-product peak measured in this run with a large ``torch.matmul`` (on the
+CPU, where both loops run fp32, the fp32 peak). Before timing, the benchmark
+checks that the two loops agree: the engine's augmented batch equals the
+authors' per-image transform for the same offsets and flips, and the forward
+loss in the engine's precision is within tolerance of the fp32 one.
 """
 
 from __future__ import annotations
@@ -100,7 +99,7 @@ def matmul_peak_flops(device: torch.device, size: int, *, dtype: torch.dtype = t
 
     Args:
         device: where to measure.
-        size: the matrix size :math:`n` (8192 saturates an H100).
+        size: the matrix size :math:`n` (large enough to saturate the device's matrix units).
         dtype: bf16 by default, the precision the engine trains in.
         seconds: roughly how long the timed loop runs.
         seed: seed of the random operands.

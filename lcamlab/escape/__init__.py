@@ -25,12 +25,22 @@ adding a drift.
 * :mod:`lcamlab.escape.landscape`: the training loss
   :math:`\frac1N\sum_j f(\sqrt k\,\theta - x_j)` over Gaussian samples, its exact
   critical points per coordinate (roots of the data-moment quartic's derivative).
-* :mod:`lcamlab.escape.experiment`: valley and saddle escape for SGD, momentum,
-  Adam, Adai, AdaRem and LCAM in both orientations; all trials of all
-  sharpness values as one tensor on the CPU or CUDA; the per-trial reference loop.
-* :mod:`lcamlab.escape.rates`: censored exponential rate with a 95% interval,
-  exponential goodness of fit, the :math:`1/k` and :math:`1/\sqrt k` fits.
-* :mod:`lcamlab.escape.cache`: results in ``data/escape/`` keyed by a config hash.
+* :mod:`lcamlab.escape.config`: :class:`EscapeConfig` (the cache key), the sharpness
+  grids, and the calibrated learning rates (:data:`ESCAPE_LRS`, a table passed to
+  :func:`lcamlab.experiments.registry.suite`) of SGD, momentum (0.9 and 0.925),
+  Adam, Adai, AdaRem and LCAM in both orientations.
+* :mod:`lcamlab.escape.regions`: start points and exit rules (valley, saddle).
+* :mod:`lcamlab.escape.simulate`: the landscape as a trial problem of
+  :mod:`lcamlab.experiments.trials`; all trials of all sharpness values as one tensor
+  on the CPU or CUDA (``simulate_batched``) and the per-trial autograd reference
+  (``simulate_looped``).
+* :mod:`lcamlab.escape.experiment`: ``run_escape`` (one table per configuration).
+* :mod:`lcamlab.escape.rates`: the rate, slope, saddle and LCAM tables, built on
+  :mod:`lcamlab.experiments.stats` (censored exponential rates with 95% intervals,
+  the exponential goodness of fit, the :math:`1/k` and :math:`1/\sqrt k` fits).
+* :mod:`lcamlab.escape.cache`: results in ``data/escape/`` through the suite's
+  verified cache (:mod:`lcamlab.experiments.cache`).
+* :mod:`lcamlab.escape.report`: the notebook's printed findings, computed from the tables.
 * :mod:`lcamlab.escape.plots`: the notebook's figures.
 * :mod:`lcamlab.escape.cli`: ``lcamlab escape valley|saddle|points|show``.
 
@@ -52,59 +62,46 @@ adding a drift.
    the rest at their minima); its negative curvature :math:`k L_0''(u_\text{ridge})` is
    tuned by :math:`k`, and a trial leaves when :math:`|u_0 - u_\text{ridge}| > r` (``radius``).
 6. Learning rates are calibrated as in 004 (Adai ten times momentum's; SGD-like
-   temperatures); see :mod:`lcamlab.escape.experiment` for the numbers and why.
+   temperatures); see :mod:`lcamlab.escape.config` for the rates and why.
 7. Before the clock starts, each optimizer's state is warmed up for 1000 steps at
    the start point with the parameters held there (004 Assumption 2,
    quasi-equilibrium); ``warmup=0`` gives 004's cold start, whose Adam and Adai
    escape times are measurably not exponential.
 """
 
-from lcamlab.escape.cache import EscapeResult, config_hash, load_or_run, load_result, result_path
-from lcamlab.escape.experiment import (
+from lcamlab.escape.cache import EscapeResult, load_or_run, load_result, result_path
+from lcamlab.escape.config import (
+    ESCAPE_LRS,
     OPTIMIZER_KEYS,
     EscapeConfig,
-    OptimizerSetting,
-    build_optimizer,
-    calibration_report,
-    default_optimizer_settings,
+    default_optimizers,
     default_saddle_config,
     default_sharpness,
     quick_config,
-    run_escape,
-    run_saddle_escape,
-    run_valley_escape,
     saddle_sharpness,
-    simulate_batched,
-    simulate_looped,
 )
+from lcamlab.escape.experiment import calibration_report, run_escape, run_saddle_escape, run_valley_escape
 from lcamlab.escape.landscape import CriticalPoints, StyblinskiTangLandscape, critical_points, styblinski_tang
-from lcamlab.escape.rates import (
-    EscapeRate,
-    LinearFit,
-    censored_exponential_rate,
-    exponential_gof,
-    fit_log_rate,
-    rate_table,
-    saddle_exponent_table,
-    saddle_table,
-    slope_table,
-)
+from lcamlab.escape.rates import rate_table, saddle_exponent_table, saddle_table, slope_table
+from lcamlab.escape.regions import ExitRegion, saddle_region, valley_region
+from lcamlab.escape.simulate import EscapeProblem, simulate_batched, simulate_looped
+from lcamlab.experiments.stats import EscapeRate, LinearFit, censored_exponential_rate, exponential_gof, fit_log_rate
 
 __all__ = [
+    "ESCAPE_LRS",
     "OPTIMIZER_KEYS",
     "EscapeConfig",
-    "OptimizerSetting",
+    "EscapeProblem",
     "EscapeResult",
     "EscapeRate",
+    "ExitRegion",
     "LinearFit",
     "CriticalPoints",
     "StyblinskiTangLandscape",
-    "build_optimizer",
     "calibration_report",
     "censored_exponential_rate",
-    "config_hash",
     "critical_points",
-    "default_optimizer_settings",
+    "default_optimizers",
     "default_saddle_config",
     "default_sharpness",
     "exponential_gof",
@@ -118,10 +115,12 @@ __all__ = [
     "run_saddle_escape",
     "run_valley_escape",
     "saddle_exponent_table",
+    "saddle_region",
     "saddle_sharpness",
     "saddle_table",
     "simulate_batched",
     "simulate_looped",
     "slope_table",
     "styblinski_tang",
+    "valley_region",
 ]

@@ -1,20 +1,18 @@
-"""Cached escape results: ``data/escape/<experiment>_<config hash>.csv`` plus a JSON sidecar.
+"""Escape results in the suite's verified result cache (:mod:`lcamlab.experiments.cache`).
 
-A result is keyed by a hash of its full configuration (every field of
-:class:`~lcamlab.escape.experiment.EscapeConfig`, optimizer settings included),
-so re-plotting with the same configuration reads the table back instantly, a
-different configuration gets a different file, and nothing is overwritten
-unless asked (``overwrite=True`` / ``--overwrite``). Files are written through
-:func:`lcamlab.provenance.save_table` with :func:`lcamlab.provenance.run_metadata`
-(config, seed, versions, git commit, device, wall time).
+A result is the table ``"valley"`` or ``"saddle"`` (the experiment) of
+:func:`lcamlab.experiments.cache.cached_table` under ``<data_dir>/escape/``
+(default :func:`lcamlab.paths.data_dir` ``("escape")``), keyed by
+:meth:`EscapeConfig.to_config <lcamlab.escape.config.EscapeConfig.to_config>`
+(every field, optimizer specs included) and :data:`VERSION`. The sidecar holds the
+provenance and the simulation's info: seconds per optimizer, the critical points,
+the start point. :class:`EscapeResult` adds the summaries the notebook and the
+command line print.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,30 +20,27 @@ from typing import Any
 
 import pandas as pd
 
-from lcamlab import provenance
-from lcamlab.escape.experiment import EscapeConfig, run_escape
+from lcamlab import paths
 from lcamlab.escape import rates as _rates
+from lcamlab.escape.config import EscapeConfig
+from lcamlab.escape.experiment import run_escape
+from lcamlab.experiments.cache import cached_table, read_table, table_path
 
-__all__ = ["config_hash", "result_path", "default_data_dir", "EscapeResult", "load_or_run", "load_result"]
+__all__ = ["VERSION", "escape_dir", "result_path", "EscapeResult", "load_or_run", "load_result",
+           "config_from_metadata"]
 
-_REPO_DATA = Path(__file__).resolve().parent.parent.parent / "data"
-
-
-def default_data_dir() -> Path:
-    """The repository's ``data/`` folder (results go to its ``escape/`` subfolder)."""
-    return _REPO_DATA
+#: Definition version of the escape tables (part of the cache key).
+VERSION = 1
 
 
-def config_hash(config: EscapeConfig, length: int = 12) -> str:
-    """Hex SHA-256 prefix of the canonical JSON of ``config`` (sorted keys)."""
-    text = json.dumps(provenance.to_jsonable(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+def escape_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """``<data_dir>/escape``; by default the repository's ``data/escape``."""
+    return Path(data_dir) / "escape" if data_dir is not None else paths.data_dir("escape")
 
 
 def result_path(config: EscapeConfig, data_dir: str | os.PathLike | None = None) -> Path:
-    """``<data_dir>/escape/<experiment>_<hash>.csv``."""
-    base = Path(data_dir) if data_dir is not None else default_data_dir()
-    return base / "escape" / f"{config.experiment}_{config_hash(config)}.csv"
+    """``<data_dir>/escape/<experiment>_<hash>.csv``, the cache entry of ``config``."""
+    return table_path(config.experiment, config.to_config(), escape_dir(data_dir), version=VERSION)
 
 
 @dataclass
@@ -76,30 +71,20 @@ class EscapeResult:
         return float(self.metadata.get("seconds_total", float("nan")))
 
 
+def config_from_metadata(metadata: dict[str, Any]) -> EscapeConfig:
+    """Rebuild the :class:`EscapeConfig` stored in a sidecar's ``config`` (specs via ``OptimizerSpec.from_config``)."""
+    return EscapeConfig.from_config(metadata.get("config") or {})
+
+
 def load_result(path: str | os.PathLike, config: EscapeConfig | None = None) -> EscapeResult:
-    """Read a saved escape table and its sidecar; ``config`` defaults to the one recorded there."""
+    """Read and verify a saved escape table; ``config`` defaults to the one recorded in its sidecar."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No escape result at {path} (run `lcamlab escape valley` or `saddle` first)")
-    frame, metadata = provenance.load_table(path)
+    frame, metadata = read_table(path)
     if config is None:
         config = config_from_metadata(metadata)
     return EscapeResult(frame, metadata, path, True, config)
-
-
-def config_from_metadata(metadata: dict[str, Any]) -> EscapeConfig:
-    """Rebuild the :class:`EscapeConfig` stored in a sidecar's ``config``."""
-    from lcamlab.escape.experiment import OptimizerSetting
-
-    raw = dict(metadata.get("config") or {})
-    if not raw:
-        raise ValueError("Invalid escape result: its JSON sidecar has no 'config' (not written by lcamlab escape?)")
-    settings = []
-    for item in raw.pop("optimizers"):
-        options = tuple((name, tuple(value) if isinstance(value, list) else value) for name, value in item["options"])
-        settings.append(OptimizerSetting(item["key"], item["kind"], item["lr"], options))
-    raw["sharpness"] = tuple(raw["sharpness"])
-    return EscapeConfig(optimizers=tuple(settings), **raw)
 
 
 def load_or_run(
@@ -107,41 +92,29 @@ def load_or_run(
     data_dir: str | os.PathLike | None = None,
     *,
     overwrite: bool = False,
+    recompute: bool = True,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> EscapeResult:
-    """The cached result of ``config`` if there is one, else run it and save it.
+    """The verified cached result of ``config`` if there is one, else run it and store it.
 
     Args:
         config: the experiment.
         data_dir: base folder; the table goes to ``<data_dir>/escape/`` (default the
-            repository's ``data/``).
-        overwrite: recompute and replace an existing result of the same config.
+            repository's ``data/escape``).
+        overwrite: recompute and replace this configuration's entry.
+        recompute: a damaged or mismatching entry is moved aside and recomputed
+            (default), or raises :class:`lcamlab.experiments.cache.CacheError`.
         progress: tqdm progress bars while simulating.
-        log: called with one line per optimizer (e.g. ``print``).
-
-    Raises:
-        FileExistsError: a file with this name holds a *different* config (never
-            replaced silently).
+        log: called with one line per optimizer and the cache's notices (e.g. ``print``).
     """
-    path = result_path(config, data_dir)
-    wanted = provenance.to_jsonable(config)
-    if path.exists() and not overwrite:
-        frame, metadata = provenance.load_table(path)
-        if metadata.get("config") != wanted:
-            raise FileExistsError(
-                f"Escape result {path} was made with a different configuration than requested "
-                f"(hash collision or edited sidecar); move it away or pass --overwrite"
-            )
-        if log is not None:
-            log(f"cached: {path}")
-        return EscapeResult(frame, metadata, path, True, config)
-    started = time.perf_counter()
-    frame, info = run_escape(config, progress=progress, log=log)
-    wall = time.perf_counter() - started
-    metadata = provenance.run_metadata(config, seed=config.seed, device=config.device, wall_seconds=round(wall, 3),
-                                       **info)
-    provenance.save_table(path, frame, metadata, overwrite=overwrite)
+
+    def compute() -> tuple[pd.DataFrame, dict[str, Any]]:
+        return run_escape(config, progress=progress, log=log)
+
+    entry = cached_table(config.experiment, config.to_config(), compute, escape_dir(data_dir), seed=config.seed,
+                         device=config.device, version=VERSION, refresh=overwrite, recompute=recompute, log=log)
     if log is not None:
-        log(f"saved: {path} ({wall:.1f} s)")
-    return EscapeResult(frame, provenance.load_table(path)[1], path, False, config)
+        log(f"cached: {entry.path}" if entry.from_cache
+            else f"saved: {entry.path} ({entry.metadata.get('wall_seconds', float('nan')):.1f} s)")
+    return EscapeResult(entry.frame, entry.metadata, entry.path, entry.from_cache, config)

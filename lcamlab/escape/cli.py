@@ -23,18 +23,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lcamlab.escape.cache import default_data_dir, load_or_run, load_result
-from lcamlab.escape.experiment import (
+from lcamlab.escape.cache import escape_dir, load_or_run, load_result
+from lcamlab.escape.config import (
+    ESCAPE_LRS,
     OPTIMIZER_KEYS,
     EscapeConfig,
-    calibration_report,
-    default_optimizer_settings,
+    default_optimizers,
     default_saddle_config,
-    default_sharpness,
     quick_config,
 )
+from lcamlab.escape.experiment import calibration_report
 from lcamlab.escape.landscape import StyblinskiTangLandscape
-from lcamlab.escape.rates import saddle_exponent_table, saddle_table
+from lcamlab.escape.rates import saddle_exponent_table, saddle_table, slope_table
 
 __all__ = ["configure_parser", "main", "config_from_args"]
 
@@ -106,7 +106,7 @@ def _add_experiment_arguments(parser: argparse.ArgumentParser, experiment: str) 
     parser.add_argument("--quick", action="store_true",
                         help="small sizes (4 sharpness values, 24 trials, shorter budget) for a smoke test")
     parser.add_argument("--data-dir", type=Path, default=None,
-                        help=f"results folder; tables go to DATA_DIR/escape/ (default {default_data_dir()})")
+                        help=f"results folder; tables go to DATA_DIR/escape/ (default {escape_dir().parent})")
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute and replace an existing result of the same configuration")
     parser.add_argument("--interval", choices=("chi2", "profile"), default="chi2",
@@ -149,14 +149,14 @@ def config_from_args(args: argparse.Namespace, experiment: str) -> EscapeConfig:
         base = quick_config(experiment)
     else:
         base = EscapeConfig() if experiment == "valley" else default_saddle_config()
-    settings = {s.key: s for s in default_optimizer_settings()}
     keys = args.optimizers or OPTIMIZER_KEYS
+    lrs = dict(ESCAPE_LRS)
     for key, lr in args.lr:
         if key not in keys:
             raise ValueError(f"Invalid --lr {key}={lr}: {key} is not among the optimizers run ({','.join(keys)})")
-        settings[key] = settings[key].with_lr(lr)
+        lrs[key] = lr
     changes = dict(
-        optimizers=tuple(settings[k] for k in keys), dim=args.dim, n_samples=args.samples,
+        optimizers=default_optimizers(keys, lrs), dim=args.dim, n_samples=args.samples,
         noise_scale=args.noise_scale, batch_size=args.batch_size, lcam_mean=args.lcam_mean,
         epoch_length=args.epoch_length, seed=args.seed, device=args.device, dtype=args.dtype,
     )
@@ -185,8 +185,6 @@ def _print_valley(result, interval: str) -> None:
     _print_frame(rates, ["optimizer", "k", "escapes", "trials", "rate", "rate_lower", "rate_upper", "mean_time", "ks_p"],
                  {"k": "{:.3f}", "rate": "{:.3e}", "rate_lower": "{:.3e}", "rate_upper": "{:.3e}",
                   "mean_time": "{:.0f}", "ks_p": "{:.2f}"})
-    from lcamlab.escape.rates import slope_table
-
     slopes = slope_table(rates)
     print("\nlog(rate) = a + b x  (weighted by escapes; 95% interval of b):")
     _print_frame(slopes, ["optimizer", "slope_inv_k", "slope_inv_k_lower", "slope_inv_k_upper", "r2_inv_k",

@@ -32,12 +32,16 @@ values are the step counters, which live on the CPU as in ``torch.optim.Adam``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
+
+from lcamlab.optim.base import (
+    TrialOptimizer, check_bool, check_number, check_pair, check_trial_shapes,
+    resolve_foreach, trial_rows, trial_view,
+)
 
 __all__ = ["Adai", "AdaiW", "adai"]
 
@@ -45,16 +49,6 @@ __all__ = ["Adai", "AdaiW", "adai"]
 # --------------------------------------------------------------------------------------
 # Functional core
 # --------------------------------------------------------------------------------------
-
-
-def _trial_view(value: Tensor, like: Tensor) -> Tensor:
-    """Shape a per-trial ``(T,)`` value to broadcast over ``like`` of shape ``(T, ...)``."""
-    return value.view((-1,) + (1,) * (like.dim() - 1))
-
-
-def _per_trial_sum(t: Tensor) -> Tensor:
-    # reshape (not flatten(1)) so that a (T,) parameter works too: (T, 1).sum(1)
-    return t.reshape(t.shape[0], -1).sum(1)
 
 
 def _adai_second_moment(
@@ -93,7 +87,7 @@ def _adai_second_moment(
         torch._foreach_mul_(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(exp_avg_sqs, eff_grads, eff_grads, value=1.0 - beta2)
         if trial_axis:
-            sums = [_per_trial_sum(v) for v in exp_avg_sqs]
+            sums = [trial_rows(v).sum(1) for v in exp_avg_sqs]
         else:
             # v >= 0, so its L1 norm is its sum: one multi-tensor reduction
             sums = list(torch._foreach_norm(exp_avg_sqs, 1))
@@ -115,9 +109,14 @@ def _adai_second_moment(
         bc2 = 1.0 - beta2 ** float(step)
         bias_corrections.append(bc2)
         v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-        s = (_per_trial_sum(v) if trial_axis else v.sum()) / bc2
+        s = (trial_rows(v).sum(1) if trial_axis else v.sum()) / bc2
         total = s if total is None else total + s
     return eff_grads, bias_corrections, total
+
+
+def _elements(params: Sequence[Tensor], trial_axis: bool) -> int:
+    """How many elements the mean of v_hat runs over (per trial with ``trial_axis``)."""
+    return sum(p.numel() // (p.shape[0] if trial_axis else 1) for p in params)
 
 
 def _clamped_mean(total: Tensor, count: int) -> Tensor:
@@ -145,7 +144,7 @@ def _adai_inertia_update(
     if len(params) == 0:
         return
     if foreach:
-        v_bars = [_trial_view(v_bar, p) if trial_axis else v_bar for p in params]
+        v_bars = [trial_view(v_bar, p) if trial_axis else v_bar for p in params]
         ratio = torch._foreach_div(exp_avg_sqs, list(bias_corrections))
         torch._foreach_div_(ratio, v_bars)
         # beta1 = clamp(1 - beta0 * v_hat / v_bar, 0, 1 - eps)
@@ -166,24 +165,11 @@ def _adai_inertia_update(
         return
 
     for p, g, m, v, prod, bc2 in zip(params, grads, exp_avgs, exp_avg_sqs, beta1_prods, bias_corrections):
-        vb = _trial_view(v_bar, p) if trial_axis else v_bar
+        vb = trial_view(v_bar, p) if trial_axis else v_bar
         beta1 = v.div(bc2).div_(vb).mul_(-beta0).add_(1.0).clamp_(0.0, 1.0 - eps)
         prod.mul_(beta1)
         m.mul_(beta1).addcmul_(beta1.neg().add_(1.0), g)
         p.add_(m.div(prod.neg().add_(1.0)), alpha=-lr)
-
-
-def _check_trial_shapes(params: Sequence[Tensor], trial_axis: bool) -> None:
-    if not trial_axis:
-        return
-    trials = None
-    for p in params:
-        if p.dim() == 0 or (trials is not None and p.shape[0] != trials):
-            raise ValueError(
-                f"Invalid parameter shape {tuple(p.shape)} for trial_axis=True: dim 0 of every "
-                f"parameter must be the trial axis, of the same length ({trials}) for all parameters"
-            )
-        trials = p.shape[0]
 
 
 def adai(
@@ -239,17 +225,16 @@ def adai(
     Returns:
         :math:`\bar v` (0-dim, or ``(T,)`` with ``trial_axis``), or ``None`` for an empty list.
     """
-    if foreach is None:
-        foreach = len(params) > 0 and all(p.is_cuda for p in params)
-    _check_trial_shapes(params, trial_axis)
+    foreach = resolve_foreach(foreach, params)
+    if trial_axis:
+        check_trial_shapes(params)
     eff_grads, bias_corrections, total = _adai_second_moment(
         params, grads, exp_avg_sqs, state_steps, lr=lr, beta2=beta2, weight_decay=weight_decay,
         decoupled=decoupled, trial_axis=trial_axis, foreach=foreach,
     )
     if total is None:
         return None
-    count = sum(p.numel() // (p.shape[0] if trial_axis else 1) for p in params)
-    v_bar = _clamped_mean(total, count)
+    v_bar = _clamped_mean(total, _elements(params, trial_axis))
     _adai_inertia_update(
         params, eff_grads, exp_avgs, exp_avg_sqs, beta1_prods, bias_corrections, v_bar,
         lr=lr, beta0=beta0, eps=eps, trial_axis=trial_axis, foreach=foreach,
@@ -262,40 +247,7 @@ def adai(
 # --------------------------------------------------------------------------------------
 
 
-def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float))
-
-
-def _validate_adai_group(group: dict[str, Any]) -> None:
-    lr = group["lr"]
-    if not _is_number(lr) or not lr >= 0.0 or lr == float("inf"):
-        raise ValueError(f"Invalid learning rate: {lr!r} (must be a finite number >= 0)")
-    betas = group["betas"]
-    if isinstance(betas, Tensor) or not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"Invalid betas: {betas!r} (expected a pair (beta0, beta2), e.g. (0.1, 0.99))")
-    beta0, beta2 = betas
-    if not _is_number(beta0) or not 0.0 <= beta0 < float("inf"):
-        raise ValueError(f"Invalid beta0 value: {beta0!r} (must be a finite number >= 0; the paper uses 0.1)")
-    if not _is_number(beta2) or not 0.0 <= beta2 < 1.0:
-        raise ValueError(f"Invalid beta2 value: {beta2!r} (must be in [0, 1); the paper uses 0.99)")
-    group["betas"] = (float(beta0), float(beta2))
-    eps = group["eps"]
-    if not _is_number(eps) or not 0.0 < eps <= 1.0:
-        raise ValueError(
-            f"Invalid eps value: {eps!r} (the inertia bound must be in (0, 1]: beta1 <= 1 - eps, "
-            f"and eps = 0 divides by 1 - prod(beta1) = 0; the paper uses 1e-3)"
-        )
-    wd = group["weight_decay"]
-    if not _is_number(wd) or not 0.0 <= wd < float("inf"):
-        raise ValueError(f"Invalid weight_decay value: {wd!r} (must be a finite number >= 0)")
-    if not isinstance(group["decoupled"], bool):
-        raise ValueError(f"Invalid decoupled: {group['decoupled']!r} (expected True or False)")
-    foreach = group["foreach"]
-    if foreach is not None and not isinstance(foreach, bool):
-        raise ValueError(f"Invalid foreach: {foreach!r} (expected None, True or False)")
-
-
-class Adai(Optimizer):
+class Adai(TrialOptimizer):
     r"""Adaptive inertia optimizer (004 Algorithm 2); ``decoupled=True`` gives AdaiW.
 
     .. math::
@@ -348,6 +300,9 @@ class Adai(Optimizer):
         True
     """
 
+    _state_key = "adai"
+    _group_fallbacks = {"foreach": None, "decoupled": False}
+
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
@@ -359,31 +314,25 @@ class Adai(Optimizer):
         trial_axis: bool = False,
         foreach: bool | None = None,
     ) -> None:
-        if not isinstance(trial_axis, bool):
-            raise ValueError(f"Invalid trial_axis: {trial_axis!r} (expected True or False)")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                         decoupled=decoupled, foreach=foreach)
-        _validate_adai_group(dict(defaults))  # fail before any group is built
-        self.trial_axis = trial_axis
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, trial_axis=trial_axis)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:  # noqa: D401 - torch API
-        super().add_param_group(param_group)
-        _validate_adai_group(self.param_groups[-1])
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("decoupled", False)
-            group.setdefault("foreach", None)
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        beta0, beta2 = check_pair("betas", group["betas"], "a pair (beta0, beta2), e.g. (0.1, 0.99)")
+        group["betas"] = (check_number("beta0 value", beta0, note="the paper uses 0.1"),
+                          check_number("beta2 value", beta2, 0.0, 1.0, note="the paper uses 0.99"))
+        group["eps"] = check_number(
+            "eps value", group["eps"], 0.0, 1.0, low_open=True, high_open=False,
+            note="the inertia bound: beta1 <= 1 - eps, and eps = 0 divides by 1 - prod(beta1) = 0; "
+                 "the paper uses 1e-3",
+        )
+        group["decoupled"] = check_bool("decoupled", group["decoupled"])
 
     def _init_group(self, group: dict[str, Any]) -> tuple[list[Tensor], ...]:
         params, grads, exp_avgs, exp_avg_sqs, prods, steps = [], [], [], [], [], []
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise ValueError("Adai does not support sparse gradients")
+        for p in self._params_with_grad(group):
             state = self.state[p]
             if len(state) == 0:
                 # A CPU counter, as in torch.optim.Adam: reading it never syncs a GPU.
@@ -399,15 +348,8 @@ class Adai(Optimizer):
             steps.append(state["step"])
         return params, grads, exp_avgs, exp_avg_sqs, prods, steps
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Perform one update; ``closure`` (optional) re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-
-        # Phase 1 in every group, because v_bar spans all groups (authors' semantics).
+    def _step(self, loss: None) -> None:
+        r"""Both phases of :func:`adai`, with :math:`\bar v` spanning every group (authors' semantics)."""
         pending = []
         total: Tensor | None = None
         count = 0
@@ -415,60 +357,24 @@ class Adai(Optimizer):
             params, grads, exp_avgs, exp_avg_sqs, prods, steps = self._init_group(group)
             if not params:
                 continue
-            _check_trial_shapes(params, self.trial_axis)
-            foreach = group["foreach"]
-            if foreach is None:
-                foreach = all(p.is_cuda for p in params)
-            beta0, beta2 = group["betas"]
+            foreach = resolve_foreach(group["foreach"], params)
             eff_grads, bias_corrections, group_total = _adai_second_moment(
-                params, grads, exp_avg_sqs, steps, lr=group["lr"], beta2=beta2,
+                params, grads, exp_avg_sqs, steps, lr=group["lr"], beta2=group["betas"][1],
                 weight_decay=group["weight_decay"], decoupled=group["decoupled"],
                 trial_axis=self.trial_axis, foreach=foreach,
             )
             total = group_total if total is None else total + group_total
-            count += sum(p.numel() // (p.shape[0] if self.trial_axis else 1) for p in params)
+            count += _elements(params, self.trial_axis)
             pending.append((group, foreach, params, eff_grads, exp_avgs, exp_avg_sqs, prods, bias_corrections))
         if total is None:
-            return loss
-        if self.trial_axis:
-            trials = {int(item[2][0].shape[0]) for item in pending}
-            if len(trials) != 1:
-                raise ValueError(
-                    f"Invalid parameter shapes for trial_axis=True: param groups disagree on the "
-                    f"number of trials ({sorted(trials)}); dim 0 must be the same for all parameters"
-                )
+            return
         v_bar = _clamped_mean(total, count)
-
         for group, foreach, params, eff_grads, exp_avgs, exp_avg_sqs, prods, bias_corrections in pending:
             _adai_inertia_update(
                 params, eff_grads, exp_avgs, exp_avg_sqs, prods, bias_corrections, v_bar,
                 lr=group["lr"], beta0=group["betas"][0], eps=group["eps"],
                 trial_axis=self.trial_axis, foreach=foreach,
             )
-        return loss
-
-    def state_dict(self) -> dict[str, Any]:
-        """torch's state dict plus ``{"adai": {"trial_axis": ...}}``."""
-        state = super().state_dict()
-        state["adai"] = {"trial_axis": self.trial_axis}
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the buffers and groups; refuses a state saved with another ``trial_axis``."""
-        state_dict = dict(state_dict)
-        extra = state_dict.pop("adai", None)
-        if extra is None:
-            raise ValueError(
-                "Invalid Adai state dict: it has no 'adai' entry (was it saved from another optimizer?)"
-            )
-        if extra["trial_axis"] != self.trial_axis:
-            raise ValueError(
-                f"Invalid Adai state dict: saved with trial_axis={extra['trial_axis']}, "
-                f"this optimizer has trial_axis={self.trial_axis}"
-            )
-        super().load_state_dict(state_dict)
-        for group in self.param_groups:
-            group["betas"] = tuple(group["betas"])
 
 
 class AdaiW(Adai):
@@ -488,6 +394,9 @@ class AdaiW(Adai):
         >>> w.detach()
         tensor([0.9500, 0.9500, 0.9500])
     """
+
+    # an AdaiW pickled before groups recorded ``decoupled`` was decoupled all the same
+    _group_fallbacks = {**Adai._group_fallbacks, "decoupled": True}
 
     def __init__(
         self,

@@ -29,18 +29,21 @@ Decisions the paper leaves open (marked in the project's digest, section 4):
   :math:`\mathcal F = \mathbb R^n` and it is the identity. AdaRem-S
   (:mod:`lcamlab.optim.adarem_s`) is the variant that projects (onto spheres).
 
-The spherical variant shares this module's validation, epoch counter and
-resilience factor.
+The spherical variant (:class:`~lcamlab.optim.adarem_s.AdaRemS`) subclasses
+:class:`AdaRem`: it shares its validation, epoch counter and resilience factor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
+
+from lcamlab.optim.base import (
+    TrialOptimizer, check_number, check_trial_shapes, resolve_foreach, trial_rows, trial_view,
+)
 
 __all__ = ["AdaRem", "adarem", "resilience_factors"]
 
@@ -50,27 +53,11 @@ __all__ = ["AdaRem", "adarem", "resilience_factors"]
 # --------------------------------------------------------------------------------------
 
 
-def _trial_view(value: Tensor, like: Tensor) -> Tensor:
-    """Shape a per-trial ``(T,)`` value to broadcast over ``like`` of shape ``(T, ...)``."""
-    return value.view((-1,) + (1,) * (like.dim() - 1))
-
-
 def _max_abs(t: Tensor, trial_axis: bool) -> Tensor:
     """:math:`\\max|t|` over the tensor, or per trial shaped to broadcast over ``t``."""
     if not trial_axis:
         return t.abs().amax()
-    # reshape (not flatten(1)) so that a (T,) parameter works too
-    return _trial_view(t.abs().reshape(t.shape[0], -1).amax(1), t)
-
-
-def _check_trial_dims(params: Sequence[Tensor], trial_axis: bool) -> None:
-    if trial_axis:
-        for p in params:
-            if p.dim() == 0:
-                raise ValueError(
-                    f"Invalid parameter shape {tuple(p.shape)} for trial_axis=True: dim 0 of every "
-                    f"parameter must be the trial axis (a 0-dim parameter has none)"
-                )
+    return trial_view(trial_rows(t.abs()).amax(1), t)
 
 
 def resilience_factors(
@@ -163,24 +150,61 @@ def adarem(
     """
     if len(params) == 0:
         return
-    if foreach is None:
-        foreach = all(p.is_cuda for p in params)
-    _check_trial_dims(params, trial_axis)
+    foreach = resolve_foreach(foreach, params)
+    _descend(params, grads, momentum_buffers, lr=lr, lam=lam, epoch=epoch, weight_decay=weight_decay,
+             eps=eps, trial_axis=trial_axis, foreach=foreach)
+    _update_momentum(momentum_buffers, grads, beta=beta, foreach=foreach)
+
+
+def _descend(
+    params: Sequence[Tensor],
+    grads: Sequence[Tensor],
+    momentum_buffers: Sequence[Tensor],
+    *,
+    lr: float,
+    lam: float,
+    epoch: int,
+    weight_decay: float,
+    eps: float,
+    trial_axis: bool,
+    foreach: bool,
+    alphas: Sequence[Tensor] | None = None,
+) -> None:
+    r""":math:`\theta \leftarrow \theta - \eta\,(a \odot g / \alpha^2 + \gamma\theta)`, in place.
+
+    AdaRem's parameter update, shared with AdaRem-S, which passes its
+    :math:`\alpha` (the sphere learning rate); without ``alphas``,
+    :math:`\alpha = 1`. Reads the momenta (before their update), does not change them.
+    """
+    if trial_axis:
+        check_trial_shapes(params)
     steps = resilience_factors(grads, momentum_buffers, lam=lam, epoch=epoch, eps=eps,
                                trial_axis=trial_axis, foreach=foreach)
     if foreach:
         torch._foreach_mul_(steps, grads)
+        if alphas is not None:
+            torch._foreach_div_(steps, torch._foreach_mul(alphas, alphas))
         if weight_decay != 0:
             torch._foreach_add_(steps, params, alpha=weight_decay)
         torch._foreach_add_(params, steps, alpha=-lr)
-        torch._foreach_mul_(momentum_buffers, beta)
-        torch._foreach_add_(momentum_buffers, grads, alpha=1.0 - beta)
         return
-    for p, g, m, step in zip(params, grads, momentum_buffers, steps):
+    for i, (p, g, step) in enumerate(zip(params, grads, steps)):
         step.mul_(g)
+        if alphas is not None:
+            step.div_(alphas[i] * alphas[i])
         if weight_decay != 0:
             step.add_(p, alpha=weight_decay)  # the decay reads the pre-step weight
         p.add_(step, alpha=-lr)
+
+
+def _update_momentum(momentum_buffers: Sequence[Tensor], grads: Sequence[Tensor], *, beta: float,
+                     foreach: bool) -> None:
+    r""":math:`m \leftarrow \beta m + (1-\beta) g`, in place."""
+    if foreach:
+        torch._foreach_mul_(momentum_buffers, beta)
+        torch._foreach_add_(momentum_buffers, grads, alpha=1.0 - beta)
+        return
+    for m, g in zip(momentum_buffers, grads):
         m.mul_(beta).add_(g, alpha=1.0 - beta)
 
 
@@ -189,35 +213,7 @@ def adarem(
 # --------------------------------------------------------------------------------------
 
 
-def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float))
-
-
-def _validate_adarem_group(group: dict[str, Any]) -> None:
-    lr = group["lr"]
-    if not _is_number(lr) or not 0.0 <= lr < float("inf"):
-        raise ValueError(f"Invalid learning rate: {lr!r} (must be a finite number >= 0)")
-    beta = group["beta"]
-    if not _is_number(beta) or not 0.0 <= beta < 1.0:
-        raise ValueError(f"Invalid beta value: {beta!r} (momentum decay, must be in [0, 1); the paper uses 0.9)")
-    lam = group["lam"]
-    if not _is_number(lam) or not 0.0 <= lam <= 1.0:
-        raise ValueError(f"Invalid lam value: {lam!r} (lambda, must be in [0, 1]; the paper uses 0.999)")
-    wd = group["weight_decay"]
-    if not _is_number(wd) or not 0.0 <= wd < float("inf"):
-        raise ValueError(f"Invalid weight_decay value: {wd!r} (must be a finite number >= 0)")
-    eps = group["eps"]
-    if not _is_number(eps) or not 0.0 < eps < float("inf"):
-        raise ValueError(
-            f"Invalid eps value: {eps!r} (must be > 0: on the first step m = 0 and b = 0/(0 + eps); "
-            f"default 1e-8)"
-        )
-    foreach = group["foreach"]
-    if foreach is not None and not isinstance(foreach, bool):
-        raise ValueError(f"Invalid foreach: {foreach!r} (expected None, True or False)")
-
-
-class AdaRem(Optimizer):
+class AdaRem(TrialOptimizer):
     r"""AdaRem (003 Algorithm 1): SGD with a momentum-guided per-element learning rate.
 
     .. math::
@@ -275,15 +271,11 @@ class AdaRem(Optimizer):
         trial_axis: bool = False,
         foreach: bool | None = None,
     ) -> None:
-        if not isinstance(trial_axis, bool):
-            raise ValueError(f"Invalid trial_axis: {trial_axis!r} (expected True or False)")
         defaults = dict(lr=lr, beta=beta, lam=lam, weight_decay=weight_decay, eps=eps,
                         foreach=foreach, **self._more_defaults())
-        self._validate_group(dict(defaults))  # fail before any group is built
-        self.trial_axis = trial_axis
         self._epoch = 0
         self._stepped_in_epoch = False
-        super().__init__(params, defaults)
+        super().__init__(params, defaults, trial_axis=trial_axis)
 
     # -- configuration -----------------------------------------------------------------
 
@@ -291,18 +283,14 @@ class AdaRem(Optimizer):
         """Settings a subclass adds to every group (AdaRem-S: ``spherical``, ``sphere_lr``)."""
         return {}
 
-    @staticmethod
-    def _validate_group(group: dict[str, Any]) -> None:
-        _validate_adarem_group(group)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:  # noqa: D401 - torch API
-        super().add_param_group(param_group)
-        self._validate_group(self.param_groups[-1])
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("foreach", None)
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        group["beta"] = check_number("beta value", group["beta"], 0.0, 1.0,
+                                     note="momentum decay; the paper uses 0.9")
+        group["lam"] = check_number("lam value", group["lam"], 0.0, 1.0, high_open=False,
+                                    note="lambda; the paper uses 0.999")
+        group["eps"] = check_number("eps value", group["eps"], 0.0, low_open=True,
+                                    note="on the first step m = 0 and b = 0/(0 + eps); default 1e-8")
 
     # -- epochs --------------------------------------------------------------------------
 
@@ -325,11 +313,7 @@ class AdaRem(Optimizer):
 
     def _collect(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
         params, grads, bufs = [], [], []
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise ValueError(f"{type(self).__name__} does not support sparse gradients")
+        for p in self._params_with_grad(group):
             state = self.state[p]
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -338,47 +322,23 @@ class AdaRem(Optimizer):
             bufs.append(state["momentum_buffer"])
         return params, grads, bufs
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Perform one update; ``closure`` (optional) re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _settings(self, group: dict[str, Any]) -> dict[str, Any]:
+        """The keyword arguments :func:`adarem` (and :func:`~lcamlab.optim.adarem_s.adarem_s`) take from ``group``."""
+        return dict(lr=group["lr"], beta=group["beta"], lam=group["lam"], epoch=self._epoch,
+                    weight_decay=group["weight_decay"], eps=group["eps"],
+                    trial_axis=self.trial_axis, foreach=group["foreach"])
+
+    def _step(self, loss: None) -> None:
         for group in self.param_groups:
-            params, grads, bufs = self._collect(group)
-            adarem(params, grads, bufs, lr=group["lr"], beta=group["beta"], lam=group["lam"],
-                   epoch=self._epoch, weight_decay=group["weight_decay"], eps=group["eps"],
-                   trial_axis=self.trial_axis, foreach=group["foreach"])
+            adarem(*self._collect(group), **self._settings(group))
         self._stepped_in_epoch = True
-        return loss
 
     # -- checkpointing -------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, Any]:
-        """torch's state dict plus the epoch counter under the key ``"adarem"``."""
-        state = super().state_dict()
-        state[self._state_key] = {
-            "epoch": self._epoch,
-            "stepped_in_epoch": self._stepped_in_epoch,
-            "trial_axis": self.trial_axis,
-        }
-        return state
+    def _extra_state(self) -> dict[str, Any]:
+        """The epoch counter (saved under ``"adarem"``, ``"adarem_s"`` for AdaRem-S)."""
+        return {"epoch": self._epoch, "stepped_in_epoch": self._stepped_in_epoch}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the buffers, the groups and the epoch counter."""
-        state_dict = dict(state_dict)
-        extra = state_dict.pop(self._state_key, None)
-        if extra is None:
-            raise ValueError(
-                f"Invalid {type(self).__name__} state dict: it has no {self._state_key!r} entry "
-                f"(was it saved from another optimizer?)"
-            )
-        if extra["trial_axis"] != self.trial_axis:
-            raise ValueError(
-                f"Invalid {type(self).__name__} state dict: saved with trial_axis={extra['trial_axis']}, "
-                f"this optimizer has trial_axis={self.trial_axis}"
-            )
-        super().load_state_dict(state_dict)
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
         self._epoch = int(extra["epoch"])
         self._stepped_in_epoch = bool(extra["stepped_in_epoch"])

@@ -77,20 +77,14 @@ Decisions:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from lcamlab.optim.adarem import (
-    AdaRem,
-    _check_trial_dims,
-    _trial_view,
-    _validate_adarem_group,
-    adarem,
-    resilience_factors,
-)
+from lcamlab.optim.adarem import AdaRem, _descend, _update_momentum, adarem
+from lcamlab.optim.base import check_bool, resolve_foreach, trial_rows, trial_view
 
 __all__ = ["AdaRemS", "adarem_s"]
 
@@ -99,7 +93,7 @@ def _norm(p: Tensor, trial_axis: bool) -> Tensor:
     """:math:`|p|` as a 0-dim tensor, or per trial shaped ``(T, 1, ..., 1)``."""
     if not trial_axis:
         return torch.linalg.vector_norm(p)
-    return _trial_view(torch.linalg.vector_norm(p.reshape(p.shape[0], -1), dim=1), p)
+    return trial_view(torch.linalg.vector_norm(trial_rows(p), dim=1), p)
 
 
 def adarem_s(
@@ -152,18 +146,11 @@ def adarem_s(
     """
     if len(params) == 0:
         return
-    if foreach is None:
-        foreach = all(p.is_cuda for p in params)
-    _check_trial_dims(params, trial_axis)
-    steps = resilience_factors(grads, momentum_buffers, lam=lam, epoch=epoch, eps=eps,
-                               trial_axis=trial_axis, foreach=foreach)
+    foreach = resolve_foreach(foreach, params)
+    _descend(params, grads, momentum_buffers, lr=lr, lam=lam, epoch=epoch, weight_decay=weight_decay,
+             eps=eps, trial_axis=trial_axis, foreach=foreach, alphas=alphas if sphere_lr else None)
+    # Back onto the spheres; |pre-projection| * alpha is the Euclidean run's norm (similar triangles).
     if foreach:
-        torch._foreach_mul_(steps, grads)
-        if sphere_lr:
-            torch._foreach_div_(steps, torch._foreach_mul(alphas, alphas))
-        if weight_decay != 0:
-            torch._foreach_add_(steps, params, alpha=weight_decay)
-        torch._foreach_add_(params, steps, alpha=-lr)
         if trial_axis:
             norms = [_norm(p, True) for p in params]
         else:
@@ -171,33 +158,13 @@ def adarem_s(
         if sphere_lr:
             torch._foreach_mul_(alphas, torch._foreach_div(norms, radii))
         torch._foreach_mul_(params, torch._foreach_div(radii, norms))
-        torch._foreach_mul_(momentum_buffers, beta)
-        torch._foreach_add_(momentum_buffers, grads, alpha=1.0 - beta)
-        return
-    for p, g, m, radius, alpha, step in zip(params, grads, momentum_buffers, radii, alphas, steps):
-        step.mul_(g)
-        if sphere_lr:
-            step.div_(alpha * alpha)
-        if weight_decay != 0:
-            step.add_(p, alpha=weight_decay)
-        p.add_(step, alpha=-lr)
-        # |pre-projection| * alpha is the Euclidean run's norm (similar triangles).
-        norm = _norm(p, trial_axis)
-        if sphere_lr:
-            alpha.mul_(norm / radius)
-        p.mul_(radius / norm)
-        m.mul_(beta).add_(g, alpha=1.0 - beta)
-
-
-def _validate_adarem_s_group(group: dict[str, Any]) -> None:
-    _validate_adarem_group(group)
-    if group["spherical"] not in (None, True, False):
-        raise ValueError(
-            f"Invalid spherical: {group['spherical']!r} (expected None for 'parameters with ndim >= 2', "
-            f"True or False)"
-        )
-    if not isinstance(group["sphere_lr"], bool):
-        raise ValueError(f"Invalid sphere_lr: {group['sphere_lr']!r} (expected True or False)")
+    else:
+        for p, radius, alpha in zip(params, radii, alphas):
+            norm = _norm(p, trial_axis)
+            if sphere_lr:
+                alpha.mul_(norm / radius)
+            p.mul_(radius / norm)
+    _update_momentum(momentum_buffers, grads, beta=beta, foreach=foreach)
 
 
 class AdaRemS(AdaRem):
@@ -260,6 +227,7 @@ class AdaRemS(AdaRem):
     """
 
     _state_key = "adarem_s"
+    _group_fallbacks = {**AdaRem._group_fallbacks, "spherical": None, "sphere_lr": True}
 
     def __init__(
         self,
@@ -281,15 +249,11 @@ class AdaRemS(AdaRem):
     def _more_defaults(self) -> dict[str, Any]:
         return dict(self._sphere_defaults)
 
-    @staticmethod
-    def _validate_group(group: dict[str, Any]) -> None:
-        _validate_adarem_s_group(group)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("spherical", None)
-            group.setdefault("sphere_lr", True)
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        group["spherical"] = check_bool("spherical", group["spherical"], optional=True,
+                                        note="None: the parameters with ndim >= 2")
+        group["sphere_lr"] = check_bool("sphere_lr", group["sphere_lr"])
 
     def is_spherical(self, p: Tensor, group: dict[str, Any]) -> bool:
         """Whether ``p`` (a parameter of ``group``) lives on a sphere."""
@@ -297,33 +261,22 @@ class AdaRemS(AdaRem):
             return bool(group["spherical"])
         return p.dim() - (1 if self.trial_axis else 0) >= 2
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Perform one update; ``closure`` (optional) re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _step(self, loss: None) -> None:
         for group in self.param_groups:
-            params, grads, bufs = self._collect(group)
             flat: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
             sphere: tuple[list[Tensor], ...] = ([], [], [], [], [])
-            for p, g, m in zip(params, grads, bufs):
+            for p, g, m in zip(*self._collect(group)):
                 if not self.is_spherical(p, group):
                     for lst, x in zip(flat, (p, g, m)):
                         lst.append(x)
                     continue
                 state = self.state[p]
                 if "radius" not in state:
-                    _check_trial_dims([p], self.trial_axis)
                     state["radius"] = _norm(p, self.trial_axis).clone()
                     state["alpha"] = torch.ones_like(state["radius"])
                 for lst, x in zip(sphere, (p, g, m, state["radius"], state["alpha"])):
                     lst.append(x)
-            settings = dict(lr=group["lr"], beta=group["beta"], lam=group["lam"], epoch=self._epoch,
-                            weight_decay=group["weight_decay"], eps=group["eps"],
-                            trial_axis=self.trial_axis, foreach=group["foreach"])
+            settings = self._settings(group)
             adarem(*flat, **settings)
             adarem_s(*sphere, sphere_lr=group["sphere_lr"], **settings)
         self._stepped_in_epoch = True
-        return loss

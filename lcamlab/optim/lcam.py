@@ -47,12 +47,16 @@ loop calls ``loss.item()`` every iteration, which stalls a GPU).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
+
+from lcamlab.optim.base import (
+    TrialOptimizer, check_bool, check_number, check_pair, check_trial_shapes,
+    resolve_foreach, trial_view,
+)
 
 __all__ = ["LCAM", "lcam", "running_mean_update", "ema_update", "choose_momentum"]
 
@@ -60,13 +64,6 @@ __all__ = ["LCAM", "lcam", "running_mean_update", "ema_update", "choose_momentum
 # --------------------------------------------------------------------------------------
 # Functional core: small pure pieces, composed by the LCAM class.
 # --------------------------------------------------------------------------------------
-
-
-def _per_trial(value: Tensor | float, like: Tensor, trial_axis: bool) -> Tensor | float:
-    """Shape a per-trial value ``(T,)`` to broadcast over ``like`` of shape ``(T, ...)``."""
-    if not trial_axis or not isinstance(value, Tensor) or value.dim() == 0:
-        return value
-    return value.view((-1,) + (1,) * (like.dim() - 1))
 
 
 def lcam(
@@ -108,9 +105,9 @@ def lcam(
         trial_axis: dim 0 of every parameter is an independent trial.
         foreach: use the ``torch._foreach_*`` multi-tensor path (default: on CUDA).
     """
-    if foreach is None:
-        foreach = all(p.is_cuda for p in params) and len(params) > 0
-    if foreach:
+    if trial_axis:
+        check_trial_shapes(params)
+    if resolve_foreach(foreach, params):
         _lcam_foreach(params, grads, momentum_buffers, lr=lr, momentum=momentum,
                       weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
                       trial_axis=trial_axis)
@@ -126,7 +123,7 @@ def _lcam_for_loop(params, grads, momentum_buffers, *, lr, momentum, weight_deca
         grad = grads[i] if not maximize else -grads[i]
         if weight_decay != 0:
             grad = grad.add(param, alpha=weight_decay)
-        beta = _per_trial(momentum, param, trial_axis)
+        beta = trial_view(momentum, param) if trial_axis else momentum
         buf = momentum_buffers[i]
         if buf is None:
             buf = torch.clone(grad).detach()
@@ -153,7 +150,7 @@ def _lcam_foreach(params, grads, momentum_buffers, *, lr, momentum, weight_decay
         else:
             grads = torch._foreach_add(grads, params, alpha=weight_decay)
     if trial_axis and isinstance(momentum, Tensor) and momentum.dim() > 0:
-        betas: Any = [_per_trial(momentum, p, True) for p in params]
+        betas: Any = [trial_view(momentum, p) for p in params]
     else:
         betas = momentum
     # Buffers that exist are updated together; new ones are copies of their gradient.
@@ -221,27 +218,7 @@ def choose_momentum(
 _MEANS = ("epoch", "ema")
 
 
-def _check_unit_interval(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"Invalid {name}: {value!r} (expected a number in [0, 1))")
-    if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"Invalid {name}: {value} (must be in [0, 1))")
-    return float(value)
-
-
-def _check_momentum_pair(momentum: Any) -> tuple[float, float]:
-    if isinstance(momentum, (int, float)) and not isinstance(momentum, bool):
-        momentum = (momentum, momentum)
-    if isinstance(momentum, Tensor) or not isinstance(momentum, (tuple, list)) or len(momentum) != 2:
-        raise ValueError(
-            f"Invalid momentum: {momentum!r} (expected a pair (below, above), e.g. (0.9, 0.95), "
-            f"or one number for symmetric momentum)"
-        )
-    return (_check_unit_interval("momentum below value", momentum[0]),
-            _check_unit_interval("momentum above value", momentum[1]))
-
-
-class LCAM(Optimizer):
+class LCAM(TrialOptimizer):
     r"""SGD with loss-controlled asymmetric momentum (000 Algorithm 1).
 
     .. math::
@@ -276,7 +253,8 @@ class LCAM(Optimizer):
 
     The loss reaches the optimizer through ``step(loss=...)`` (a float, a 0-dim
     tensor, or ``(T,)`` with ``trial_axis``) or as the return value of
-    ``step(closure)``. Non-finite losses are not checked (that would need a
+    ``step(closure)``; ``LCAM.takes_loss`` is True, so code that drives any
+    optimizer passes it with :func:`~lcamlab.optim.optimizer_step`. Non-finite losses are not checked (that would need a
     host sync): a NaN loss makes the rest of the epoch's decisions "above".
 
     Example:
@@ -295,6 +273,10 @@ class LCAM(Optimizer):
         0.9
     """
 
+    takes_loss = True
+    _state_key = "lcam"
+    _group_fallbacks = {"foreach": None, "maximize": False}
+
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
@@ -310,69 +292,41 @@ class LCAM(Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
     ) -> None:
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0.0:
-            raise ValueError(f"Invalid learning rate: {lr!r} (must be a number >= 0)")
-        below, above = _check_momentum_pair(momentum)
-        if initial_momentum is not None:
-            initial_momentum = _check_unit_interval("initial_momentum", initial_momentum)
-        if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay!r} (must be >= 0)")
-        if not isinstance(nesterov, bool):
-            raise ValueError(f"Invalid nesterov: {nesterov!r} (expected True or False)")
+        # mean and ema_decay belong to the optimizer (one loss statistic), not to a group.
         if mean not in _MEANS:
             raise ValueError(f"Invalid mean: {mean!r} (choose 'epoch' or 'ema')")
-        if isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float)) or not 0.0 < ema_decay < 1.0:
-            raise ValueError(f"Invalid ema_decay: {ema_decay!r} (must be in (0, 1))")
-        if not isinstance(trial_axis, bool):
-            raise ValueError(f"Invalid trial_axis: {trial_axis!r} (expected True or False)")
-        if foreach is not None and not isinstance(foreach, bool):
-            raise ValueError(f"Invalid foreach: {foreach!r} (expected None, True or False)")
-        defaults = dict(
-            lr=float(lr),
-            momentum=(below, above),
-            initial_momentum=initial_momentum,
-            weight_decay=float(weight_decay),
-            nesterov=nesterov,
-            maximize=maximize,
-            foreach=foreach,
-        )
+        self.mean = mean
+        self.ema_decay = check_number("ema_decay", ema_decay, 0.0, 1.0, low_open=True)
         # Device constants (beta_below, beta_above) per (value, device, dtype), created
         # once with torch.full so a step never copies a coefficient from the host.
         self._constants: dict[tuple[float, torch.device, torch.dtype], Tensor] = {}
-        super().__init__(params, defaults)  # validates each group through add_param_group
-        self.mean = mean
-        self.ema_decay = float(ema_decay)
-        self.trial_axis = trial_axis
+        defaults = dict(lr=lr, momentum=momentum, initial_momentum=initial_momentum,
+                        weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, foreach=foreach)
+        super().__init__(params, defaults, trial_axis=trial_axis)
         self._reset_loss_state(full=True)
 
     # -- configuration -----------------------------------------------------------------
 
-    @staticmethod
-    def _validate_group(group: dict[str, Any]) -> None:
+    def _validate_group(self, group: dict[str, Any]) -> None:
         """Check a param group's settings (groups may override the defaults)."""
-        if isinstance(group["lr"], bool) or not isinstance(group["lr"], (int, float)) or not group["lr"] >= 0:
-            raise ValueError(f"Invalid learning rate: {group['lr']!r} (must be a number >= 0)")
-        group["momentum"] = _check_momentum_pair(group["momentum"])
+        super()._validate_group(group)
+        below, above = check_pair(
+            "momentum", group["momentum"],
+            "a pair (below, above), e.g. (0.9, 0.95), or one number for symmetric momentum",
+            one_number_for_both=True,
+        )
+        group["momentum"] = (check_number("momentum below value", below, 0.0, 1.0),
+                             check_number("momentum above value", above, 0.0, 1.0))
         if group["initial_momentum"] is None:
             group["initial_momentum"] = min(group["momentum"])
-        group["initial_momentum"] = _check_unit_interval("initial_momentum", group["initial_momentum"])
-        if not group["weight_decay"] >= 0.0:
-            raise ValueError(f"Invalid weight_decay value: {group['weight_decay']!r} (must be >= 0)")
+        group["initial_momentum"] = check_number("initial_momentum", group["initial_momentum"], 0.0, 1.0)
+        group["nesterov"] = check_bool("nesterov", group["nesterov"])
+        group["maximize"] = check_bool("maximize", group["maximize"])
         if group["nesterov"] and min(*group["momentum"], group["initial_momentum"]) <= 0.0:
             raise ValueError(
                 f"Invalid momentum for nesterov=True: {group['momentum']} with initial "
                 f"{group['initial_momentum']} (Nesterov momentum needs every momentum > 0)"
             )
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:  # noqa: D401 - torch API
-        super().add_param_group(param_group)
-        self._validate_group(self.param_groups[-1])
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
 
     # -- loss statistics -----------------------------------------------------------------
 
@@ -432,33 +386,6 @@ class LCAM(Optimizer):
             self._constants[key] = torch.full((), value, dtype=dtype, device=device)
         return self._constants[key]
 
-    def _as_loss_tensor(self, loss: Any, device: torch.device) -> Tensor:
-        """Validate the loss and bring it to ``device`` (a float becomes float64)."""
-        if isinstance(loss, Tensor):
-            loss = loss.detach()
-            if self.trial_axis:
-                if loss.dim() != 1:
-                    raise ValueError(
-                        f"Invalid loss shape {tuple(loss.shape)}: with trial_axis=True LCAM needs one "
-                        f"loss per trial, a tensor of shape (trials,)"
-                    )
-            elif loss.numel() != 1:
-                raise ValueError(
-                    f"Invalid loss shape {tuple(loss.shape)}: LCAM needs the scalar mini-batch loss "
-                    f"(use loss.mean(), or trial_axis=True for a batch of independent trials)"
-                )
-            else:
-                loss = loss.reshape(())
-            return loss.to(device=device, non_blocking=True)
-        if isinstance(loss, (int, float)) and not isinstance(loss, bool):
-            if self.trial_axis:
-                raise ValueError(
-                    f"Invalid loss {loss!r}: with trial_axis=True LCAM needs a (trials,) tensor of losses"
-                )
-            dtype = torch.float32 if device.type == "mps" else torch.float64
-            return torch.tensor(float(loss), dtype=dtype, device=device)
-        raise ValueError(f"Invalid loss {loss!r}: expected a float or a tensor")
-
     def _update_loss_state(self, loss: Tensor) -> None:
         """Feed the current loss into the mean and choose the next momentum (device ops only)."""
         self._epoch_steps += 1
@@ -482,54 +409,28 @@ class LCAM(Optimizer):
 
     # -- the step ------------------------------------------------------------------------
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None, loss: Any = None) -> Any:
-        """Update the parameters, then feed the mini-batch loss into the running mean.
+    def _group_momentum(self, group: dict[str, Any], like: Tensor) -> float | Tensor:
+        """The momentum of this step for ``group``: ``initial_momentum``, then the switch's choice."""
+        if self._below is None:
+            return group["initial_momentum"]
+        device = like.device
+        # The momentum tensor takes the parameters' dtype (float32 for half types,
+        # whose rounding of 0.95 would change the coefficient).
+        dtype = like.dtype
+        if dtype in (torch.float16, torch.bfloat16):
+            dtype = torch.float32
+        below = self._below if self._below.device == device else self._below.to(device, non_blocking=True)
+        return choose_momentum(
+            below,
+            self._constant(group["momentum"][0], device, dtype),
+            self._constant(group["momentum"][1], device, dtype),
+        )
 
-        Args:
-            closure: re-evaluates the model and returns the loss (optional).
-            loss: the mini-batch loss of this iteration, computed at the current
-                parameters (needed when no closure is given).
-
-        Returns:
-            The closure's loss if a closure was given, else ``None``.
-        """
-        closure_loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                closure_loss = closure()
-            if loss is None:
-                loss = closure_loss
-        if loss is None:
-            raise ValueError(
-                "LCAM.step needs this iteration's mini-batch loss: call step(loss=loss) "
-                "or step(closure) with a closure that returns the loss"
-            )
-
-        first_param = None
-        for group in self.param_groups:
-            for p in group["params"]:
-                first_param = p
-                break
-            if first_param is not None:
-                break
-        if first_param is None:
-            return closure_loss
-        loss_tensor = self._as_loss_tensor(loss, first_param.device)
-
+    def _step(self, loss: Tensor) -> None:
+        """Update the parameters with this step's momentum, then feed ``loss`` into the mean."""
         for group in self.param_groups:
             params, grads, bufs = [], [], []
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise ValueError("LCAM does not support sparse gradients")
-                if self.trial_axis:
-                    if p.dim() == 0 or p.shape[0] != loss_tensor.shape[0]:
-                        raise ValueError(
-                            f"Invalid parameter shape {tuple(p.shape)} for trial_axis=True with "
-                            f"{loss_tensor.shape[0]} trial losses: dim 0 of every parameter must be the trial axis"
-                        )
+            for p in self._params_with_grad(group):
                 state = self.state[p]
                 if len(state) == 0:
                     state["momentum_buffer"] = None
@@ -538,70 +439,42 @@ class LCAM(Optimizer):
                 bufs.append(state["momentum_buffer"])
             if not params:
                 continue
-            if self._below is None:
-                beta: float | Tensor = group["initial_momentum"]
-            else:
-                device = params[0].device
-                # The momentum tensor takes the parameters' dtype (float32 for half types,
-                # whose rounding of 0.95 would change the coefficient).
-                dtype = params[0].dtype
-                if dtype in (torch.float16, torch.bfloat16):
-                    dtype = torch.float32
-                below = self._below if self._below.device == device else self._below.to(device, non_blocking=True)
-                beta = choose_momentum(
-                    below,
-                    self._constant(group["momentum"][0], device, dtype),
-                    self._constant(group["momentum"][1], device, dtype),
-                )
-            lcam(params, grads, bufs, lr=group["lr"], momentum=beta,
+            lcam(params, grads, bufs, lr=group["lr"], momentum=self._group_momentum(group, params[0]),
                  weight_decay=group["weight_decay"], nesterov=group["nesterov"],
                  maximize=group["maximize"], trial_axis=self.trial_axis, foreach=group["foreach"])
             for p, buf in zip(params, bufs):
                 self.state[p]["momentum_buffer"] = buf
-
-        self._update_loss_state(loss_tensor)
-        return closure_loss
+        self._update_loss_state(loss)
 
     # -- checkpointing -------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, Any]:
-        """torch's state dict plus LCAM's loss statistics under the key ``"lcam"``."""
-        state = super().state_dict()
-        state["lcam"] = {
+    def _extra_state(self) -> dict[str, Any]:
+        """LCAM's loss statistics (saved under ``"lcam"``)."""
+
+        def _copy(value: Tensor | None) -> Tensor | None:
+            return None if value is None else value.clone()
+
+        return {
             "mean": self.mean,
             "ema_decay": self.ema_decay,
-            "trial_axis": self.trial_axis,
-            "loss_sum": None if self._loss_sum is None else self._loss_sum.clone(),
-            "ema": None if self._ema is None else self._ema.clone(),
-            "below": None if self._below is None else self._below.clone(),
-            "last_mean": None if self._mean is None else self._mean.clone(),
-            "below_steps": None if self._below_steps is None else self._below_steps.clone(),
+            "loss_sum": _copy(self._loss_sum),
+            "ema": _copy(self._ema),
+            "below": _copy(self._below),
+            "last_mean": _copy(self._mean),
+            "below_steps": _copy(self._below_steps),
             "epoch_steps": self._epoch_steps,
             "steps_total": self._steps_total,
         }
-        return state
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore parameters' buffers, groups and the running mean / decision."""
-        state_dict = dict(state_dict)
-        extra = state_dict.pop("lcam", None)
-        if extra is None:
-            raise ValueError(
-                "Invalid LCAM state dict: it has no 'lcam' entry (was it saved from another optimizer?)"
-            )
-        super().load_state_dict(state_dict)
-        for group in self.param_groups:
-            group["momentum"] = tuple(group["momentum"])
-        if extra["trial_axis"] != self.trial_axis:
-            raise ValueError(
-                f"Invalid LCAM state dict: saved with trial_axis={extra['trial_axis']}, "
-                f"this optimizer has trial_axis={self.trial_axis}"
-            )
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        """Restore the running mean / EMA and the latest decision."""
+        self._constants = {}  # a cache of device constants, refilled on demand (not saved)
         self.mean = extra["mean"]
         self.ema_decay = extra["ema_decay"]
-        device = next((p.device for g in self.param_groups for p in g["params"]), torch.device("cpu"))
+        first = self._first_param()
+        device = first.device if first is not None else torch.device("cpu")
 
-        def _to(value):
+        def _to(value: Tensor | None) -> Tensor | None:
             return None if value is None else value.to(device)
 
         self._loss_sum = _to(extra["loss_sum"])

@@ -95,11 +95,27 @@ class ToySystem(abc.ABC):
         """The mini-batches of the trials ``index`` (override when the trial axis is not dim 0)."""
         return tuple(part[index] for part in batch)
 
+    # -- the trial runner's protocol (:class:`lcamlab.experiments.trials.TrialProblem`) --------
+
+    def draw(self, generator: torch.Generator, steps: int) -> list[tuple[Tensor, ...]]:
+        """The mini-batches of ``steps`` consecutive steps: one :meth:`sample_batch` per step."""
+        return [self.sample_batch(generator) for _ in range(steps)]
+
+    def step_batch(self, block: list[tuple[Tensor, ...]], step: int) -> tuple[Tensor, ...]:
+        return block[step]
+
+    def slice_block(self, block: list[tuple[Tensor, ...]], index: slice) -> list[tuple[Tensor, ...]]:
+        return [self.slice_batch(batch, index) for batch in block]
+
     # -- loss ---------------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def loss_and_grad(self, theta: Tensor, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
-        """Mini-batch loss ``(T,)`` and its analytic gradient ``(T, dim)`` at ``theta`` ``(T, dim)``."""
+    def loss_and_grad(self, theta: Tensor, batch: tuple[Tensor, ...], *, need_loss: bool = True) -> tuple[Tensor, Tensor]:
+        """Mini-batch loss ``(T,)`` and its analytic gradient ``(T, dim)`` at ``theta`` ``(T, dim)``.
+
+        The toys always compute the loss (it comes with the gradient); ``need_loss`` is the
+        runner's protocol argument.
+        """
 
     @abc.abstractmethod
     def minibatch_loss(self, theta: Tensor, batch: tuple[Tensor, ...]) -> Tensor:

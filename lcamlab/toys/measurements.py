@@ -29,33 +29,26 @@ and paired differences wherever two settings share their trials' mini-batches
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import math
 import os
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from lcamlab.optim.adarem import oscillation_index as adarem_oscillation_index
+from lcamlab.experiments import cache
+from lcamlab.experiments.metrics import iterations_to_target, loss_phases, oscillation_index
+from lcamlab.experiments.registry import OptimizerSpec, preset
+from lcamlab.experiments.stats import mean_ci, median_ci, paired_ci
 from lcamlab.toys.base import grid_cells
 from lcamlab.toys.product_chain import ProductChain
-from lcamlab.toys.runner import OptimizerSpec, ToyRun, loss_phases, run
+from lcamlab.toys.runner import ToyRun, run
 from lcamlab.toys.spring import SpringPair
 
 __all__ = [
-    "mean_ci",
-    "median_ci",
-    "config_hash",
-    "table_path",
     "cached_table",
     "phase_agreement",
-    "oscillation_index",
-    "iterations_to_target",
     "centre_of_mass_drift",
     "PhaseAgreementConfig",
     "TractionConfig",
@@ -64,88 +57,14 @@ __all__ = [
     "measure_traction",
     "measure_sparsity_grid",
     "measure_oscillation",
+    "oscillation_config",
     "sparsity_optimizers",
     "summarise_claims",
 ]
 
-CI_LEVEL = 0.95
-
 # Part of every cache key: bump it when the definition of a measurement changes, so that
 # tables computed by the old definition are never read back as results of the new one.
 MEASUREMENT_VERSION = 1
-
-
-# --------------------------------------------------------------------------------------
-# Statistics
-# --------------------------------------------------------------------------------------
-
-
-def mean_ci(values: Tensor | Sequence[float], level: float = CI_LEVEL) -> tuple[float, float, float, int]:
-    r"""Mean of the finite values with a Student-t confidence interval.
-
-    .. math:: \bar v \pm t_{(1+\text{level})/2,\,n-1}\, s/\sqrt n
-
-    Returns:
-        ``(mean, low, high, n)``; NaN bounds when fewer than two finite values.
-    """
-    from scipy import stats
-
-    v = torch.as_tensor(values, dtype=torch.float64).flatten()
-    v = v[torch.isfinite(v)]
-    n = int(v.numel())
-    if n == 0:
-        return math.nan, math.nan, math.nan, 0
-    mean = float(v.mean())
-    if n < 2:
-        return mean, math.nan, math.nan, n
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * float(v.std(unbiased=True)) / math.sqrt(n)
-    return mean, mean - half, mean + half, n
-
-
-def median_ci(values: Tensor | Sequence[float], level: float = CI_LEVEL) -> tuple[float, float, float, int]:
-    r"""Median with a distribution-free confidence interval from order statistics.
-
-    Values may be ``inf`` (e.g. a target never reached: right-censored); the
-    median and its bounds are then still correct as long as they are finite
-    order statistics, and ``inf`` otherwise. The interval is
-    :math:`[v_{(j)}, v_{(k)}]` with :math:`j, k` the binomial(n, 1/2) quantiles.
-
-    Returns:
-        ``(median, low, high, n)``.
-    """
-    from scipy import stats
-
-    v = torch.as_tensor(values, dtype=torch.float64).flatten()
-    v = v[~torch.isnan(v)]
-    n = int(v.numel())
-    if n == 0:
-        return math.nan, math.nan, math.nan, 0
-    ordered = torch.sort(v).values
-    if n % 2:
-        median = float(ordered[n // 2])
-    else:
-        median = float((ordered[n // 2 - 1] + ordered[n // 2]) / 2)
-    # 1-based ranks [j, n + 1 - j] with j = binomial(n, 1/2) quantile at alpha/2 (e.g. n = 100:
-    # ranks 40 and 61, the textbook interval).
-    j = max(int(stats.binom.ppf((1 - level) / 2, n, 0.5)), 1)
-    return median, float(ordered[j - 1]), float(ordered[n - j]), n
-
-
-def config_hash(config: Any) -> str:
-    """First 12 hex digits of the SHA-256 of the config's canonical JSON."""
-    from lcamlab.provenance import to_jsonable
-
-    text = json.dumps(to_jsonable(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-
-
-def table_path(name: str, config: Any, data_dir: str | os.PathLike) -> Path:
-    """Where the table ``name`` of ``config`` lives: ``<data_dir>/toys/<name>_<hash>.csv``.
-
-    The hash covers the table's name, :data:`MEASUREMENT_VERSION` and the full config.
-    """
-    key = {"table": name, "measurement_version": MEASUREMENT_VERSION, "config": config}
-    return Path(data_dir) / "toys" / f"{name}_{config_hash(key)}.csv"
 
 
 def cached_table(
@@ -156,32 +75,17 @@ def cached_table(
     *,
     seed: int,
     refresh: bool = False,
-) -> tuple[Any, dict[str, Any], Path, bool]:
-    """Load the table of ``config`` (:func:`table_path`) if it exists, else compute and save it.
+) -> cache.CachedTable:
+    """The toys' tables in the one result cache: ``<data_dir>/toys/<name>_<hash>.csv``.
 
-    Args:
-        name: table name (a file stem such as ``"traction_drift"``).
-        config: everything the result depends on (hashed into the file name).
-        compute: returns the table (a DataFrame) when there is no cached result.
-        data_dir: the ``data/`` folder.
-        seed: recorded in the metadata.
-        refresh: recompute and overwrite this configuration's own file.
+    A thin binding of :func:`lcamlab.experiments.cache.cached_table` (folder ``toys``,
+    version :data:`MEASUREMENT_VERSION`, computed on the CPU).
 
     Returns:
-        ``(frame, metadata, path, from_cache)``.
+        ``(frame, metadata, path, from_cache)`` (a :class:`~lcamlab.experiments.cache.CachedTable`).
     """
-    from lcamlab.provenance import load_table, run_metadata, save_table
-
-    path = table_path(name, config, data_dir)
-    if path.exists() and not refresh:
-        frame, metadata = load_table(path)
-        return frame, metadata, path, True
-    started = time.perf_counter()
-    frame = compute()
-    metadata = run_metadata(config, seed=seed, device="cpu", table=name, measurement_version=MEASUREMENT_VERSION,
-                            wall_seconds=round(time.perf_counter() - started, 3))
-    save_table(path, frame, metadata, overwrite=refresh)
-    return frame, metadata, path, False
+    return cache.cached_table(name, config, compute, Path(data_dir) / "toys", seed=seed, device="cpu",
+                              version=MEASUREMENT_VERSION, refresh=refresh)
 
 
 # --------------------------------------------------------------------------------------
@@ -247,36 +151,6 @@ def phase_agreement(run_: ToyRun, *, burn_in_epochs: int = 1) -> dict[str, Tenso
         "eq12_r2": corr**2,
         "below_fraction": decision[keep].to(torch.float64).mean(dim=0),
     }
-
-
-def oscillation_index(trajectory: Tensor) -> Tensor:
-    r"""Oscillation index per trial (003 section 3.2.2): :math:`Q = \frac1n\sum_i l_i / d_i`.
-
-    For every coordinate :math:`i`, :math:`l_i = \sum_t |\theta_{t,i} - \theta_{t-1,i}|`
-    is its path length and :math:`d_i = |\theta_{T,i} - \theta_{0,i}|` its
-    displacement; :math:`Q \ge 1`, and 1 means a monotone path. The one
-    implementation is :func:`lcamlab.optim.adarem.oscillation_index` (coordinates
-    that end exactly where they started are left out of the mean).
-
-    Args:
-        trajectory: ``(R, T, dim)``, recorded at every step (a sub-sampled
-            trajectory under-counts the path length).
-
-    Returns:
-        ``(T,)``.
-    """
-    if trajectory.dim() != 3 or trajectory.shape[0] < 2:
-        raise ValueError(f"Invalid trajectory shape {tuple(trajectory.shape)} (expected (steps+1, trials, dim))")
-    return adarem_oscillation_index(trajectory.to(torch.float64), trial_axis=True)
-
-
-def iterations_to_target(values: Tensor, steps: Tensor, target: Tensor | float) -> Tensor:
-    """First recorded step at which ``values`` (``(R, T)``) is at or below ``target``; ``inf`` if never."""
-    hit = values <= torch.as_tensor(target, dtype=values.dtype)
-    any_hit = hit.any(dim=0)
-    first = torch.argmax(hit.to(torch.int8), dim=0)
-    result = steps.to(torch.float64)[first]
-    return torch.where(any_hit, result, torch.full_like(result, math.inf))
 
 
 def centre_of_mass_drift(run_: ToyRun, baseline: ToyRun, *, average_last: int,
@@ -381,7 +255,7 @@ def measure_phase_agreement(
                          optimum=config.optimum, batch_size=config.batch_size)
         rows = []
         for lr in config.learning_rates:
-            result = run(toy, OptimizerSpec.lcam(lr, *config.momentum), steps=config.steps,
+            result = run(toy, OptimizerSpec("lcam", lr, {"momentum": tuple(config.momentum)}), steps=config.steps,
                          steps_per_epoch=config.steps_per_epoch, seed=config.seed).check_finite()
             per_trial = phase_agreement(result, burn_in_epochs=config.burn_in_epochs)
             for c, cell in enumerate(cells):
@@ -456,11 +330,11 @@ def measure_traction(
                          coupling=config.coupling, noise=config.noise, start=config.start,
                          optimum=config.optimum, batch_size=config.batch_size)
         kwargs = dict(steps=config.steps, steps_per_epoch=config.steps_per_epoch, seed=config.seed)
-        baseline = run(toy, OptimizerSpec.heavy_ball(config.lr, config.mean_momentum), **kwargs).check_finite()
+        baseline = run(toy, OptimizerSpec("sgd", config.lr, {"momentum": config.mean_momentum}), **kwargs).check_finite()
         rows = []
         for a in config.asymmetries:
             below, above = round(config.mean_momentum - a / 2, 10), round(config.mean_momentum + a / 2, 10)
-            result = run(toy, OptimizerSpec.lcam(config.lr, below, above), **kwargs).check_finite()
+            result = run(toy, OptimizerSpec("lcam", config.lr, {"momentum": (below, above)}), **kwargs).check_finite()
             drift = centre_of_mass_drift(result, baseline, average_last=config.average_last)
             row: dict[str, Any] = {"asymmetry": a, "below": below, "above": above}
             for key, values in drift.items():
@@ -482,13 +356,8 @@ def measure_traction(
 
 def sparsity_optimizers(lr: float, adagrad_lr: float, adam_lr: float) -> tuple[OptimizerSpec, ...]:
     """The five optimizers of measurement 3: SGD 0.9, LCAM (0.9, 0.95), LCAM (0.95, 0.9), AdaGrad, Adam."""
-    return (
-        OptimizerSpec.heavy_ball(lr, 0.9),
-        OptimizerSpec.lcam(lr, 0.9, 0.95),
-        OptimizerSpec.lcam(lr, 0.95, 0.9),
-        OptimizerSpec.adagrad(adagrad_lr),
-        OptimizerSpec.adam(adam_lr),
-    )
+    return (preset("momentum", lr), preset("lcam-above", lr), preset("lcam-below", lr),
+            preset("adagrad", adagrad_lr), preset("adam", adam_lr))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -584,10 +453,10 @@ def measure_sparsity_grid(
                 med, lo, hi, _ = median_ci(values["iters"][mask])
                 row.update({"iters": med, "iters_low": lo, "iters_high": hi,
                             "reached": float(torch.isfinite(values["iters"][mask]).to(torch.float64).mean())})
-                mean, low, high, _ = mean_ci(values["log10_loss"][mask] - reference[mask])
+                mean, low, high, _ = paired_ci(values["log10_loss"][mask], reference[mask])
                 row.update({"vs_above": mean, "vs_above_low": low, "vs_above_high": high})
                 # inf - inf is NaN and inf - finite is inf: mean_ci keeps only pairs that both reached.
-                mean, low, high, _ = mean_ci(values["iters"][mask] - reference_iters[mask])
+                mean, low, high, _ = paired_ci(values["iters"][mask], reference_iters[mask])
                 row.update({"iters_vs_above": mean, "iters_vs_above_low": low, "iters_vs_above_high": high,
                             "trials": n})
                 rows.append(row)
@@ -603,19 +472,33 @@ def measure_sparsity_grid(
 # --------------------------------------------------------------------------------------
 
 
+def oscillation_config(runs: dict[str, ToyRun]) -> dict[str, Any]:
+    """What the runs of :func:`measure_oscillation` depend on (its cache key), read from the runs."""
+    if not runs:
+        raise ValueError("measure_oscillation needs at least one run")
+    first = next(iter(runs.values()))
+    for label, r in runs.items():
+        if (r.toy.config(), r.steps, r.steps_per_epoch, r.seed, r.trajectory.shape[0]) != \
+                (first.toy.config(), first.steps, first.steps_per_epoch, first.seed, first.trajectory.shape[0]):
+            raise ValueError(f"measure_oscillation needs runs of one toy, length and seed ({label} differs)")
+    return {"toy": first.toy.config(), "optimizers": [r.spec.to_config() for r in runs.values()],
+            "steps": first.steps, "steps_per_epoch": first.steps_per_epoch, "seed": first.seed}
+
+
 def measure_oscillation(
     runs: dict[str, ToyRun],
     *,
     data_dir: str | os.PathLike,
-    config: dict[str, Any],
     refresh: bool = False,
 ) -> tuple[Any, dict[str, Any], Path, bool]:
     """Measurement 4 (003 section 3.2.2): oscillation index Q per optimizer, mean and 95% CI.
 
     Args:
-        runs: label -> run (all recorded at every step), e.g. from :func:`run_many`.
+        runs: label -> run (all of one toy and seed, recorded at every step), e.g.
+            from :func:`lcamlab.toys.run_many`; the cache key is read from them
+            (:func:`oscillation_config`).
         data_dir: the ``data/`` folder.
-        config: the configuration that produced ``runs`` (the cache key).
+        refresh: recompute and replace the cached table.
     """
     import pandas as pd
 
@@ -623,7 +506,7 @@ def measure_oscillation(
         rows = []
         for label, r in runs.items():
             r.check_finite()
-            q = oscillation_index(r.trajectory)
+            q = oscillation_index(r.trajectory, trial_axis=True)
             mean, low, high, n = mean_ci(q)
             per_coordinate = (torch.diff(r.trajectory.to(torch.float64), dim=0).abs().sum(dim=0)
                               / (r.trajectory[-1] - r.trajectory[0]).to(torch.float64).abs())
@@ -634,8 +517,9 @@ def measure_oscillation(
             rows.append(row)
         return pd.DataFrame(rows)
 
-    seed = next(iter(runs.values())).seed if runs else 0
-    return cached_table("traction_oscillation_index", config, compute, data_dir, seed=seed, refresh=refresh)
+    config = oscillation_config(runs)
+    return cached_table("traction_oscillation_index", config, compute, data_dir, seed=config["seed"],
+                        refresh=refresh)
 
 
 # --------------------------------------------------------------------------------------

@@ -224,7 +224,7 @@ class ProductChain(ToySystem):
         chain = theta[..., self.n_features:].prod(dim=-1, keepdim=True)
         return chain * theta[..., : self.n_features] + self.bias
 
-    def loss_and_grad(self, theta: Tensor, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    def loss_and_grad(self, theta: Tensor, batch: tuple[Tensor, ...], *, need_loss: bool = True) -> tuple[Tensor, Tensor]:
         x, y = batch
         u = theta[:, : self.n_features]
         v = theta[:, self.n_features:]

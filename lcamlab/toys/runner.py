@@ -21,7 +21,9 @@ trial by trial, with much smaller confidence intervals.
 
 :func:`run_looped` does the same with one toy and one optimizer per trial in a
 Python loop, on the same mini-batches: it exists to check the batched runner
-(same numbers) and to measure its speed-up (``lcamlab bench toys``).
+(same numbers) and to measure its speed-up (``lcamlab bench toys``). Both are
+the experiment layer's runner (:mod:`lcamlab.experiments.trials`); optimizers
+are :class:`lcamlab.experiments.registry.OptimizerSpec` s.
 """
 
 from __future__ import annotations
@@ -34,141 +36,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lcamlab.experiments.metrics import loss_phases
+from lcamlab.experiments.registry import OptimizerSpec, suite
+from lcamlab.experiments.trials import looped, run_trials
+
 from lcamlab.toys.base import ToySystem
 
-__all__ = ["OptimizerSpec", "ToyRun", "run", "run_looped", "run_many", "loss_phases", "suite", "OPTIMIZER_KINDS",
+__all__ = ["OptimizerSpec", "ToyRun", "run", "run_looped", "run_many", "run_controls", "loss_phases", "suite",
            "SUITE_KEYS"]
-
-OPTIMIZER_KINDS = ("sgd", "momentum", "lcam", "adam", "adagrad", "rmsprop", "adai", "adarem")
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimizerSpec:
-    """An optimizer as data: what to build, with which settings, and its colour key.
-
-    Args:
-        kind: one of :data:`OPTIMIZER_KINDS`: ``"sgd"`` (no momentum),
-            ``"momentum"`` (SGD with momentum ``momentum``), ``"lcam"`` (LCAM with
-            ``momentum=(below, above)``), ``"adam"``, ``"adagrad"``, ``"rmsprop"``,
-            ``"adai"`` (:class:`lcamlab.optim.adai.Adai`), ``"adarem"``
-            (:class:`lcamlab.optim.adarem.AdaRem`).
-        lr: learning rate (> 0).
-        momentum: the momentum of ``"momentum"``, the pair ``(below, above)`` of
-            ``"lcam"``; ignored otherwise.
-        options: extra keyword arguments of the optimizer as ``((name, value), ...)``.
-        key: the :mod:`lcamlab.style` colour key; derived from ``kind`` if omitted
-            (LCAM: ``"lcam-above"`` when above > below, ``"lcam-below"`` when below > above).
-    """
-
-    kind: str
-    lr: float
-    momentum: float | tuple[float, float] = 0.0
-    options: tuple[tuple[str, Any], ...] = ()
-    key: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in OPTIMIZER_KINDS:
-            raise ValueError(f"Invalid optimizer kind: {self.kind!r} (choose one of {', '.join(OPTIMIZER_KINDS)})")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not self.lr > 0:
-            raise ValueError(f"Invalid learning rate: {self.lr!r} (must be a number > 0)")
-        if self.kind == "lcam":
-            pair = self.momentum
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise ValueError(f"Invalid LCAM momentum: {pair!r} (expected a pair (below, above), e.g. (0.9, 0.95))")
-            for beta in pair:
-                if not 0.0 <= float(beta) < 1.0:
-                    raise ValueError(f"Invalid LCAM momentum: {pair!r} (each value must lie in [0, 1))")
-            object.__setattr__(self, "momentum", (float(pair[0]), float(pair[1])))
-        elif self.kind == "momentum":
-            if isinstance(self.momentum, (tuple, list)) or not 0.0 <= float(self.momentum) < 1.0:
-                raise ValueError(f"Invalid momentum: {self.momentum!r} (a number in [0, 1))")
-            object.__setattr__(self, "momentum", float(self.momentum))
-        object.__setattr__(self, "options", tuple(sorted(tuple(o) for o in self.options)))
-
-    # -- convenient constructors ----------------------------------------------------------------
-
-    @classmethod
-    def sgd(cls, lr: float) -> "OptimizerSpec":
-        """Plain SGD."""
-        return cls("sgd", lr)
-
-    @classmethod
-    def heavy_ball(cls, lr: float, momentum: float = 0.9) -> "OptimizerSpec":
-        """SGD with fixed momentum (the paper's "Fixed 0.9")."""
-        return cls("momentum", lr, momentum)
-
-    @classmethod
-    def lcam(cls, lr: float, below: float, above: float) -> "OptimizerSpec":
-        """LCAM with ``momentum=(below, above)``."""
-        return cls("lcam", lr, (below, above))
-
-    @classmethod
-    def adam(cls, lr: float) -> "OptimizerSpec":
-        return cls("adam", lr)
-
-    @classmethod
-    def adagrad(cls, lr: float) -> "OptimizerSpec":
-        return cls("adagrad", lr)
-
-    @classmethod
-    def rmsprop(cls, lr: float) -> "OptimizerSpec":
-        return cls("rmsprop", lr)
-
-    # -- description ----------------------------------------------------------------------------
-
-    @property
-    def style_key(self) -> str:
-        """The :mod:`lcamlab.style` key for colours and labels."""
-        if self.key is not None:
-            return self.key
-        if self.kind == "lcam":
-            below, above = self.momentum  # type: ignore[misc]
-            return "lcam-above" if above > below else "lcam-below" if below > above else "lcam"
-        return self.kind
-
-    @property
-    def label(self) -> str:
-        """A short legend label, e.g. ``"LCAM (0.9, 0.95)"`` or ``"SGD+momentum 0.9"``."""
-        from lcamlab import style
-
-        if self.kind == "lcam":
-            below, above = self.momentum  # type: ignore[misc]
-            return f"LCAM ({below:g}, {above:g})"
-        if self.kind == "momentum":
-            return f"{style.optimizer_label('momentum')} {self.momentum:g}"
-        return style.optimizer_label(self.kind)
-
-    def to_config(self) -> dict[str, Any]:
-        """JSON-able description (part of every cache key)."""
-        momentum = list(self.momentum) if isinstance(self.momentum, tuple) else self.momentum
-        return {"kind": self.kind, "lr": self.lr, "momentum": momentum, "options": dict(self.options),
-                "key": self.style_key}
-
-    def build(self, params: Sequence[Tensor], *, trial_axis: bool = True) -> torch.optim.Optimizer:
-        """The optimizer over ``params`` (torch's are elementwise and need no trial axis flag)."""
-        options = dict(self.options)
-        if self.kind == "sgd":
-            return torch.optim.SGD(params, lr=self.lr, momentum=0.0, foreach=False, **options)
-        if self.kind == "momentum":
-            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, foreach=False, **options)
-        if self.kind == "lcam":
-            from lcamlab.optim import LCAM
-
-            return LCAM(params, lr=self.lr, momentum=self.momentum, trial_axis=trial_axis, **options)
-        if self.kind == "adam":
-            return torch.optim.Adam(params, lr=self.lr, foreach=False, **options)
-        if self.kind == "adagrad":
-            return torch.optim.Adagrad(params, lr=self.lr, foreach=False, **options)
-        if self.kind == "rmsprop":
-            return torch.optim.RMSprop(params, lr=self.lr, foreach=False, **options)
-        if self.kind == "adai":
-            from lcamlab.optim.adai import Adai
-
-            return Adai(params, lr=self.lr, trial_axis=trial_axis, **options)
-        from lcamlab.optim.adarem import AdaRem
-
-        return AdaRem(params, lr=self.lr, trial_axis=trial_axis, **options)
-
 
 @dataclasses.dataclass
 class ToyRun:
@@ -253,69 +128,8 @@ class ToyRun:
         return self.trajectory[:-1]
 
 
+#: The notebook's optimizers (:data:`lcamlab.experiments.registry.PRESETS` keys).
 SUITE_KEYS = ("sgd", "momentum", "lcam-above", "lcam-below", "adam", "adagrad", "rmsprop", "adai", "adarem")
-
-
-def suite(
-    keys: Sequence[str] = SUITE_KEYS,
-    *,
-    lr: float,
-    sgd_lr: float,
-    adam_lr: float,
-    adagrad_lr: float,
-    rmsprop_lr: float,
-    adai_lr: float,
-    adarem_lr: float,
-    momentum: float = 0.9,
-    lcam_above: tuple[float, float] = (0.9, 0.95),
-    lcam_below: tuple[float, float] = (0.95, 0.9),
-) -> list[OptimizerSpec]:
-    """The notebook's optimizers by :mod:`lcamlab.style` key, each with its learning rate.
-
-    ``lr`` is the rate of SGD+momentum and LCAM; the others have their own (momentum
-    multiplies the effective step by 1/(1 - beta), so plain SGD, Adai and AdaRem want
-    about ten times more; Adam, RMSprop and AdaGrad set per-coordinate step sizes).
-    """
-    makers = {
-        "sgd": lambda: OptimizerSpec.sgd(sgd_lr),
-        "momentum": lambda: OptimizerSpec.heavy_ball(lr, momentum),
-        "lcam-above": lambda: OptimizerSpec.lcam(lr, *lcam_above),
-        "lcam-below": lambda: OptimizerSpec.lcam(lr, *lcam_below),
-        "adam": lambda: OptimizerSpec.adam(adam_lr),
-        "adagrad": lambda: OptimizerSpec.adagrad(adagrad_lr),
-        "rmsprop": lambda: OptimizerSpec.rmsprop(rmsprop_lr),
-        "adai": lambda: OptimizerSpec("adai", adai_lr),
-        "adarem": lambda: OptimizerSpec("adarem", adarem_lr),
-    }
-    unknown = [k for k in keys if k not in makers]
-    if unknown:
-        raise ValueError(f"Invalid optimizer keys {unknown} (choose from {', '.join(makers)})")
-    return [makers[k]() for k in keys]
-
-
-def loss_phases(loss: Tensor, steps_per_epoch: int) -> Tensor:
-    r"""LCAM's phase of every loss: :math:`L_t < \bar L_t`, the running mean of its epoch including itself.
-
-    Vectorised over steps and trials; the mean accumulates in float64 exactly as
-    :class:`lcamlab.optim.LCAM` does, so the result equals LCAM's decisions.
-
-    Args:
-        loss: ``(steps, T)`` (or ``(steps,)``) mini-batch losses in step order.
-        steps_per_epoch: the epoch length; the mean restarts every epoch.
-
-    Returns:
-        bool tensor of ``loss``'s shape, True where the loss is below its running mean.
-    """
-    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
-        raise ValueError(f"Invalid steps_per_epoch: {steps_per_epoch!r} (must be an int >= 1)")
-    steps = loss.shape[0]
-    below = torch.empty(loss.shape, dtype=torch.bool)
-    for start in range(0, steps, steps_per_epoch):  # a loop over epochs, not trials
-        chunk = loss[start:start + steps_per_epoch]
-        count = torch.arange(1, chunk.shape[0] + 1, dtype=torch.float64).view((-1,) + (1,) * (loss.dim() - 1))
-        mean = torch.cumsum(chunk.to(torch.float64), dim=0) / count
-        below[start:start + steps_per_epoch] = chunk < mean
-    return below
 
 
 def _check_run_args(steps: int, steps_per_epoch: int, record_every: int, gradient: str) -> None:
@@ -342,6 +156,7 @@ def run(
     seed: int = 0,
     record_every: int = 1,
     gradient: str = "analytic",
+    build_options: dict[str, Any] | None = None,
 ) -> ToyRun:
     """Run every trial of ``toy`` with one optimizer, all trials in one tensor.
 
@@ -356,50 +171,36 @@ def run(
         seed: seed of the data stream (a :class:`torch.Generator`).
         record_every: record :math:`\\theta` every this many steps (and at the end).
         gradient: ``"analytic"`` (the toy's formulas, fast) or ``"autograd"``.
+        build_options: options given to the optimizer at build time (e.g. a control's
+            momentum schedule, :func:`run_controls`).
 
     Returns:
         a :class:`ToyRun`.
     """
     _check_run_args(steps, steps_per_epoch, record_every, gradient)
-    generator = torch.Generator().manual_seed(int(seed))
     theta = toy.initial_point().to(toy.dtype)
-    use_autograd = gradient == "autograd"
-    if use_autograd:
-        theta.requires_grad_(True)
-    optimizer = spec.build([theta], trial_axis=True)
-    is_lcam = spec.kind == "lcam"
-    new_epoch = getattr(optimizer, "new_epoch", None)
+    optimizer = spec.build([theta], trial_axis=True, **(build_options or {}))
+    records_decisions = spec.kind == "lcam"
 
     points = _record_points(steps, record_every)
+    point_list = points.tolist()
     trajectory = torch.empty((len(points), toy.trials, toy.dim), dtype=toy.dtype)
     trajectory[0] = theta.detach()
     loss_record = torch.empty((steps, toy.trials), dtype=toy.dtype)
-    lcam_below = torch.empty((steps, toy.trials), dtype=torch.bool) if is_lcam else None
-    next_point = 1
-    point_list = points.tolist()
+    lcam_below = torch.empty((steps, toy.trials), dtype=torch.bool) if records_decisions else None
+    next_point = [1]
+
+    def record(t: int, loss: Tensor | None) -> None:
+        loss_record[t] = loss
+        if lcam_below is not None:
+            lcam_below[t] = optimizer.last_below  # type: ignore[attr-defined]
+        if t + 1 == point_list[next_point[0]]:
+            trajectory[next_point[0]] = theta.detach()
+            next_point[0] += 1
 
     started = time.perf_counter()
-    for t in range(steps):
-        if t > 0 and t % steps_per_epoch == 0 and new_epoch is not None:
-            new_epoch()
-        batch = toy.sample_batch(generator)
-        if use_autograd:
-            optimizer.zero_grad(set_to_none=True)
-            loss = toy.minibatch_loss(theta, batch)
-            loss.sum().backward()  # trials are independent: each gets its own gradient
-            loss = loss.detach()
-        else:
-            loss, grad = toy.loss_and_grad(theta, batch)
-            theta.grad = grad
-        loss_record[t] = loss
-        if is_lcam:
-            optimizer.step(loss=loss)
-            lcam_below[t] = optimizer.last_below  # type: ignore[index, attr-defined]
-        else:
-            optimizer.step()
-        if t + 1 == point_list[next_point]:
-            trajectory[next_point] = theta.detach()
-            next_point += 1
+    run_trials(toy, optimizer, theta, steps=steps, generator=torch.Generator().manual_seed(int(seed)),
+               epoch_length=steps_per_epoch, gradient=gradient, need_loss=True, on_step=record)
     wall = time.perf_counter() - started
 
     return ToyRun(
@@ -427,6 +228,56 @@ def run_many(
     return runs
 
 
+def run_controls(
+    toy: ToySystem,
+    lcam: OptimizerSpec,
+    *,
+    steps: int,
+    steps_per_epoch: int = 50,
+    seed: int = 0,
+    record_every: int = 1,
+    controls: Sequence[str] = ("shuffled", "matched"),
+    groups: Tensor | None = None,
+) -> dict[str, ToyRun]:
+    """LCAM and its controls on the same mini-batches (:mod:`lcamlab.experiments.controls`).
+
+    LCAM runs first; its realised momentum sequence then makes the ``shuffled``
+    control (permuted within each epoch, per trial, with a permutation seed derived
+    from ``seed``) and the ``matched`` one (its mean, per group of trials). Every
+    run uses the data stream of ``seed`` (common random numbers), so differences
+    are paired trial by trial.
+
+    Args:
+        toy, steps, steps_per_epoch, seed, record_every: as :func:`run`.
+        lcam: the LCAM setting.
+        controls: which controls (``shuffled``, ``matched``, ``bound-below``, ``bound-above``).
+        groups: ``(T,)`` group of each trial for the matched mean (e.g. a grid cell);
+            default one group.
+
+    Returns:
+        ``{lcam.style_key: LCAM's run, "<key>:<control>": control run, ...}``.
+    """
+    from lcamlab.experiments.controls import control_specs, matched_schedule, shuffled_schedule
+
+    kwargs = dict(steps=steps, steps_per_epoch=steps_per_epoch, seed=seed, record_every=record_every)
+    base = run(toy, lcam, **kwargs)
+    used = base.momentum_used()
+    schedules = {
+        "shuffled": lambda: shuffled_schedule(used, steps_per_epoch, seed=_PERMUTATION_SEED + int(seed)),
+        "matched": lambda: matched_schedule(used, groups),
+    }
+    runs = {lcam.style_key: base}
+    for key, spec in control_specs(lcam, tuple(controls)).items():
+        control = key.partition(":")[2]
+        options = {"momentum": schedules[control]().to(toy.dtype)} if control in schedules else None
+        runs[key] = run(toy, spec, build_options=options, **kwargs)
+    return runs
+
+
+# Offsets the shuffled control's permutation seed from the data seed (they must not share a stream).
+_PERMUTATION_SEED = 7_919
+
+
 def run_looped(
     toy: ToySystem,
     spec: OptimizerSpec,
@@ -438,49 +289,22 @@ def run_looped(
 ) -> ToyRun:
     """The reference implementation: one toy and one optimizer per trial, in a Python loop.
 
-    Every step draws the mini-batches of all trials exactly as :func:`run` does
-    (same generator, same order) and hands trial ``i`` its slice, so the numbers
-    must agree with :func:`run` (bit for bit in float64). Slow on purpose: this is
-    what the batched runner replaces.
+    :func:`run` runs once per trial on a one-trial view of the toy that reads that
+    trial's part of the same mini-batches (:func:`lcamlab.experiments.trials.looped`),
+    so the numbers must agree with :func:`run` (bit for bit in float64 where no
+    reduction runs over the trial's coordinates). Slow on purpose: this is what the
+    batched runner replaces.
     """
     _check_run_args(steps, steps_per_epoch, record_every, "analytic")
-    generator = torch.Generator().manual_seed(int(seed))
-    toys = [toy.subset(slice(i, i + 1)) for i in range(toy.trials)]
-    thetas = [single.initial_point().to(toy.dtype) for single in toys]
-    optimizers = [spec.build([theta], trial_axis=True) for theta in thetas]
-    is_lcam = spec.kind == "lcam"
-
-    points = _record_points(steps, record_every)
-    trajectory = torch.empty((len(points), toy.trials, toy.dim), dtype=toy.dtype)
-    trajectory[0] = torch.cat(thetas)
-    loss_record = torch.empty((steps, toy.trials), dtype=toy.dtype)
-    lcam_below = torch.empty((steps, toy.trials), dtype=torch.bool) if is_lcam else None
-    next_point = 1
-    point_list = points.tolist()
-
     started = time.perf_counter()
-    for t in range(steps):
-        batch = toy.sample_batch(generator)
-        for i, (single, theta, optimizer) in enumerate(zip(toys, thetas, optimizers)):
-            if t > 0 and t % steps_per_epoch == 0 and hasattr(optimizer, "new_epoch"):
-                optimizer.new_epoch()
-            piece = toy.slice_batch(batch, slice(i, i + 1))
-            loss, grad = single.loss_and_grad(theta, piece)
-            theta.grad = grad
-            loss_record[t, i] = loss[0]
-            if is_lcam:
-                optimizer.step(loss=loss)
-                lcam_below[t, i] = optimizer.last_below[0]  # type: ignore[index, attr-defined]
-            else:
-                optimizer.step()
-        if t + 1 == point_list[next_point]:
-            trajectory[next_point] = torch.cat(thetas)
-            next_point += 1
+    pieces = looped(toy, lambda view, _: run(view, spec, steps=steps, steps_per_epoch=steps_per_epoch, seed=seed,
+                                              record_every=record_every))
     wall = time.perf_counter() - started
-
+    loss = torch.cat([p.loss for p in pieces], dim=1)
     return ToyRun(
         spec=spec, toy=toy, steps=steps, steps_per_epoch=steps_per_epoch, seed=int(seed),
-        trajectory=trajectory, recorded_steps=points, loss=loss_record,
-        below=loss_phases(loss_record, steps_per_epoch), lcam_below=lcam_below,
+        trajectory=torch.cat([p.trajectory for p in pieces], dim=1), recorded_steps=pieces[0].recorded_steps,
+        loss=loss, below=loss_phases(loss, steps_per_epoch),
+        lcam_below=None if pieces[0].lcam_below is None else torch.cat([p.lcam_below for p in pieces], dim=1),
         wall_seconds=wall,
     )

@@ -259,7 +259,7 @@ class SpringPair(ToySystem):
         r""":math:`u = H^{1/2}(\theta - \theta^*) - \eta`."""
         return self._sqrt_h_times(theta - self._optimum).sub_(eta)
 
-    def loss_and_grad(self, theta: Tensor, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+    def loss_and_grad(self, theta: Tensor, batch: tuple[Tensor, ...], *, need_loss: bool = True) -> tuple[Tensor, Tensor]:
         eta, scatter = batch
         u = self._residual(theta, eta)
         loss = torch.add(scatter, (u * u).sum(dim=1), alpha=0.5)

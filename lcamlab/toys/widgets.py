@@ -23,7 +23,8 @@ import torch
 
 from lcamlab import style
 from lcamlab.toys.plots import draw_landscape
-from lcamlab.toys.runner import OptimizerSpec, run
+from lcamlab.experiments.registry import OptimizerSpec
+from lcamlab.toys.runner import run
 from lcamlab.toys.spring import SpringPair
 
 __all__ = ["TrajectoryExplorer"]
@@ -117,9 +118,9 @@ class TrajectoryExplorer:
         v = self.values()
         mean = round((v["below"] + v["above"]) / 2, 6)
         return [
-            OptimizerSpec.heavy_ball(v["lr"], mean),
-            OptimizerSpec.lcam(v["lr"], v["below"], v["above"]),
-            OptimizerSpec.adam(v["lr"]),
+            OptimizerSpec("sgd", v["lr"], {"momentum": mean}),
+            OptimizerSpec("lcam", v["lr"], {"momentum": (v["below"], v["above"])}),
+            OptimizerSpec("adam", v["lr"]),
         ]
 
     def toy(self) -> SpringPair:

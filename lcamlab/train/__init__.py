@@ -13,8 +13,11 @@ the epoch), data-parallel under ``torchrun``. Used by ``lcamlab train``,
 Modules: :mod:`~lcamlab.train.config` (the configuration),
 :mod:`~lcamlab.train.schedules` (learning rates), :mod:`~lcamlab.train.engine`
 (the step), :mod:`~lcamlab.train.runner` (runs, checkpoints, resume),
-:mod:`~lcamlab.train.runs` (reading runs back), :mod:`~lcamlab.train.grid`
-(the figures' run sets), :mod:`~lcamlab.train.distributed` (DDP helpers).
+:mod:`~lcamlab.train.runs` (the run folder's files; reading runs back),
+:mod:`~lcamlab.train.groups` (momentum-group labels and names, the paper's
+groups), :mod:`~lcamlab.train.grid` (the figures' run sets),
+:mod:`~lcamlab.train.plan` (planning and completing them for the notebooks),
+:mod:`~lcamlab.train.distributed` (DDP helpers).
 """
 
 from __future__ import annotations

@@ -23,24 +23,16 @@ with the speed choices of a modern loop and none of the authors' loop's stalls
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lcamlab.optim import optimizer_step, takes_loss
 from lcamlab.train.distributed import DistContext, all_reduce_sum, shard
 
 __all__ = ["Engine"]
-
-
-def _wants_loss(optimizer: torch.optim.Optimizer) -> bool:
-    """True when ``optimizer.step`` takes the mini-batch loss (LCAM)."""
-    try:
-        return "loss" in inspect.signature(optimizer.step).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 class Engine:
@@ -48,8 +40,9 @@ class Engine:
 
     Args:
         model: the network, already on ``device`` (build the optimizer after moving it).
-        optimizer: any ``torch.optim`` optimizer; one whose ``step`` accepts ``loss=``
-            (LCAM) receives the mini-batch loss :math:`L` as a 0-dim device tensor.
+        optimizer: any ``torch.optim`` optimizer; one that takes the loss
+            (:func:`lcamlab.optim.takes_loss`: LCAM) receives the mini-batch loss
+            :math:`L` as a 0-dim device tensor.
         device: where the model and the batches live.
         amp: bf16 autocast; only takes effect on CUDA (the CPU runs fp32, exactly).
         channels_last: NHWC memory format for the model and its inputs.
@@ -92,7 +85,7 @@ class Engine:
             model = model.to(memory_format=torch.channels_last)
         self.model = model  # the bare module: its state_dict is what checkpoints hold
         self.optimizer = optimizer
-        self.wants_loss = _wants_loss(optimizer)
+        self.wants_loss = takes_loss(optimizer)
         first = next(model.parameters(), None)
         self.input_dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
         net: nn.Module = model
@@ -166,10 +159,8 @@ class Engine:
             all_reduce_sum(loss, self.context)
             loss = loss / global_count
             correct = (logits.argmax(dim=1) == y).sum()
-        if self.wants_loss:
-            self.optimizer.step(loss=loss)
-        else:
-            self.optimizer.step()
+        # the loss tensor as it is, on the device: no host sync
+        optimizer_step(self.optimizer, loss)
         return loss, correct
 
     @torch.no_grad()

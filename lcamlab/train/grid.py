@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from lcamlab.train.config import LOCATION_FIELDS, TrainConfig, config_differences
-from lcamlab.train.runs import epochs_done, run_state
+from lcamlab.train.groups import FIGURES, LCAM_FINAL_PAIRS, STEP_GROUPS
+from lcamlab.train.runs import CONFIG_NAME, DIVERGED_NAME, epochs_done, run_state
 
 __all__ = [
     "FIGURES",
@@ -48,15 +49,12 @@ __all__ = [
     "GridConflictError",
 ]
 
-FIGURES = ("fig3", "fig4", "fig5")
-
-# 000 Figures 3/4: black, blue, green, red (digest section 1).
-_FOUR_GROUPS = [(0.9, 0.9), (0.95, 0.95), (0.95, 0.9), (0.9, 0.95)]
+# 000 Figures 3/4: black, blue, green, red (digest section 1; lcamlab.train.groups).
 PAPER_GROUPS: dict[str, Any] = {
-    "fig3": list(_FOUR_GROUPS),
-    "fig4": list(_FOUR_GROUPS),
+    "fig3": list(STEP_GROUPS),
+    "fig4": list(STEP_GROUPS),
     # 000 Figure 5 ("final training"): fixed 0.9 against the dataset's LCAM pair.
-    "fig5": {"cifar10": [(0.9, 0.9), (0.9, 0.95)], "cifar100": [(0.9, 0.9), (0.93, 0.9)]},
+    "fig5": {dataset: [(0.9, 0.9), pair] for dataset, pair in LCAM_FINAL_PAIRS.items()},
 }
 FIGURE_DATASETS = {"fig3": ("cifar10",), "fig4": ("cifar100",), "fig5": ("cifar10", "cifar100")}
 FIGURE_SCHEDULES = {"fig3": "step", "fig4": "step", "fig5": "lcam-exp"}
@@ -160,7 +158,7 @@ def _with_runs_dir(configs: Iterable[TrainConfig], runs_dir: str | os.PathLike |
 def _stored_config(run_dir: Path) -> dict[str, Any] | None:
     import json
 
-    path = run_dir / "config.json"
+    path = run_dir / CONFIG_NAME
     if not path.is_file():
         return None
     try:
@@ -264,7 +262,7 @@ def run_grid(configs: Iterable[TrainConfig], runs_dir: str | os.PathLike | None 
             if state == "finished":
                 say(f"{prefix} finished, skipped")
             elif state == "diverged":
-                say(f"{prefix} diverged earlier (see {run_dir / 'diverged.json'}), skipped")
+                say(f"{prefix} diverged earlier (see {run_dir / DIVERGED_NAME}), skipped")
             elif state == "partial":
                 say(f"{prefix} resuming after epoch {epochs_done(run_dir)}")
                 location = {k: getattr(config, k) for k in LOCATION_FIELDS - {"runs_dir", "run_id"}}

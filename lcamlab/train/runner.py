@@ -1,6 +1,6 @@
 r"""The training runner: start, checkpoint, resume and log a WRN/CIFAR run.
 
-A run lives in ``<runs_dir>/<run_id>/``:
+A run lives in ``<runs_dir>/<run_id>/`` (file names: :mod:`lcamlab.train.runs`):
 
 * ``config.json``: the configuration and its provenance (seed, git commit,
   package and torch versions, device; :func:`lcamlab.provenance.run_metadata`),
@@ -41,9 +41,19 @@ import torch
 from torch import nn
 
 from lcamlab import provenance
+from lcamlab.optim import start_epoch
 from lcamlab.train.config import LOCATION_FIELDS, TrainConfig
 from lcamlab.train.distributed import DistContext, all_reduce_sum, broadcast_object, gather_objects, init_from_env
 from lcamlab.train.engine import Engine
+from lcamlab.train.runs import (
+    CHECKPOINT_NAME,
+    CONFIG_NAME,
+    DIVERGED_NAME,
+    FINISHED_NAME,
+    METRIC_KEYS,
+    METRICS_NAME,
+    TIMING_KEYS,
+)
 from lcamlab.train.schedules import learning_rate
 
 __all__ = [
@@ -51,6 +61,7 @@ __all__ = [
     "resume",
     "build_model",
     "build_optimizer",
+    "optimizer_spec",
     "default_run_id",
     "resolve_device",
     "TrainingDivergedError",
@@ -64,18 +75,10 @@ __all__ = [
     "DIVERGED_NAME",
 ]
 
-CHECKPOINT_NAME = "checkpoint.pt"
-METRICS_NAME = "metrics.jsonl"
-CONFIG_NAME = "config.json"
-FINISHED_NAME = "finished.json"
-DIVERGED_NAME = "diverged.json"
+# The run folder's file names and metric fields live in lcamlab.train.runs (its one reader);
+# they are re-exported here for the writer's callers.
 LOCK_NAME = ".lock"
 CHECKPOINT_FORMAT = 1
-
-METRIC_KEYS = ("epoch", "train_loss", "train_accuracy", "test_error", "test_loss", "lr",
-               "phase_below", "phase_above", "epoch_seconds", "images_per_second")
-# Wall-clock fields: the only ones that differ between a run and its exact resume.
-TIMING_KEYS = ("epoch_seconds", "images_per_second")
 
 EpochCallback = Callable[[int, Path, dict], None]
 ModelFactory = Callable[[TrainConfig, int], nn.Module]
@@ -132,44 +135,31 @@ def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
     return WideResNet(depth=config.depth, widen=config.widen, num_classes=num_classes, dropout=config.dropout)
 
 
-def build_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
-    r"""The optimizer named by ``config.optimizer`` with the config's lr and weight decay.
+def optimizer_spec(config: TrainConfig) -> "OptimizerSpec":
+    r"""The registry spec of ``config.optimizer`` with the config's lr, momentum and weight decay.
 
     * ``sgd``: ``torch.optim.SGD`` with momentum :math:`\beta` (one value), coupled L2;
     * ``lcam``: :class:`lcamlab.optim.LCAM` with ``(below, above)`` (000 Algorithm 1);
     * ``adai`` / ``adaiw``: Adai with coupled / decoupled weight decay (004 Algorithm 2);
     * ``adarem``: AdaRem (003 Algorithm 1; its own beta 0.9, decay :math:`-\eta\gamma\theta`);
     * ``adam`` / ``adamw``: torch's, default betas.
+    """
+    from lcamlab.experiments.registry import OptimizerSpec
+
+    options: dict[str, Any] = {"weight_decay": float(config.weight_decay)}
+    if config.optimizer == "sgd":
+        options["momentum"] = config.momentum[0]
+    elif config.optimizer == "lcam":
+        options.update(momentum=tuple(config.momentum), initial_momentum=config.initial_momentum)
+    return OptimizerSpec(config.optimizer, float(config.lr), options)
+
+
+def build_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    """The optimizer of ``config`` over ``params`` (:func:`optimizer_spec`, built by the registry).
 
     Every parameter is decayed, BatchNorm included, as in the authors' loop.
     """
-    params = list(params)
-    lr, wd = float(config.lr), float(config.weight_decay)
-    name = config.optimizer
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=config.momentum[0], weight_decay=wd)
-    if name == "lcam":
-        from lcamlab.optim.lcam import LCAM
-
-        return LCAM(params, lr=lr, momentum=tuple(config.momentum),
-                    initial_momentum=config.initial_momentum, weight_decay=wd)
-    if name == "adai":
-        from lcamlab.optim.adai import Adai
-
-        return Adai(params, lr=lr, weight_decay=wd)
-    if name == "adaiw":
-        from lcamlab.optim.adai import AdaiW
-
-        return AdaiW(params, lr=lr, weight_decay=wd)
-    if name == "adarem":
-        from lcamlab.optim.adarem import AdaRem
-
-        return AdaRem(params, lr=lr, weight_decay=wd)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    raise ValueError(f"Invalid optimizer: {name!r}")
+    return optimizer_spec(config).build(list(params))
 
 
 def _load_data(config: TrainConfig, context: DistContext):
@@ -562,8 +552,7 @@ def _print_line(text: str, progress: str) -> None:
 def _train_epoch(config: TrainConfig, engine: Engine, train_loader, test_loader, epoch: int,
                  iterations: int, n_train: int, context: DistContext, progress: str) -> dict[str, Any]:
     optimizer = engine.optimizer
-    if hasattr(optimizer, "new_epoch"):
-        optimizer.new_epoch()  # LCAM: the running mean restarts (000 Algorithm 1); AdaRem: t advances
+    start_epoch(optimizer)  # LCAM: the running mean restarts (000 Algorithm 1); AdaRem: t advances
     device = engine.device
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)

@@ -1,16 +1,18 @@
-"""Reading finished and unfinished runs back: the one reader of run folders.
+"""Run folders: their file names, and reading finished and unfinished runs back (the one reader).
 
-A run folder (see :mod:`lcamlab.train.runner`) holds ``config.json`` and
-``metrics.jsonl``, plus ``finished.json`` once every epoch is done or
-``diverged.json`` if training stopped on a non-finite loss. :func:`read_run`
-turns it into a :class:`Run` with the configuration as a dict and the
-per-epoch metrics as a pandas DataFrame (one row per finished epoch:
+A run folder (written by :mod:`lcamlab.train.runner`) holds :data:`CONFIG_NAME`
+and :data:`METRICS_NAME`, the checkpoint :data:`CHECKPOINT_NAME`, plus
+:data:`FINISHED_NAME` once every epoch is done or :data:`DIVERGED_NAME` if
+training stopped on a non-finite loss. :func:`read_run` turns it into a
+:class:`Run` with the configuration as a dict and the per-epoch metrics as a
+pandas DataFrame (one row per finished epoch, columns :data:`METRIC_KEYS`:
 ``epoch``, ``train_loss`` (000's "average loss"), ``train_accuracy``,
 ``test_error``, ``test_loss``, ``lr``, ``phase_below``, ``phase_above``,
 ``epoch_seconds``, ``images_per_second``). :func:`load_runs` reads every run
-of a runs folder, optionally filtered by configuration; the training grid
-(:mod:`lcamlab.train.grid`) and the reports (:mod:`lcamlab.reports`) both
-read runs through this module.
+of a runs folder, optionally filtered by configuration, and
+:func:`runs_frame` stacks runs into one tidy table; the training grid
+(:mod:`lcamlab.train.grid`, :mod:`lcamlab.train.plan`) and the reports
+(:mod:`lcamlab.reports`) all read runs through this module.
 
 Run states (one vocabulary everywhere, :func:`run_state`):
 
@@ -25,19 +27,47 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lcamlab.train.config import TrainConfig
+from lcamlab.train.groups import group_label
 
-__all__ = ["Run", "read_run", "load_runs", "run_state", "epochs_done"]
+__all__ = [
+    "CONFIG_NAME",
+    "METRICS_NAME",
+    "CHECKPOINT_NAME",
+    "FINISHED_NAME",
+    "DIVERGED_NAME",
+    "METRIC_KEYS",
+    "TIMING_KEYS",
+    "Run",
+    "read_run",
+    "load_runs",
+    "run_state",
+    "epochs_done",
+    "runs_frame",
+    "run_inventory",
+]
 
-_CONFIG = "config.json"
-_METRICS = "metrics.jsonl"
-_FINISHED = "finished.json"
-_DIVERGED = "diverged.json"
+#: The configuration and its provenance (:func:`lcamlab.provenance.run_metadata`), one entry per session.
+CONFIG_NAME = "config.json"
+#: One JSON object per finished epoch (:data:`METRIC_KEYS`).
+METRICS_NAME = "metrics.jsonl"
+#: Model, optimizer, epoch, RNG states, configuration and metric history, rewritten every epoch.
+CHECKPOINT_NAME = "checkpoint.pt"
+#: Written once every epoch is done.
+FINISHED_NAME = "finished.json"
+#: Written when the loss became NaN or infinite (the run is never resumed).
+DIVERGED_NAME = "diverged.json"
+
+#: The fields of one row of ``metrics.jsonl``, in order.
+METRIC_KEYS = ("epoch", "train_loss", "train_accuracy", "test_error", "test_loss", "lr",
+               "phase_below", "phase_above", "epoch_seconds", "images_per_second")
+# Wall-clock fields: the only ones that differ between a run and its exact resume.
+TIMING_KEYS = ("epoch_seconds", "images_per_second")
 
 # A field absent from config.json was the trainer's default when the run was made.
 _DEFAULTS = TrainConfig()
@@ -51,7 +81,7 @@ class Run:
         run_dir: the folder.
         config: the training configuration (the fields of :class:`TrainConfig`).
         metrics: one row per finished epoch, sorted by ``epoch`` (1-based); columns:
-            the runner's ``METRIC_KEYS``, then any other logged field.
+            :data:`METRIC_KEYS`, then any other logged field.
         finished: every epoch is done (``finished.json`` exists).
         state: ``"partial"``, ``"finished"`` or ``"diverged"`` (see :func:`run_state`).
         metadata: the whole ``config.json`` (provenance: commit, versions, device, sessions).
@@ -95,11 +125,7 @@ class Run:
 
     @property
     def group(self) -> str:
-        """The ``"<below>-<above>"`` label of :attr:`momentum` (:func:`lcamlab.paper.group_label`)."""
-        # lcamlab.paper imports pandas and nothing from lcamlab.train: a local import keeps
-        # `import lcamlab.train` light and cannot form a cycle.
-        from lcamlab.paper import group_label
-
+        """The ``"<below>-<above>"`` label of :attr:`momentum` (:func:`lcamlab.train.groups.group_label`)."""
         return group_label(self.momentum)
 
     @property
@@ -146,7 +172,7 @@ def _read_metric_rows(path: Path) -> list[dict[str, Any]]:
 
 def epochs_done(run_dir: str | os.PathLike) -> int:
     """The last finished epoch recorded in ``metrics.jsonl`` (0 when none)."""
-    rows = _read_metric_rows(Path(run_dir) / _METRICS)
+    rows = _read_metric_rows(Path(run_dir) / METRICS_NAME)
     return rows[-1]["epoch"] if rows else 0
 
 
@@ -162,9 +188,9 @@ def run_state(run_dir: str | os.PathLike) -> str:
     run_dir = Path(run_dir)
     if not run_dir.exists():
         return "missing"
-    if (run_dir / _FINISHED).exists():
+    if (run_dir / FINISHED_NAME).exists():
         return "finished"
-    if (run_dir / _DIVERGED).exists():
+    if (run_dir / DIVERGED_NAME).exists():
         return "diverged"
     return "partial"
 
@@ -182,17 +208,15 @@ def read_run(run_dir: str | os.PathLike) -> Run:
     """
     import pandas as pd
 
-    from lcamlab.train.runner import METRIC_KEYS
-
     run_dir = Path(run_dir)
-    config_path = run_dir / _CONFIG
+    config_path = run_dir / CONFIG_NAME
     if not config_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder: {config_path} is missing")
     metadata = json.loads(config_path.read_text(encoding="utf-8"))
     config = dict(metadata["config"] if isinstance(metadata.get("config"), dict) else metadata)
     if config.get("seed") is None and metadata.get("seed") is not None:
         config["seed"] = metadata["seed"]
-    rows = _read_metric_rows(run_dir / _METRICS)
+    rows = _read_metric_rows(run_dir / METRICS_NAME)
     extra = [key for row in rows for key in row if key not in METRIC_KEYS]
     columns = list(METRIC_KEYS) + list(dict.fromkeys(extra))
     metrics = pd.DataFrame(rows, columns=columns).astype({"epoch": "int64"})
@@ -202,8 +226,6 @@ def read_run(run_dir: str | os.PathLike) -> Run:
 
 
 def _matches(config: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
-    from lcamlab.paper import group_label
-
     for key, wanted in where.items():
         value = config.get(key)
         if key == "momentum":
@@ -238,8 +260,79 @@ def load_runs(runs_dir: str | os.PathLike, **where: Any) -> list[Run]:
         return []
     runs = []
     for path in sorted(runs_dir.iterdir()):
-        if (path / _CONFIG).is_file():
+        if (path / CONFIG_NAME).is_file():
             run = read_run(path)
             if _matches(run.config, where):
                 runs.append(run)
     return runs
+
+
+# ----------------------------------------------------------------------------- many runs as one table
+
+
+def _as_runs(runs: Iterable[Any]) -> list[Run]:
+    """Normalise ``runs``: :class:`Run` objects pass through, paths are read with :func:`read_run`
+    (a path without ``config.json``, e.g. a run not started yet, is skipped)."""
+    loaded = []
+    for item in runs:
+        if isinstance(item, Run):
+            loaded.append(item)
+        elif isinstance(item, (str, os.PathLike)):
+            if (Path(item) / CONFIG_NAME).is_file():
+                loaded.append(read_run(item))
+        else:
+            raise ValueError(f"Cannot read a run from {item!r} (expected a run folder path or a "
+                             f"lcamlab.train.runs.Run)")
+    return loaded
+
+
+_FRAME_KEYS = ["run_id", "dataset", "schedule", "group", "momentum_below", "momentum_above", "seed", "state", "epoch"]
+
+
+def runs_frame(runs: Iterable[Any]):
+    """One row per (run, epoch): run_id, dataset, schedule, group, momentum_below,
+    momentum_above, seed, state (finished / partial / diverged), epoch, then the logged metrics.
+
+    ``runs``: :class:`Run` objects (e.g. ``load_runs(runs_dir)``) or run folder paths
+    (those without ``config.json`` are skipped); runs without a finished epoch add no rows.
+
+    Returns:
+        A pandas DataFrame sorted by dataset, group, seed and epoch.
+    """
+    import numpy as np
+    import pandas as pd
+
+    frames = []
+    for run in _as_runs(runs):
+        if run.metrics.empty:
+            continue
+        frame = run.metrics.copy()
+        below, above = run.momentum
+        identity = {
+            "run_id": run.run_id, "dataset": run.dataset, "schedule": run.config.get("schedule"),
+            "group": run.group, "momentum_below": below, "momentum_above": above,
+            "seed": run.seed, "state": run.state,
+        }
+        for key, value in identity.items():
+            frame[key] = value
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame({key: pd.Series(dtype=object) for key in _FRAME_KEYS + ["train_loss", "test_error"]})
+    frame = pd.concat(frames, ignore_index=True)
+    for column in ("train_loss", "test_error"):
+        if column not in frame:
+            frame[column] = np.nan
+    ordered = _FRAME_KEYS + [c for c in frame.columns if c not in _FRAME_KEYS]
+    return frame[ordered].sort_values(["dataset", "group", "seed", "epoch"]).reset_index(drop=True)
+
+
+def run_inventory(runs: Iterable[Any]):
+    """One row per run: run_id, dataset, group, seed, epochs_done, epochs_planned, state
+    (:func:`run_state`'s vocabulary); ``runs`` as for :func:`runs_frame`."""
+    import pandas as pd
+
+    rows = []
+    for run in _as_runs(runs):
+        rows.append({"run_id": run.run_id, "dataset": run.dataset, "group": run.group, "seed": run.seed,
+                     "epochs_done": run.epochs_done, "epochs_planned": run.epochs_planned, "state": run.state})
+    return pd.DataFrame(rows, columns=["run_id", "dataset", "group", "seed", "epochs_done", "epochs_planned", "state"])

@@ -1,0 +1,303 @@
+r"""What an escape experiment is: its configuration, sharpness grids and calibrated optimizers.
+
+An :class:`EscapeConfig` holds everything a result depends on (it is the cache
+key of :mod:`lcamlab.escape.cache`); the optimizers are
+:class:`lcamlab.experiments.OptimizerSpec` s built from the registry's presets
+with the learning rates of :data:`ESCAPE_LRS`.
+
+**Calibration of the learning rates** (004 Appendix E's rule, on this landscape
+with :math:`\sigma = 1`, batch size 1, dimension 10). In the rescaled coordinates
+:math:`u = \sqrt k\,\theta` SGD is SGD on a :math:`k`-independent landscape with
+effective learning rate :math:`\eta k`; the Kramers exponent is :math:`\Delta L / T`
+with temperature :math:`T \approx \eta k D/2` (:math:`D` the per-sample gradient
+variance at the valley bottom, :math:`\Delta L` the barrier), so :math:`\log\Gamma` is
+linear in :math:`1/k` with slope about :math:`-2\Delta L/(\eta D)` (plus the Kramers
+prefactor, which grows like :math:`k`). Following 004, every optimizer gets a
+learning rate that gives it about the same temperature as SGD:
+
+* SGD+momentum :math:`\beta`: :math:`\eta (1-\beta)` keeps the effective step
+  :math:`\eta/(1-\beta)`; LCAM in both orientations runs at fixed momentum 0.9's
+  rate, as in 000's comparisons, and fixed momentum 0.925 (the mean of LCAM's two
+  coefficients) at the same rate is the symmetric control;
+* Adai: ten times momentum's rate (004 Appendix E: Adai's :math:`m` is an average,
+  not a sum, of gradients);
+* Adam's step in :math:`u` is :math:`\eta_\text{Adam}\sqrt k\,\hat m/\sqrt{\hat v}`, so its
+  temperature grows like :math:`\sqrt k` (004 Proposition 2); its rate is chosen so
+  that its mean escape time at the middle of the grid is next to SGD's;
+* AdaRem's factor :math:`a = 1 + b` correlates with the noise and raises the
+  temperature a lot; its rate is chosen between one that escapes far faster than
+  SGD and one that escapes far slower.
+
+**Sharpness grids.** The valley grid is equally spaced in :math:`1/k` (004 Figure 6's
+axis) over what the budget can resolve: at the sharpest end escapes must still
+be rare events (mean times of tens of iterations or more), at the flattest end
+the slowest optimizer must still have escapes; :func:`~lcamlab.escape.experiment.calibration_report`
+lists the escaped fractions. The saddle grid is geometric in :math:`k` (the
+negative curvature is :math:`k L_0''(u_\text{ridge})`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from lcamlab.experiments.registry import OptimizerSpec, suite
+
+__all__ = [
+    "ESCAPE_LRS",
+    "OPTIMIZER_KEYS",
+    "default_optimizers",
+    "EscapeConfig",
+    "default_sharpness",
+    "saddle_sharpness",
+    "default_saddle_config",
+    "quick_config",
+]
+
+#: The escape experiments' learning rates, key -> lr (keys are :data:`lcamlab.experiments.PRESETS`).
+#: SGD's eta = 2e-3 keeps eta k L'' <= 0.17 over the valley grid (stable, small steps); the
+#: others give about SGD's temperature (module docstring).
+ESCAPE_LRS: dict[str, float] = {
+    "sgd": 2e-3,              # eta
+    "momentum": 2e-4,         # eta / 10: effective step eta / (1 - 0.9) = eta
+    "momentum-0.925": 2e-4,   # momentum 0.9's rate: the symmetric control of LCAM at the same lr
+    "adam": 0.1,              # mean escape time at the middle of the valley grid next to SGD's
+    "adai": 2e-3,             # eta, ten times momentum's (004 Appendix E)
+    "adarem": 1.2e-3,         # 0.6 eta: eta escapes far faster than SGD, eta / 2 far slower
+    "lcam-above": 2e-4,       # fixed momentum 0.9's rate, as in 000's comparisons
+    "lcam-below": 2e-4,
+}
+
+#: The optimizer settings of the escape experiments, in table order.
+OPTIMIZER_KEYS: tuple[str, ...] = tuple(ESCAPE_LRS)
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def default_optimizers(keys: Sequence[str] = OPTIMIZER_KEYS,
+                       lrs: Mapping[str, float] = ESCAPE_LRS) -> tuple[OptimizerSpec, ...]:
+    r"""The calibrated settings ``keys`` (default all eight) as registry specs.
+
+    .. math:: \eta_\text{SGD} = \eta_\text{Adai} = \eta, \qquad
+              \eta_\text{momentum} = \eta_\text{LCAM} = \eta/10
+
+    Args:
+        keys: :data:`OPTIMIZER_KEYS` entries (``"sgd"``, ``"momentum"``, ``"lcam-above"``, ...).
+        lrs: the learning-rate table (default :data:`ESCAPE_LRS`; pass a modified copy to
+            override one rate).
+    """
+    return suite(tuple(keys), lrs)
+
+
+def default_sharpness(count: int = 8, inverse_low: float = 0.2, inverse_high: float = 0.55) -> tuple[float, ...]:
+    r"""Sharpness values equally spaced in :math:`1/k` (004 Figure 6's axis), sharpest first."""
+    if count < 1:
+        raise ValueError(f"Invalid number of sharpness values: {count} (must be >= 1)")
+    inverse = np.linspace(inverse_low, inverse_high, count) if count > 1 else np.array([inverse_low])
+    return tuple(float(round(1.0 / v, 10)) for v in inverse)
+
+
+def saddle_sharpness(count: int = 8, low: float = 0.25, high: float = 4.0) -> tuple[float, ...]:
+    r"""Sharpness values for the saddle, geometric in :math:`k` (the negative curvature is :math:`k L_0''`)."""
+    if count < 1:
+        raise ValueError(f"Invalid number of sharpness values: {count} (must be >= 1)")
+    return tuple(float(round(v, 10)) for v in np.geomspace(low, high, count))
+
+
+@dataclass(frozen=True)
+class EscapeConfig:
+    r"""Everything that determines an escape experiment's result (its cache key).
+
+    Args:
+        experiment: ``"valley"`` (escape from the shallow valley, 004 Figure 6) or
+            ``"saddle"`` (leave the index-1 saddle's neighbourhood, 004 Theorems 1-2).
+        sharpness: the :math:`k` values (each > 0).
+        trials: trials per (optimizer, k).
+        budget: iterations after which a trial is censored (>= 1).
+        optimizers: the :class:`~lcamlab.experiments.OptimizerSpec` s to compare
+            (each with its own key).
+        dim: parameter dimension :math:`n` (004: 10).
+        n_samples: training-set size (004: 50 000).
+        noise_scale: data standard deviation :math:`\sigma` (> 0).
+        batch_size: mini-batch size.
+        criterion: valley escape when ``"any"`` coordinate, or ``"all"`` at once, crossed.
+        radius: saddle neighbourhood half-width in :math:`u = \sqrt k\,\theta` units.
+        lcam_mean: LCAM's running mean, ``"epoch"`` (000) or ``"ema"`` (a build
+            override of the LCAM specs).
+        epoch_length: iterations per epoch (``new_epoch()``); ``None`` = one pass
+            over the training set, ``n_samples // batch_size``.
+        seed: seed of the training set and of the mini-batch stream.
+        dtype: ``"float32"`` (fast) or ``"float64"``.
+        device: ``"cpu"`` or ``"cuda"`` / ``"cuda:N"``.
+        chunk: iterations per block of pre-drawn mini-batch indices (and per
+            escape check on the host); part of the random stream, so of the key.
+        warmup: iterations that warm the optimizer's state up at the start point
+            before the clock starts (parameters put back after every step); 0 is
+            004's cold start. Default 1000, about Adam's second-moment memory
+            :math:`1/(1-\beta_2)`.
+    """
+
+    experiment: str = "valley"
+    sharpness: tuple[float, ...] = field(default_factory=default_sharpness)
+    trials: int = 100
+    budget: int = 6000  # the flattest valley grid point still has escapes of the slowest optimizer
+    optimizers: tuple[OptimizerSpec, ...] = field(default_factory=default_optimizers)
+    dim: int = 10
+    n_samples: int = 50_000
+    noise_scale: float = 1.0
+    batch_size: int = 1
+    criterion: str = "any"
+    radius: float = 1.0
+    lcam_mean: str = "epoch"
+    epoch_length: int | None = None
+    seed: int = 0
+    dtype: str = "float32"
+    device: str = "cpu"
+    chunk: int = 256
+    warmup: int = 1000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sharpness", tuple(float(k) if _is_number(k) else k for k in self.sharpness))
+        object.__setattr__(self, "optimizers", tuple(self.optimizers))
+        self.validate()
+
+    # -- validation ------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad setting and how to fix it."""
+        if self.experiment not in ("valley", "saddle"):
+            raise ValueError(f"Invalid experiment: {self.experiment!r} (choose 'valley' or 'saddle')")
+        if len(self.sharpness) == 0:
+            raise ValueError("Invalid sharpness: no values given (pass at least one k > 0)")
+        for k in self.sharpness:
+            if not _is_number(k) or not (0 < k < math.inf):
+                raise ValueError(f"Invalid sharpness k: {k!r} (must be > 0)")
+        if len(set(self.sharpness)) != len(self.sharpness):
+            raise ValueError(f"Invalid sharpness: {list(self.sharpness)} has repeated values")
+        _check_int("number of trials", self.trials, 1)
+        _check_int("budget", self.budget, 1, hint="the number of iterations before a trial is censored")
+        _check_int("dimension", self.dim, 1)
+        _check_int("number of training samples", self.n_samples, 1)
+        _check_int("batch size", self.batch_size, 1)
+        if self.batch_size > self.n_samples:
+            raise ValueError(f"Invalid batch size: {self.batch_size} (larger than the training set, {self.n_samples})")
+        _check_int("chunk", self.chunk, 1)
+        _check_int("warm-up", self.warmup, 0, hint="iterations that warm the optimizer's state up at the start point")
+        if self.epoch_length is not None:
+            _check_int("epoch length", self.epoch_length, 1)
+        if not _is_number(self.noise_scale) or not (0 <= self.noise_scale < math.inf):
+            raise ValueError(f"Invalid noise scale: {self.noise_scale!r} (must be a finite number > 0)")
+        if self.noise_scale == 0:
+            raise ValueError(
+                "Unreachable boundary: noise scale 0 means every mini-batch gradient is the full "
+                "gradient, which vanishes at the starting critical point, so no trial can ever move; "
+                "use a noise scale > 0 (004 uses standard Gaussian data, 1.0)"
+            )
+        if self.criterion not in ("any", "all"):
+            raise ValueError(f"Invalid criterion: {self.criterion!r} (choose 'any' or 'all')")
+        if not _is_number(self.radius) or not (0 < self.radius < math.inf):
+            raise ValueError(f"Invalid saddle radius: {self.radius!r} (must be a finite number > 0)")
+        if self.lcam_mean not in ("epoch", "ema"):
+            raise ValueError(f"Invalid lcam_mean: {self.lcam_mean!r} (choose 'epoch' or 'ema')")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"Invalid dtype: {self.dtype!r} (choose one of {sorted(_DTYPES)})")
+        device = str(self.device)
+        if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
+            raise ValueError(f"Invalid device: {device!r} (choose 'cpu', 'cuda' or 'cuda:N')")
+        if len(self.optimizers) == 0:
+            raise ValueError("Invalid optimizers: none given (pass at least one optimizer setting)")
+        for spec in self.optimizers:
+            if not isinstance(spec, OptimizerSpec):
+                raise ValueError(f"Invalid optimizer setting: {spec!r} (expected an OptimizerSpec, "
+                                 f"e.g. lcamlab.experiments.preset('momentum', 2e-4))")
+        keys = self.keys
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"Invalid optimizers: repeated keys in {list(keys)} (each setting needs its own key)")
+
+    # -- derived settings ------------------------------------------------------------
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The optimizers' keys (the ``optimizer`` column of the result table)."""
+        return tuple(spec.style_key for spec in self.optimizers)
+
+    def simulation_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`~lcamlab.escape.simulate.simulate_batched` / ``simulate_looped``."""
+        return dict(budget=self.budget, batch_size=self.batch_size, criterion=self.criterion, seed=self.seed,
+                    epoch_length=self.resolved_epoch_length(), lcam_mean=self.lcam_mean, chunk=self.chunk,
+                    warmup=self.warmup)
+
+    def resolved_epoch_length(self) -> int:
+        return self.epoch_length if self.epoch_length is not None else max(1, self.n_samples // self.batch_size)
+
+    def torch_dtype(self) -> torch.dtype:
+        return _DTYPES[self.dtype]
+
+    def replace(self, **changes: Any) -> "EscapeConfig":
+        return dataclasses.replace(self, **changes)
+
+    def spec(self, key: str) -> OptimizerSpec:
+        """The optimizer with key ``key``."""
+        for spec in self.optimizers:
+            if spec.style_key == key:
+                return spec
+        raise ValueError(f"Unknown optimizer key: {key!r} (this config has {list(self.keys)})")
+
+    # -- serialisation ---------------------------------------------------------------
+
+    def to_config(self) -> dict[str, Any]:
+        """JSON-able description (the cache key); :meth:`from_config` inverts it."""
+        description = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        description["sharpness"] = list(self.sharpness)
+        description["optimizers"] = [spec.to_config() for spec in self.optimizers]
+        return description
+
+    @classmethod
+    def from_config(cls, description: Mapping[str, Any]) -> "EscapeConfig":
+        """The config described by :meth:`to_config`'s dict (e.g. a result's sidecar ``config``)."""
+        raw = dict(description or {})
+        if not raw:
+            raise ValueError("Invalid escape result: its JSON sidecar has no 'config' (not written by lcamlab escape?)")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - names)
+        if unknown:
+            raise ValueError(f"Invalid escape config: unknown field(s) {unknown} (written by another lcamlab version?)")
+        raw["optimizers"] = tuple(OptimizerSpec.from_config(item) for item in raw.get("optimizers", ()))
+        raw["sharpness"] = tuple(raw.get("sharpness", ()))
+        return cls(**raw)
+
+
+def default_saddle_config(**changes: Any) -> EscapeConfig:
+    """The saddle experiment's defaults: the valley's optimizers, a geometric grid k in [0.25, 4], budget 3000.
+
+    Every saddle trial leaves within that budget over the grid.
+    """
+    base = dict(experiment="saddle", sharpness=saddle_sharpness(), budget=3000)
+    base.update(changes)
+    return EscapeConfig(**base)
+
+
+def quick_config(experiment: str = "valley", **changes: Any) -> EscapeConfig:
+    """A small configuration for smoke tests and ``--quick``: 4 sharper k values, 24 trials, short budget."""
+    if experiment == "saddle":
+        base = dict(sharpness=saddle_sharpness(4), trials=24, budget=600, warmup=200)
+    else:
+        base = dict(sharpness=default_sharpness(4, 0.2, 0.4), trials=24, budget=1200, warmup=200)
+    base.update(changes)
+    return EscapeConfig(experiment=experiment, **base)
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and not isinstance(value, complex)
+
+
+def _check_int(name: str, value: Any, minimum: int, hint: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        extra = f"; {hint}" if hint else ""
+        raise ValueError(f"Invalid {name}: {value!r} (must be an integer >= {minimum}{extra})")

@@ -1,0 +1,479 @@
+r"""The fast escape runner: the whole step fused into one compiled loop, float32, one core.
+
+**Why a kernel, not ``torch.compile``.** Today's eager runner
+(:func:`lcamlab.escape.simulate.simulate_batched`) issues a dozen tensor operations per
+step, each streaming the ``(trials, dim)`` state through memory, and draws its
+mini-batch indices with ``torch.randint`` (about 5 ns per index on this machine, a
+third of a fused step). A compiled graph of the same per-step operations (what
+``torch.compile`` or a JAX ``lax.scan`` of ``vmap`` produce) still reads and writes the
+state and the drawn indices once per step. :file:`fused_kernel.cpp` instead keeps a
+tile of 16 trials (one SIMD lane each) in L1 for a whole block of steps, draws the
+randomness inside the loop from a counter-based Philox4x32-10 stream, and fuses the
+gradient, the optimizer update, the escape check and the kick diagnostics. It is a
+plain C ABI compiled once with the system C++ compiler (a few seconds; cached under
+``~/.cache/lcamlab``) and called through :mod:`ctypes`, so it needs no torch headers.
+
+**The random stream.** With ``stream="philox"`` a trial's mini-batch index at main-run
+step :math:`t` is a pure function of ``(seed, trial id, t)``: common random numbers
+across optimizers and noise arms, and a trial's trajectory does not depend on which
+other trials are in the call. Hence escaped trials drop out, each sharpness gets its
+own budget, and an interrupted run resumes, all without changing a single escape
+step. With ``stream="torch"`` the runner reads the eager runner's ``torch.randint``
+blocks instead (same blocks, same order), which is how the tests check it against
+:func:`~lcamlab.escape.simulate.simulate_batched` step for step in float64.
+
+**Noise arms** (:data:`ARMS`):
+
+* ``data``: mini-batches of the training set, as 004 (Appendix E);
+* ``gauss``: the full-batch gradient plus Gaussian noise with the data's own
+  state-dependent variance, :math:`g = \sqrt k\,[\mu(u) + \sqrt{D(u)/B}\,z]`,
+  :math:`\mu(u) = \operatorname{mean}_x f'(u - x)`, :math:`D(u) = \operatorname{Var}_x f'(u - x)`
+  per coordinate (a quadratic form in the empirical covariances of :math:`x, x^2, x^3`;
+  the coordinates of a sample are independent, so the data's cross-covariances
+  vanish up to sampling error). This is the diffusion theory's own assumption;
+  the Box-Muller normals use 24-bit uniforms, so :math:`|z| \le 5.8`;
+* ``iso``: the full-batch gradient plus isotropic noise of constant variance
+  :math:`D(u_\text{start})` (a null without state dependence).
+
+**Jump diagnostics** (``diagnostics=True``): at every step the largest standardized
+gradient kick over the coordinates, :math:`\max_i |g_i/\sqrt k - \mu_i(u)| / \sqrt{D_i(u)/B}`
+(in the Gaussian arms the drawn :math:`|z|`), kept for the last 32 steps; at an escape
+the largest kick in the last ``window`` steps and its lag are recorded, and every
+trial counts its steps with a kick above ``kick_threshold`` before it escapes (the
+chance rate of a kick inside a window).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lcamlab.escape.landscape import StyblinskiTangLandscape
+from lcamlab.escape.regions import ExitRegion
+from lcamlab.experiments.registry import OptimizerSpec
+
+__all__ = ["ARMS", "FusedResult", "kernel_library", "noise_moments", "gradient_noise", "simulate_fused",
+           "supported"]
+
+ARMS = ("data", "gauss", "iso")
+_ARM_CODE = {"data": 0, "gauss": 1, "iso": 2}
+_KIND = {"sgd": 0, "lcam": 1, "adam": 2, "adai": 3, "adarem": 4, "bernoulli": 5}
+_SOURCE = Path(__file__).with_name("fused_kernel.cpp")
+_FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off",
+          "-fopenmp-simd", "-shared", "-fPIC", "-std=c++17"]
+_LIB: ctypes.CDLL | None = None
+RING = 32
+
+
+class _Args(ctypes.Structure):
+    _fields_ = ([(name, ctypes.c_int64) for name in
+                 ("n", "dim", "n_samples", "batch", "steps", "t0", "frozen", "kind", "arm", "stream",
+                  "diagnostics", "window")]
+                + [("seed", ctypes.c_uint64)]
+                + [(name, ctypes.c_double) for name in
+                   ("lr", "beta", "beta_below", "beta_above", "beta1", "beta2", "eps", "beta0", "lam_t",
+                    "kick_threshold")]
+                + [(name, ctypes.c_int64) for name in ("opt_step", "epoch_count", "epoch_length", "has_decision")]
+                + [("initial_momentum", ctypes.c_double)]
+                + [(name, ctypes.c_void_p) for name in
+                   ("data", "moments", "cov", "iso_sd", "offset", "direction", "indices", "root", "trial_id",
+                    "budget", "escape_step", "theta", "buf1", "buf2", "buf3", "loss_sum", "below", "momentum",
+                    "momentum_sum", "below_steps", "ring", "kick_at_escape", "kick_lag", "kick_count",
+                    "first_flag")])
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("LCAMLAB_KERNEL_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "lcamlab")
+    return Path(base)
+
+
+def kernel_library() -> ctypes.CDLL:
+    """The compiled kernel (built on first use, cached by source, flags and machine)."""
+    global _LIB
+    if _LIB is not None:
+        return _LIB
+    source = _SOURCE.read_bytes()
+    machine = os.uname().machine + os.uname().nodename  # -march=native: one build per machine
+    tag = hashlib.sha256(source + " ".join(_FLAGS).encode() + machine.encode()).hexdigest()[:16]
+    folder = _cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"escape_kernel_{tag}.so"
+    if not target.exists():
+        compiler = os.environ.get("CXX", "g++")
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            out = Path(tmp) / target.name
+            try:
+                subprocess.run([compiler, *_FLAGS, str(_SOURCE), "-o", str(out)], check=True,
+                               capture_output=True, text=True)
+            except FileNotFoundError:
+                raise RuntimeError(f"No C++ compiler {compiler!r} for the fused escape kernel "
+                                   f"(install g++ or set CXX; the eager runner needs none)") from None
+            except subprocess.CalledProcessError as error:
+                raise RuntimeError(f"Compiling {_SOURCE.name} failed:\n{error.stderr}") from None
+            os.replace(out, target)  # atomic: concurrent builds end with one complete library
+    lib = ctypes.CDLL(str(target))
+    for name in ("escape_run_f32", "escape_run_f64"):
+        getattr(lib, name).argtypes = [ctypes.POINTER(_Args)]
+        getattr(lib, name).restype = ctypes.c_int
+    _LIB = lib
+    return lib
+
+
+def supported(spec: OptimizerSpec) -> bool:
+    """Whether the fused kernel runs ``spec`` (no weight decay, Nesterov, AMSGrad or EMA mean)."""
+    options = spec.kwargs
+    if options.get("weight_decay", 0.0) or options.get("nesterov", False) or options.get("amsgrad", False):
+        return False
+    if options.get("maximize", False) or options.get("mean", "epoch") != "epoch":
+        return False
+    return spec.kind in ("sgd", "lcam", "adam", "adai", "adarem", "scheduled")
+
+
+def noise_moments(data: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    r"""Per coordinate the moments :math:`m_1, m_2, m_3` and the covariances of :math:`(x, x^2, x^3)`.
+
+    With :math:`f'(u - x) = b_0(u) + b_1(u)\,x + b_2(u)\,x^2 + b_3\,x^3`
+    (:math:`b_0 = 2u^3 - 16u + 5/2`, :math:`b_1 = 16 - 6u^2`, :math:`b_2 = 6u`, :math:`b_3 = -2`),
+    the mean over the training set is :math:`b_0 + \sum_j b_j m_j` and the variance
+    :math:`b^\top C\, b`. Returns ``(moments (dim, 3), cov (dim, 6) as C11, C22, C33, C12, C13, C23)``.
+    """
+    x = data.detach().to(torch.float64).cpu().numpy()
+    powers = np.stack([x, x**2, x**3], axis=0)  # (3, N, dim)
+    means = powers.mean(1)  # (3, dim)
+    centred = powers - means[:, None, :]
+    cov = np.einsum("anc,bnc->abc", centred, centred) / x.shape[0]  # (3, 3, dim), population
+    packed = np.stack([cov[0, 0], cov[1, 1], cov[2, 2], cov[0, 1], cov[0, 2], cov[1, 2]], axis=1)
+    return np.ascontiguousarray(means.T), np.ascontiguousarray(packed)
+
+
+def gradient_noise(landscape: StyblinskiTangLandscape, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Mean :math:`\mu(u)` and variance :math:`D(u)` of the per-sample :math:`f'(u - x)`, per coordinate (``u``: ``(..., dim)``)."""
+    moments, cov = noise_moments(landscape.data)
+    u = np.asarray(u, dtype=np.float64)
+    b0 = (2 * u * u - 16) * u + 2.5
+    b1, b2, b3 = 16 - 6 * u * u, 6 * u, -2.0 + 0 * u
+    mu = b0 + b1 * moments[:, 0] + b2 * moments[:, 1] + b3 * moments[:, 2]
+    c = cov
+    var = (c[:, 0] * b1 * b1 + c[:, 1] * b2 * b2 + c[:, 2] * b3 * b3
+           + 2 * (c[:, 3] * b1 * b2 + c[:, 4] * b1 * b3 + c[:, 5] * b2 * b3))
+    return mu, var
+
+
+@dataclass
+class FusedResult:
+    """Per trial: escape step (``budget + 1`` where censored), flags, budgets, diagnostics; and the work done.
+
+    ``kick_at_escape`` / ``kick_lag``: the largest standardized kick in the ``window`` steps up to the
+    escape and how many steps before the escape it came (NaN / -1 without an escape or diagnostics);
+    ``kick_count``: steps before the escape (or the budget) with a kick above the threshold;
+    ``momentum_mean``: the mean momentum used before the escape (momentum kinds; NaN otherwise);
+    ``below_fraction``: LCAM's / the shuffled control's fraction of steps at the below value.
+    """
+
+    escape_step: np.ndarray
+    escaped: np.ndarray
+    budget: np.ndarray
+    final_theta: np.ndarray
+    kick_at_escape: np.ndarray
+    kick_lag: np.ndarray
+    kick_count: np.ndarray
+    momentum_mean: np.ndarray
+    below_fraction: np.ndarray
+    trial_steps: int
+    steps: int
+    seconds: float
+    info: dict = field(default_factory=dict)
+
+    @property
+    def exposure(self) -> np.ndarray:
+        return np.minimum(self.escape_step, self.budget)
+
+
+def _ptr(tensor: Tensor | None) -> int | None:
+    return None if tensor is None else tensor.data_ptr()
+
+
+def _settings(spec: OptimizerSpec) -> dict[str, Any]:
+    """The kernel's kind and hyperparameters of ``spec`` (the optimizers' own defaults)."""
+    o = spec.kwargs
+    if spec.kind == "sgd":
+        return {"kind": "sgd", "beta": float(o.get("momentum", 0.0)), "dampening": float(o.get("dampening", 0.0))}
+    if spec.kind == "lcam":
+        below, above = spec.momentum  # type: ignore[misc]
+        initial = o.get("initial_momentum")
+        return {"kind": "lcam", "beta_below": below, "beta_above": above,
+                "initial_momentum": float(min(below, above) if initial is None else initial)}
+    if spec.kind == "scheduled":
+        return {"kind": "bernoulli"}
+    if spec.kind == "adam":
+        b1, b2 = o.get("betas", (0.9, 0.999))
+        return {"kind": "adam", "beta1": float(b1), "beta2": float(b2), "eps": float(o.get("eps", 1e-8))}
+    if spec.kind == "adai":
+        b0, b2 = o.get("betas", (0.1, 0.99))
+        return {"kind": "adai", "beta0": float(b0), "beta2": float(b2), "eps": float(o.get("eps", 1e-3))}
+    if spec.kind == "adarem":
+        return {"kind": "adarem", "beta": float(o.get("beta", 0.9)), "lam": float(o.get("lam", 0.999)),
+                "eps": float(o.get("eps", 1e-8))}
+    raise ValueError(f"Invalid optimizer for the fused runner: kind {spec.kind!r} "
+                     f"(choose sgd, lcam, adam, adai, adarem or scheduled)")
+
+
+def simulate_fused(
+    landscape: StyblinskiTangLandscape,
+    spec: OptimizerSpec,
+    sqrt_k: Tensor | np.ndarray,
+    region: ExitRegion,
+    *,
+    budget: int | np.ndarray,
+    arm: str = "data",
+    batch_size: int = 1,
+    seed: int = 0,
+    stream: str = "philox",
+    warmup: int = 0,
+    epoch_length: int | None = None,
+    chunk: int = 1024,
+    drop: bool = True,
+    trial_ids: np.ndarray | None = None,
+    diagnostics: bool = False,
+    window: int = 20,
+    kick_threshold: float = 6.0,
+    momentum: np.ndarray | None = None,
+    below_probability: np.ndarray | None = None,
+    pair: tuple[float, float] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> FusedResult:
+    r"""Run every trial of one optimizer in the fused kernel until it escapes or reaches its budget.
+
+    Args:
+        landscape: training set and critical points (its dtype, float32 or float64, is used; CPU).
+        spec: the optimizer (:func:`supported`); ``kind="scheduled"`` is the phase-shuffled
+            control of LCAM: momentum ``pair[0]`` with probability ``below_probability`` per trial and
+            step (an independent draw), else ``pair[1]``.
+        sqrt_k: per-trial :math:`\sqrt k`.
+        region: start point and exit rule (a half-space valley region).
+        budget: the censoring step, one for all or one per trial.
+        arm: ``"data"``, ``"gauss"`` or ``"iso"`` (:data:`ARMS`).
+        batch_size: samples per mini-batch (data arm) or the variance divisor (Gaussian arms).
+        seed: key of the Philox stream (``stream="philox"``) or the eager runner's seed (``"torch"``).
+        stream: ``"philox"`` or ``"torch"`` (the eager runner's blocks; needs a common budget and
+            ``drop=False``).
+        warmup: steps that warm the optimizer's state at the start point (parameters held there).
+        epoch_length: LCAM's epoch (running-mean reset) and AdaRem's :math:`\lambda^\tau` period
+            (default one pass, ``n_samples // batch_size``).
+        chunk: steps per kernel call (with ``stream="torch"``: the eager runner's block size).
+        drop: remove escaped and censored trials between calls.
+        trial_ids: the trials' ids in the Philox stream (default ``0..n-1``).
+        diagnostics: record kicks (module docstring).
+        window, kick_threshold: the kick window (steps) and threshold (noise SDs).
+        momentum: per-trial fixed momentum (``kind="sgd"``: the mean-matched control per trial).
+        below_probability, pair: the shuffled control's per-trial below-fraction and momentum pair.
+        progress: ``progress(steps_done, active_trials)`` after every call.
+    """
+    if arm not in ARMS:
+        raise ValueError(f"Invalid noise arm: {arm!r} (choose from {', '.join(ARMS)})")
+    if stream not in ("philox", "torch"):
+        raise ValueError(f"Invalid stream: {stream!r} (choose 'philox' or 'torch')")
+    if region.kind != "halfspace":
+        raise ValueError("The fused runner runs valley escapes only (the saddle stays on the eager runner)")
+    if not supported(spec):
+        raise ValueError(f"Invalid optimizer for the fused runner: {spec} (weight decay, Nesterov, AMSGrad "
+                         f"and the EMA mean run on the eager runner)")
+    settings = _settings(spec)
+    kind = settings["kind"]
+    if kind in ("lcam", "bernoulli") and arm != "data":
+        raise ValueError(f"Invalid arm {arm!r} for {spec.style_key}: LCAM and its shuffled control need a "
+                         f"mini-batch loss (run them in the data arm)")
+    if kind == "bernoulli" and (below_probability is None or pair is None):
+        raise ValueError("The shuffled control needs below_probability (per trial) and the momentum pair")
+    if landscape.device.type != "cpu":
+        raise ValueError("The fused kernel runs on the CPU (CUDA: use simulate_batched)")
+    lib = kernel_library()
+    dtype = landscape.dtype
+    run = lib.escape_run_f32 if dtype == torch.float32 else lib.escape_run_f64
+    dim = landscape.dim
+    root_all = torch.as_tensor(np.asarray(sqrt_k, dtype=np.float64).reshape(-1)).to(dtype)
+    n_all = int(root_all.numel())
+    budgets_all = np.broadcast_to(np.asarray(budget, dtype=np.int64), (n_all,)).copy()
+    if np.any(budgets_all < 1):
+        raise ValueError("Invalid budget: every budget must be >= 1")
+    if stream == "torch" and (drop or np.ptp(budgets_all) != 0):
+        raise ValueError("stream='torch' replays the eager runner's blocks: use a common budget and drop=False")
+    ids_all = np.arange(n_all, dtype=np.int64) if trial_ids is None else np.asarray(trial_ids, dtype=np.int64)
+    epoch_length = int(epoch_length or max(1, landscape.n_samples // batch_size))
+    started = time.perf_counter()
+
+    # constant inputs
+    data = landscape.data.contiguous()
+    moments, cov = noise_moments(landscape.data)
+    start = np.asarray(region.start, dtype=np.float64)
+    _, var_start = gradient_noise(landscape, start)
+    moments_t = torch.from_numpy(moments)
+    cov_t = torch.from_numpy(cov)
+    iso_t = torch.from_numpy(np.sqrt(var_start))
+    boundary = landscape.tensor(region.boundary)
+    direction = landscape.tensor(region.direction)
+    offset = region.offset(boundary, direction).contiguous()
+    direction = direction.contiguous()
+
+    # per-trial state, (dim, n) layout
+    start_u = landscape.tensor(region.start)
+    theta = (start_u.expand(n_all, -1) / root_all.reshape(-1, 1)).T.contiguous()
+    zeros = lambda: torch.zeros(dim, n_all, dtype=dtype)  # noqa: E731
+    buf1 = zeros()
+    buf2 = zeros() if kind in ("adam", "adai") else None
+    buf3 = torch.ones(dim, n_all, dtype=dtype) if kind == "adai" else None
+    root = root_all.clone()
+    ids = torch.from_numpy(ids_all.copy())
+    budgets = torch.from_numpy(budgets_all.copy())
+    escape = torch.zeros(n_all, dtype=torch.int64)
+    first = torch.zeros(n_all, dtype=torch.int64)
+    loss_sum = torch.zeros(n_all, dtype=torch.float64)
+    below = torch.zeros(n_all, dtype=torch.uint8)
+    if kind == "bernoulli":
+        mom = torch.from_numpy(np.broadcast_to(np.asarray(below_probability, np.float64), (n_all,)).copy())
+    elif momentum is not None:
+        mom = torch.from_numpy(np.broadcast_to(np.asarray(momentum, np.float64), (n_all,)).copy())
+    else:
+        mom = None
+    mom_sum = torch.zeros(n_all, dtype=torch.float64)
+    below_steps = torch.zeros(n_all, dtype=torch.float64)
+    ring = torch.zeros(n_all, RING, dtype=torch.float32)
+    kick_esc = torch.full((n_all,), float("nan"), dtype=torch.float32)
+    kick_lag = torch.full((n_all,), -1, dtype=torch.int64)
+    kick_count = torch.zeros(n_all, dtype=torch.float64)
+    position = torch.arange(n_all)
+
+    # results, full size
+    out_escape = np.zeros(n_all, dtype=np.int64)
+    out_theta = np.zeros((n_all, dim))
+    out = {"kick_at_escape": np.full(n_all, np.nan), "kick_lag": np.full(n_all, -1, np.int64),
+           "kick_count": np.zeros(n_all), "momentum_sum": np.zeros(n_all), "below_steps": np.zeros(n_all)}
+
+    args = _Args()
+    args.dim, args.n_samples, args.batch = dim, landscape.n_samples, int(batch_size)
+    args.kind, args.arm = _KIND[kind], _ARM_CODE[arm]
+    args.stream = 1 if stream == "torch" else 0
+    args.diagnostics, args.window = int(bool(diagnostics)), int(window)
+    args.seed = int(seed) & 0xFFFFFFFFFFFFFFFF
+    args.lr = spec.lr
+    args.beta = settings.get("beta", 0.0)
+    lo, hi = pair if pair is not None else (settings.get("beta_below", 0.0), settings.get("beta_above", 0.0))
+    args.beta_below, args.beta_above = float(lo), float(hi)
+    args.beta1, args.beta2 = settings.get("beta1", 0.0), settings.get("beta2", 0.0)
+    args.eps, args.beta0 = settings.get("eps", 0.0), settings.get("beta0", 0.0)
+    args.kick_threshold = float(kick_threshold)
+    args.initial_momentum = settings.get("initial_momentum", 0.0)
+    args.epoch_length = epoch_length if kind == "lcam" else 0
+    args.data, args.moments, args.cov, args.iso_sd = _ptr(data), _ptr(moments_t), _ptr(cov_t), _ptr(iso_t)
+    args.offset, args.direction = _ptr(offset), _ptr(direction)
+    if settings.get("dampening"):
+        raise ValueError("Invalid SGD setting for the fused runner: dampening")
+    generator = None
+    if stream == "torch":
+        generator = torch.Generator()
+        generator.manual_seed(int(seed) + 1)  # as lcamlab.escape.simulate: seed itself draws the training set
+    state = {"opt_step": 0, "epoch_count": 0, "has_decision": 0, "stepped": False}
+
+    def call(steps: int, t0: int, frozen: bool, indices: Tensor | None) -> None:
+        nonlocal theta
+        args.n, args.steps, args.t0, args.frozen = int(root.numel()), int(steps), int(t0), int(frozen)
+        args.opt_step, args.epoch_count, args.has_decision = state["opt_step"], state["epoch_count"], state["has_decision"]
+        tau = (1 if (warmup > 0) else 0) + (t0 // epoch_length) if not frozen else 0
+        args.lam_t = settings.get("lam", 1.0) ** tau
+        args.indices = _ptr(indices)
+        for name, tensor in (("root", root), ("trial_id", ids), ("budget", budgets), ("escape_step", escape),
+                             ("theta", theta), ("buf1", buf1), ("buf2", buf2), ("buf3", buf3),
+                             ("loss_sum", loss_sum), ("below", below), ("momentum", mom),
+                             ("momentum_sum", mom_sum), ("below_steps", below_steps), ("ring", ring),
+                             ("kick_at_escape", kick_esc), ("kick_lag", kick_lag), ("kick_count", kick_count),
+                             ("first_flag", first)):
+            setattr(args, name, _ptr(tensor))
+        code = run(ctypes.byref(args))
+        if code:
+            raise RuntimeError(f"fused escape kernel refused the call (code {code}: dim <= 16, batch <= 8)")
+        state["opt_step"] += steps
+        if kind == "lcam":
+            state["has_decision"] = 1
+            last = t0 + steps - 1
+            state["epoch_count"] = state["epoch_count"] + steps if frozen else (last % epoch_length) + 1
+
+    trial_steps = 0
+    if warmup:
+        indices = None
+        if stream == "torch":
+            indices = torch.randint(landscape.n_samples, (warmup, n_all, batch_size), generator=generator)
+        call(warmup, 0, True, indices)
+        trial_steps += warmup * n_all
+    t = 0
+    top = int(budgets_all.max())
+    while root.numel() and t < top:
+        steps = min(chunk, top - t)
+        if kind == "adarem":  # lambda^tau is constant within an epoch
+            steps = min(steps, epoch_length - t % epoch_length)
+        if drop:
+            steps = min(steps, int(budgets.max()) - t)
+        indices = None
+        if stream == "torch":
+            indices = torch.randint(landscape.n_samples, (steps, n_all, batch_size), generator=generator)
+        call(steps, t, False, indices)
+        trial_steps += steps * int(root.numel())
+        t += steps
+        if progress is not None:
+            progress(t, int(root.numel()))
+        if stream == "torch" and bool((escape > 0).all()):
+            break
+        if drop:
+            done = (escape > 0) | (budgets <= t)
+            if bool(done.any()):
+                _harvest(done, position, escape, theta, kick_esc, kick_lag, kick_count, mom_sum, below_steps,
+                         out_escape, out_theta, out)
+                keep = ~done
+                position = position[keep]
+                root, ids, budgets, escape, first = root[keep], ids[keep], budgets[keep], escape[keep], first[keep]
+                loss_sum, below, mom_sum, below_steps = loss_sum[keep], below[keep], mom_sum[keep], below_steps[keep]
+                ring, kick_esc, kick_lag, kick_count = ring[keep].contiguous(), kick_esc[keep], kick_lag[keep], kick_count[keep]
+                mom = mom[keep] if mom is not None else None
+                theta = theta[:, keep].contiguous()
+                buf1 = buf1[:, keep].contiguous()
+                buf2 = buf2[:, keep].contiguous() if buf2 is not None else None
+                buf3 = buf3[:, keep].contiguous() if buf3 is not None else None
+    if root.numel():
+        _harvest(torch.ones(root.numel(), dtype=torch.bool), position, escape, theta, kick_esc, kick_lag,
+                 kick_count, mom_sum, below_steps, out_escape, out_theta, out)
+    escaped = out_escape > 0
+    escape_step = np.where(escaped, out_escape, budgets_all + 1)
+    counted = np.minimum(escape_step, budgets_all).astype(np.float64)
+    is_momentum = kind in ("sgd", "lcam", "bernoulli")
+    return FusedResult(
+        escape_step=escape_step, escaped=escaped, budget=budgets_all, final_theta=out_theta,
+        kick_at_escape=out["kick_at_escape"], kick_lag=out["kick_lag"], kick_count=out["kick_count"],
+        momentum_mean=out["momentum_sum"] / counted if is_momentum else np.full(n_all, np.nan),
+        below_fraction=out["below_steps"] / counted if kind in ("lcam", "bernoulli") else np.full(n_all, np.nan),
+        trial_steps=trial_steps, steps=t, seconds=time.perf_counter() - started,
+        info={"arm": arm, "stream": stream, "kind": kind, "dtype": str(dtype).replace("torch.", "")},
+    )
+
+
+def _harvest(done, position, escape, theta, kick_esc, kick_lag, kick_count, mom_sum, below_steps,
+             out_escape, out_theta, out) -> None:
+    where = position[done].numpy()
+    out_escape[where] = escape[done].numpy()
+    out_theta[where] = theta[:, done].T.to(torch.float64).numpy()
+    out["kick_at_escape"][where] = kick_esc[done].to(torch.float64).numpy()
+    out["kick_lag"][where] = kick_lag[done].numpy()
+    out["kick_count"][where] = kick_count[done].numpy()
+    out["momentum_sum"][where] = mom_sum[done].numpy()
+    out["below_steps"][where] = below_steps[done].numpy()

@@ -1,0 +1,459 @@
+// The fused escape step: gradient, optimizer update and escape check in one pass over a tile of trials.
+//
+// Built by lcamlab/escape/fused.py with the system C++ compiler (no torch headers: a plain C ABI
+// called through ctypes). One call advances every trial by `steps` iterations. Trials are processed
+// in tiles of W lanes; a tile's state (parameters, optimizer moments) stays in L1 for all `steps`
+// iterations, and the loops over lanes are written so that the compiler vectorises them across
+// trials (one SIMD lane per trial). The random stream is either a counter-based Philox4x32-10
+// keyed by (seed) with counter (step, phase, trial id, word) -- every trial's randomness is a pure
+// function of its id and the step, so dropping escaped trials or resuming changes nothing -- or
+// pre-drawn sample indices (the eager runner's torch stream, for the parity test).
+//
+// The arithmetic of every optimizer follows lcamlab.optim / torch.optim operation by operation
+// (see fused.py), so on the same stream and in float64 the fused runner reproduces the eager
+// runner's escape steps.
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <algorithm>
+#include <limits>
+
+namespace {
+
+constexpr int W = 16;       // lanes (trials) per tile
+constexpr int MAXD = 16;    // largest dimension
+constexpr int MAXB = 8;     // largest mini-batch
+constexpr int RING = 32;    // kick history per trial (power of two)
+
+enum Kind { SGD = 0, LCAM = 1, ADAM = 2, ADAI = 3, ADAREM = 4, BERNOULLI = 5 };
+enum Arm { DATA = 0, GAUSS = 1, ISO = 2 };
+
+}  // namespace
+
+extern "C" {
+
+struct EscapeArgs {
+    // sizes
+    int64_t n;            // trials in this call
+    int64_t dim;
+    int64_t n_samples;
+    int64_t batch;
+    int64_t steps;        // iterations in this call
+    int64_t t0;           // main-run step index of the first iteration (0-based); warm-up: its own index
+    int64_t frozen;       // 1: warm-up (parameters held at the start point, no escape check)
+    int64_t kind;
+    int64_t arm;
+    int64_t stream;       // 0: philox, 1: given indices
+    int64_t diagnostics;  // 1: record kicks
+    int64_t window;       // kick window (<= RING)
+    uint64_t seed;
+    // optimizer settings
+    double lr, beta, beta_below, beta_above, beta1, beta2, eps, beta0, lam_t, kick_threshold;
+    int64_t opt_step;      // optimizer steps taken before this call (Adam / Adai bias corrections)
+    int64_t epoch_count;   // LCAM: losses already in this epoch's mean before this call
+    int64_t epoch_length;  // LCAM: reset the mean every so many main-run steps (0: never)
+    int64_t has_decision;  // LCAM: 0 before the very first step (initial momentum)
+    double initial_momentum;
+    // landscape (per coordinate) and data
+    const void* data;          // (n_samples, dim) in T
+    const double* moments;     // (dim, 3): m1, m2, m3
+    const double* cov;         // (dim, 6): C11, C22, C33, C12, C13, C23 (covariances of x, x^2, x^3)
+    const double* iso_sd;      // (dim,)
+    const void* offset;        // (dim,) boundary * direction, in T
+    const void* direction;     // (dim,) in T
+    const int64_t* indices;    // stream == 1: (steps, n, batch)
+    // per-trial arrays (length n; state arrays are (dim, n))
+    const void* root;          // sqrt(k), T
+    const int64_t* trial_id;
+    const int64_t* budget;     // per-trial censoring step
+    int64_t* escape_step;      // 0: not (yet) escaped
+    void* theta;               // (dim, n) T
+    void* buf1;                // momentum buffer / exp_avg / m          (dim, n) T
+    void* buf2;                // exp_avg_sq / v                          (dim, n) T
+    void* buf3;                // Adai: beta1 product                     (dim, n) T
+    double* loss_sum;          // LCAM (n,)
+    uint8_t* below;            // LCAM decision (n,)
+    const double* momentum;    // SGD: per-trial momentum (n,) or null (use beta); BERNOULLI: p_below (n,)
+    double* momentum_sum;      // sum of the momentum used before escape (n,) or null
+    double* below_steps;       // LCAM / BERNOULLI: steps at the below value before escape (n,) or null
+    float* ring;               // (n, RING) kicks
+    float* kick_at_escape;     // (n,) largest kick in the window before the escape
+    int64_t* kick_lag;         // (n,) steps from that kick to the escape
+    double* kick_count;        // (n,) steps before escape with a kick above the threshold
+    int64_t* first_flag;       // (n,) SGD/BERNOULLI/LCAM: 0 until the momentum buffer exists
+};
+
+}  // extern "C"
+
+namespace {
+
+inline void philox(uint32_t c[4], uint32_t k0, uint32_t k1) {
+    for (int r = 0; r < 10; ++r) {
+        uint64_t p0 = (uint64_t)0xD2511F53u * c[0];
+        uint64_t p1 = (uint64_t)0xCD9E8D57u * c[2];
+        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c[1] ^ k0;
+        uint32_t n1 = (uint32_t)p1;
+        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c[3] ^ k1;
+        uint32_t n3 = (uint32_t)p0;
+        c[0] = n0; c[1] = n1; c[2] = n2; c[3] = n3;
+        k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+    }
+}
+
+template <typename T>
+struct Tile {
+    T th[MAXD][W], b1[MAXD][W], b2[MAXD][W], b3[MAXD][W];
+    T root[W];
+    int64_t id[W], budget[W], esc[W], first[W];
+    double lsum[W], mom[W], msum[W], bsteps[W], kcount[W];
+    uint8_t below[W];
+    float ring[RING][W];
+    float kesc[W];
+    int64_t klag[W];
+};
+
+template <typename T, int KIND, int ARM>
+void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
+    const int64_t n = a.n, D = a.dim, B = a.batch;
+    const T* data = (const T*)a.data;
+    const T* off = (const T*)a.offset;
+    const T* dir = (const T*)a.direction;
+    T* theta = (T*)a.theta;
+    T* buf1 = (T*)a.buf1;
+    T* buf2 = (T*)a.buf2;
+    T* buf3 = (T*)a.buf3;
+    const T* rootp = (const T*)a.root;
+    const bool diag = a.diagnostics != 0;
+    const bool frozen = a.frozen != 0;
+    Tile<T> s;
+    // load (lanes beyond `lanes` copy the last real one and are never stored)
+    for (int w = 0; w < W; ++w) {
+        int64_t i = i0 + std::min<int64_t>(w, lanes - 1);
+        s.root[w] = rootp[i];
+        s.id[w] = a.trial_id[i];
+        s.budget[w] = a.budget[i];
+        s.esc[w] = w < lanes ? a.escape_step[i] : 1;  // padding lanes count as escaped
+        s.first[w] = a.first_flag ? a.first_flag[i] : 1;
+        s.lsum[w] = a.loss_sum ? a.loss_sum[i] : 0.0;
+        s.below[w] = a.below ? a.below[i] : 0;
+        s.mom[w] = a.momentum ? a.momentum[i] : a.beta;
+        s.msum[w] = a.momentum_sum ? a.momentum_sum[i] : 0.0;
+        s.bsteps[w] = a.below_steps ? a.below_steps[i] : 0.0;
+        s.kcount[w] = a.kick_count ? a.kick_count[i] : 0.0;
+        s.kesc[w] = a.kick_at_escape ? a.kick_at_escape[i] : 0.0f;
+        s.klag[w] = a.kick_lag ? a.kick_lag[i] : 0;
+        for (int r = 0; r < RING; ++r) s.ring[r][w] = (diag && a.ring) ? a.ring[i * RING + r] : 0.0f;
+        for (int64_t c = 0; c < D; ++c) {
+            s.th[c][w] = theta[c * n + i];
+            s.b1[c][w] = buf1 ? buf1[c * n + i] : T(0);
+            s.b2[c][w] = buf2 ? buf2[c * n + i] : T(0);
+            s.b3[c][w] = buf3 ? buf3[c * n + i] : T(1);
+        }
+    }
+    const uint32_t k0 = (uint32_t)a.seed, k1 = (uint32_t)(a.seed >> 32);
+    const uint32_t phase = frozen ? 0x40000000u : 0u;
+    int64_t epoch_count = a.epoch_count;
+    bool has_decision = a.has_decision != 0;
+    for (int64_t st = 0; st < a.steps; ++st) {
+        const int64_t t = a.t0 + st;
+        const int64_t opt_t = a.opt_step + st + 1;  // this step's optimizer step count (1-based)
+        // LCAM: a new epoch starts at main-run steps that are multiples of the epoch length
+        if (KIND == LCAM && !frozen && a.epoch_length > 0 && t % a.epoch_length == 0) {
+            epoch_count = 0;
+            for (int w = 0; w < W; ++w) s.lsum[w] = 0.0;
+        }
+        // ---- randomness of this step
+        int32_t idx[MAXB][W];
+        T z[MAXD][W];
+        float ubern[W];
+        if (ARM == DATA) {
+            if (a.stream == 1) {
+                for (int64_t b = 0; b < B; ++b)
+                    for (int w = 0; w < W; ++w) {
+                        int64_t i = i0 + std::min<int64_t>(w, lanes - 1);
+                        idx[b][w] = (int32_t)a.indices[(st * n + i) * B + b];
+                    }
+            } else {
+                for (int64_t b = 0; b < B; ++b) {
+#pragma omp simd
+                    for (int w = 0; w < W; ++w) {
+                        uint32_t c[4] = {(uint32_t)t, (uint32_t)((uint64_t)t >> 32) ^ phase, (uint32_t)s.id[w],
+                                         (uint32_t)b};
+                        philox(c, k0, k1);
+                        idx[b][w] = (int32_t)(((uint64_t)c[0] * (uint64_t)a.n_samples) >> 32);
+                    }
+                }
+            }
+        } else {
+            for (int64_t c4 = 0; c4 < D; c4 += 4) {
+#pragma omp simd
+                for (int w = 0; w < W; ++w) {
+                    uint32_t c[4] = {(uint32_t)t, (uint32_t)((uint64_t)t >> 32) ^ phase, (uint32_t)s.id[w],
+                                     (uint32_t)(0x100 + c4)};
+                    philox(c, k0, k1);
+                    // two Box-Muller pairs from four 32-bit words (24-bit uniforms: |z| <= 5.8)
+                    float u1 = ((float)(c[0] >> 8) + 0.5f) * (1.0f / 16777216.0f);
+                    float u2 = (float)(c[1] >> 8) * (1.0f / 16777216.0f);
+                    float u3 = ((float)(c[2] >> 8) + 0.5f) * (1.0f / 16777216.0f);
+                    float u4 = (float)(c[3] >> 8) * (1.0f / 16777216.0f);
+                    float r1 = std::sqrt(-2.0f * std::log(u1)), r2 = std::sqrt(-2.0f * std::log(u3));
+                    float a1 = 6.28318530717958647f * u2, a2 = 6.28318530717958647f * u4;
+                    float zz[4] = {r1 * std::cos(a1), r1 * std::sin(a1), r2 * std::cos(a2), r2 * std::sin(a2)};
+                    for (int j = 0; j < 4; ++j)
+                        if (c4 + j < D) z[c4 + j][w] = (T)zz[j];
+                }
+            }
+        }
+        if (KIND == BERNOULLI) {
+#pragma omp simd
+            for (int w = 0; w < W; ++w) {
+                uint32_t c[4] = {(uint32_t)t, (uint32_t)((uint64_t)t >> 32) ^ phase, (uint32_t)s.id[w], 0x200u};
+                philox(c, k0, k1);
+                ubern[w] = (float)(c[0] >> 8) * (1.0f / 16777216.0f);
+            }
+        }
+        // ---- gradient (and loss, kicks) at the current parameters
+        T g[MAXD][W];
+        T loss[W];
+        float kick[W];
+        for (int w = 0; w < W; ++w) { loss[w] = T(0); kick[w] = 0.0f; }
+        for (int64_t c = 0; c < D; ++c) {
+            const double m1 = a.moments[c * 3], m2 = a.moments[c * 3 + 1], m3 = a.moments[c * 3 + 2];
+            const double* C = a.cov + c * 6;
+            const T invB = T(1) / T(B);
+#pragma omp simd
+            for (int w = 0; w < W; ++w) {
+                const T u = s.th[c][w] * s.root[w];
+                T gv;
+                T mu = 0, sd = 1;
+                if (ARM != DATA || diag) {
+                    // mean and standard deviation of f'(u - x) over the training set
+                    const T b0 = (T(2) * u * u - T(16)) * u + T(2.5);
+                    const T bb1 = T(16) - T(6) * u * u, bb2 = T(6) * u, bb3 = T(-2);
+                    mu = b0 + bb1 * T(m1) + bb2 * T(m2) + bb3 * T(m3);
+                    T var = T(C[0]) * bb1 * bb1 + T(C[1]) * bb2 * bb2 + T(C[2]) * bb3 * bb3
+                            + T(2) * (T(C[3]) * bb1 * bb2 + T(C[4]) * bb1 * bb3 + T(C[5]) * bb2 * bb3);
+                    sd = std::sqrt(std::max(var, T(1e-30)) * invB);
+                }
+                if (ARM == DATA) {
+                    if (B == 1) {
+                        const T y = u - data[(int64_t)idx[0][w] * D + c];
+                        gv = T(2.5) + (T(-16) + T(2) * y * y) * y;  // torch.addcmul(2.5, addcmul(-16, y, y, 2), y)
+                        if (KIND == LCAM) { const T y2 = y * y; loss[w] += (y2 - T(16)) * y2 + T(5) * y; }
+                    } else {
+                        T acc = 0, lacc = 0;
+                        for (int64_t b = 0; b < B; ++b) {
+                            const T y = u - data[(int64_t)idx[b][w] * D + c];
+                            acc += T(2.5) + (T(-16) + T(2) * y * y) * y;
+                            const T y2 = y * y;
+                            lacc += (y2 - T(16)) * y2 + T(5) * y;
+                        }
+                        gv = acc / T(B);
+                        if (KIND == LCAM) loss[w] += lacc / T(B);
+                    }
+                    if (diag) kick[w] = std::max(kick[w], (float)std::abs((gv - mu) / sd));
+                } else {
+                    const T scale = (ARM == GAUSS) ? sd : T(a.iso_sd[c]) * std::sqrt(invB);
+                    gv = mu + scale * z[c][w];
+                    if (diag) kick[w] = std::max(kick[w], (float)std::abs(z[c][w]));
+                    if (KIND == LCAM) {  // the full-batch loss (no mini-batch in this arm)
+                        const T b4 = u * u;
+                        loss[w] += (b4 - T(16)) * b4 + T(5) * u;
+                    }
+                }
+                g[c][w] = gv * s.root[w];
+            }
+        }
+        // ---- the optimizer update
+        if (KIND == SGD || KIND == LCAM || KIND == BERNOULLI) {
+            T beta[W];
+            for (int w = 0; w < W; ++w) {
+                double bw;
+                if (KIND == SGD) bw = s.mom[w];
+                else if (KIND == LCAM) bw = has_decision ? (s.below[w] ? a.beta_below : a.beta_above) : a.initial_momentum;
+                else bw = (ubern[w] < (float)s.mom[w]) ? a.beta_below : a.beta_above;
+                beta[w] = (T)bw;
+                if (!frozen && s.esc[w] == 0) {
+                    s.msum[w] += bw;
+                    if (KIND != SGD && bw == a.beta_below) s.bsteps[w] += 1.0;
+                }
+            }
+            const T lr = (T)a.lr;
+            const bool plain = KIND == SGD && a.momentum == nullptr && a.beta == 0.0;
+            for (int64_t c = 0; c < D; ++c) {
+#pragma omp simd
+                for (int w = 0; w < W; ++w) {
+                    T step;
+                    if (plain) step = g[c][w];
+                    else {
+                        const T b = s.first[w] ? s.b1[c][w] * beta[w] + g[c][w] : g[c][w];
+                        s.b1[c][w] = b;
+                        step = b;
+                    }
+                    if (!frozen) s.th[c][w] = s.th[c][w] + (-lr) * step;
+                }
+            }
+            if (!plain) for (int w = 0; w < W; ++w) s.first[w] = 1;
+        } else if (KIND == ADAM) {
+            const double bc1 = 1.0 - std::pow(a.beta1, (double)opt_t);
+            const double bc2 = 1.0 - std::pow(a.beta2, (double)opt_t);
+            const T step_size = (T)(a.lr / bc1);
+            const T bc2_sqrt = (T)std::sqrt(bc2);
+            const T w1 = (T)(1.0 - a.beta1), be2 = (T)a.beta2, w2 = (T)(1.0 - a.beta2), eps = (T)a.eps;
+            for (int64_t c = 0; c < D; ++c) {
+#pragma omp simd
+                for (int w = 0; w < W; ++w) {
+                    const T gv = g[c][w];
+                    const T m = s.b1[c][w] + w1 * (gv - s.b1[c][w]);  // lerp(m, g, 1 - beta1)
+                    const T v = s.b2[c][w] * be2 + (w2 * gv) * gv;  // mul_(beta2).addcmul_(g, g, value=1-beta2)
+                    s.b1[c][w] = m;
+                    s.b2[c][w] = v;
+                    const T denom = std::sqrt(v) / bc2_sqrt + eps;
+                    if (!frozen) s.th[c][w] = s.th[c][w] + (-step_size) * (m / denom);
+                }
+            }
+        } else if (KIND == ADAI) {
+            const double bc2 = 1.0 - std::pow(a.beta2, (double)opt_t);
+            const T be2 = (T)a.beta2, w2 = (T)(1.0 - a.beta2), tbc2 = (T)bc2, beta0 = (T)a.beta0;
+            const T top = (T)(1.0 - a.eps), lr = (T)a.lr;
+            T total[W];
+            for (int w = 0; w < W; ++w) total[w] = 0;
+            for (int64_t c = 0; c < D; ++c) {
+#pragma omp simd
+                for (int w = 0; w < W; ++w) {
+                    const T v = s.b2[c][w] * be2 + (w2 * g[c][w]) * g[c][w];
+                    s.b2[c][w] = v;
+                    total[w] += v;
+                }
+            }
+            T vbar[W];
+            const T tiny = std::numeric_limits<T>::min();
+            for (int w = 0; w < W; ++w) vbar[w] = std::max(total[w] / tbc2 / (T)D, tiny);
+            for (int64_t c = 0; c < D; ++c) {
+#pragma omp simd
+                for (int w = 0; w < W; ++w) {
+                    T b1 = (T(1) + (s.b2[c][w] / tbc2 / vbar[w]) * (-beta0));
+                    b1 = std::min(std::max(b1, T(0)), top);
+                    s.b3[c][w] = s.b3[c][w] * b1;
+                    const T m = s.b1[c][w] * b1 + (T(1) - b1) * g[c][w];
+                    s.b1[c][w] = m;
+                    if (!frozen) s.th[c][w] = s.th[c][w] + (-lr) * (m / (T(1) - s.b3[c][w]));
+                }
+            }
+        } else if (KIND == ADAREM) {
+            T mmax[W];
+            for (int w = 0; w < W; ++w) mmax[w] = 0;
+            for (int64_t c = 0; c < D; ++c)
+                for (int w = 0; w < W; ++w) mmax[w] = std::max(mmax[w], std::abs(s.b1[c][w]));
+            const T lam = (T)a.lam_t, eps = (T)a.eps, lr = (T)a.lr, be = (T)a.beta, w1 = (T)(1.0 - a.beta);
+            for (int64_t c = 0; c < D; ++c) {
+#pragma omp simd
+                for (int w = 0; w < W; ++w) {
+                    const T gv = g[c][w], m = s.b1[c][w];
+                    const T denom = std::abs(gv) * mmax[w] + eps;
+                    const T factor = ((gv * m) / denom) * lam + T(1);
+                    if (!frozen) s.th[c][w] = s.th[c][w] + (-lr) * (factor * gv);
+                    s.b1[c][w] = m * be + w1 * gv;
+                }
+            }
+        }
+        // ---- LCAM: feed this step's loss (at the parameters before the step) into the running mean
+        if (KIND == LCAM) {
+            epoch_count += 1;
+            for (int w = 0; w < W; ++w) {
+                const T lw = T(0.5) * loss[w];
+                s.lsum[w] += (double)lw;
+                const double mean = s.lsum[w] / (double)epoch_count;
+                s.below[w] = (double)lw < mean;
+            }
+            has_decision = true;
+        }
+        // ---- kicks and the escape check
+        if (diag && !frozen) {
+            for (int w = 0; w < W; ++w) {
+                s.ring[t & (RING - 1)][w] = kick[w];
+                if (s.esc[w] == 0 && kick[w] > (float)a.kick_threshold) s.kcount[w] += 1.0;
+            }
+        }
+        if (!frozen) {
+            uint8_t out[W];
+            for (int w = 0; w < W; ++w) out[w] = 0;
+            for (int64_t c = 0; c < D; ++c) {
+                const T o = off[c], d = dir[c];
+#pragma omp simd
+                for (int w = 0; w < W; ++w) {
+                    const T u = s.th[c][w] * s.root[w];
+                    out[w] |= (uint8_t)((o - u * d) > T(0));
+                }
+            }
+            for (int w = 0; w < W; ++w) {
+                if (out[w] && s.esc[w] == 0 && t + 1 <= s.budget[w]) {
+                    s.esc[w] = t + 1;
+                    if (diag) {
+                        float best = -1.0f;
+                        int64_t lag = 0;
+                        for (int64_t j = 0; j < a.window && j <= t; ++j) {
+                            float kv = s.ring[(t - j) & (RING - 1)][w];
+                            if (kv > best) { best = kv; lag = j; }
+                        }
+                        s.kesc[w] = best;
+                        s.klag[w] = lag;
+                    }
+                }
+            }
+        }
+    }
+    // store
+    for (int w = 0; w < lanes; ++w) {
+        const int64_t i = i0 + w;
+        a.escape_step[i] = s.esc[w];
+        if (a.first_flag) a.first_flag[i] = s.first[w];
+        if (a.loss_sum) a.loss_sum[i] = s.lsum[w];
+        if (a.below) a.below[i] = s.below[w];
+        if (a.momentum_sum) a.momentum_sum[i] = s.msum[w];
+        if (a.below_steps) a.below_steps[i] = s.bsteps[w];
+        if (a.kick_count) a.kick_count[i] = s.kcount[w];
+        if (a.kick_at_escape) a.kick_at_escape[i] = s.kesc[w];
+        if (a.kick_lag) a.kick_lag[i] = s.klag[w];
+        if (diag && a.ring) for (int r = 0; r < RING; ++r) a.ring[i * RING + r] = s.ring[r][w];
+        for (int64_t c = 0; c < D; ++c) {
+            theta[c * n + i] = s.th[c][w];
+            if (buf1) buf1[c * n + i] = s.b1[c][w];
+            if (buf2) buf2[c * n + i] = s.b2[c][w];
+            if (buf3) buf3[c * n + i] = s.b3[c][w];
+        }
+    }
+}
+
+template <typename T, int KIND>
+void run_kind(const EscapeArgs& a) {
+    for (int64_t i0 = 0; i0 < a.n; i0 += W) {
+        const int64_t lanes = std::min<int64_t>(W, a.n - i0);
+        if (a.arm == DATA) run_tile<T, KIND, DATA>(a, i0, lanes);
+        else if (a.arm == GAUSS) run_tile<T, KIND, GAUSS>(a, i0, lanes);
+        else run_tile<T, KIND, ISO>(a, i0, lanes);
+    }
+}
+
+template <typename T>
+int run(const EscapeArgs& a) {
+    if (a.dim < 1 || a.dim > MAXD || a.batch < 1 || a.batch > MAXB || a.window > RING) return 1;
+    switch (a.kind) {
+        case SGD: run_kind<T, SGD>(a); break;
+        case LCAM: run_kind<T, LCAM>(a); break;
+        case ADAM: run_kind<T, ADAM>(a); break;
+        case ADAI: run_kind<T, ADAI>(a); break;
+        case ADAREM: run_kind<T, ADAREM>(a); break;
+        case BERNOULLI: run_kind<T, BERNOULLI>(a); break;
+        default: return 2;
+    }
+    return 0;
+}
+
+}  // namespace
+
+extern "C" int escape_run_f32(const EscapeArgs* a) { return run<float>(*a); }
+extern "C" int escape_run_f64(const EscapeArgs* a) { return run<double>(*a); }
+extern "C" int escape_tile_width() { return W; }
+extern "C" int escape_ring() { return RING; }

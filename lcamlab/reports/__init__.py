@@ -1,0 +1,44 @@
+"""Our WRN/CIFAR runs next to the paper's: seed aggregation, Table 1 and the paired panels.
+
+===========================  ===============================================================
+module                       concern
+===========================  ===============================================================
+:mod:`.tables`               seed aggregation, final values, win rate, Table 1 (rows,
+                             comparison with 000, markdown, cached CSV), group summaries
+:mod:`.plots`                our runs over the paper's curves per group; Table 1 as a figure
+:mod:`.panels`               what notebooks 03/04 show, one call per cell (figures saved,
+                             summaries as text, Table 1 stored and drawn)
+===========================  ===============================================================
+
+Reports read runs (through :mod:`lcamlab.train.runs`) and never train: planning
+and completing the run sets is :mod:`lcamlab.train.plan`'s job. Every public
+name is available from ``lcamlab.reports`` directly; :func:`runs_frame` and
+:func:`run_inventory` (reading run folders) are re-exported from
+:mod:`lcamlab.train.runs`.
+"""
+
+from lcamlab.reports import panels, plots, tables
+from lcamlab.reports.panels import (
+    PAPER_WIN_RATES,
+    Table1Report,
+    describe_groups,
+    describe_table1,
+    plot_panels,
+    table1_report,
+)
+from lcamlab.reports.plots import plot_groups, plot_table1
+from lcamlab.reports.tables import (
+    DATASET_NAMES,
+    aggregate_seeds,
+    final_values,
+    group_summary,
+    save_table1,
+    table1_comparison,
+    table1_markdown,
+    table1_rows,
+    win_rate,
+)
+from lcamlab.train.runs import run_inventory, runs_frame
+
+# The package exports exactly what its modules export, and the run readers.
+__all__ = [*tables.__all__, "runs_frame", "run_inventory", *plots.__all__, *panels.__all__]
