@@ -1,18 +1,52 @@
 """Rebuild every figure headlessly by executing the notebooks with papermill.
 
-``lcamlab figures [NAME ...] [--quick] [-p KEY VALUE ...] [--jobs N]``
+``lcamlab figures [NAME ...] [--quick] [-p KEY VALUE ...] [--jobs N] [--dry-run]``
 
 Each notebook in ``notebooks/`` has a cell tagged ``parameters``; papermill
 injects the values given here after it. The runner always passes absolute
 ``figures_dir`` and ``data_dir``, so figures land in ``figures/`` (PNG for the
-README, PDF for papers) and results in ``data/``. ``--quick`` first applies the
-small parameter set stored in each notebook's metadata
-(``metadata.lcamlab.quick_parameters``; the tests use the same), then any
-``-p`` overrides, which are checked against the notebook's declared
-parameters. Executed copies (with outputs) go to the git-ignored
-``notebooks/_build/``. Notebooks run in parallel with ``--jobs``; when one
-fails the others still finish, and the command exits non-zero naming the
+README, PDF for papers) and results in ``data/``. Executed copies (with outputs)
+go to the git-ignored ``notebooks/_build/``. Notebooks run in parallel with
+``--jobs``; when one fails (a failing cell, or a notebook file that cannot be
+read) the others still finish, and the command exits non-zero naming the
 notebook and the failing cell.
+
+**Parameters.** The parameters cell is read by papermill's own parser
+(:func:`papermill.inspect_notebook`), so ``lcamlab figures`` and plain
+``papermill -p`` agree on what a notebook declares. A line papermill cannot
+parse (for example a comment containing ``=``) is reported once, naming the
+notebook and the line, instead of papermill's bare "Unable to parse line".
+``-p KEY VALUE`` values are checked against the parameters cell before anything
+runs; a value's type is the one papermill reports for the parameter (an
+annotation or ``# type:`` comment, e.g. ``# type: int|list``), else the type of
+its default:
+
+* ``bool``: ``True``/``False`` (``true``/``false`` too);
+* ``int``: an integer in ``-2**63 .. 2**63-1`` (a ``seed`` is ``>= 0``);
+* ``float``: a finite number (an integer is converted). ``nan`` and ``inf`` are
+  refused: no notebook of this suite has a float parameter where they mean
+  anything (scales, rates, ratios), and accepted they would fail deep inside the
+  notebook or silently produce empty figures;
+* ``str``: the text as given (quotes optional);
+* ``list`` / ``dict``: a Python literal of that type; list elements are checked
+  against the default's element type when the default has one;
+* a default of ``None``: any Python literal, else the text.
+
+**Quick builds.** ``--quick`` first applies the small parameter set stored in
+each notebook's metadata (``metadata.lcamlab.quick_parameters``; the tests use
+the same), then any ``-p`` overrides. Unless ``--figures-dir``, ``--data-dir`` or
+``--build-dir`` are given, a quick build writes into a new temporary folder
+(printed, each folder not given goes there), so it leaves the repository as it
+found it: the README's figures and the committed ``data/`` are never replaced by
+quick versions. Two quick builds at once never share a folder unless told to;
+when they do (the same ``--data-dir``), the verified result cache lets both
+finish with the same tables.
+
+**Interrupting.** Ctrl-C cancels the notebooks still queued, interrupts the
+running kernels (a second Ctrl-C, or a kernel that does not stop within a few
+seconds, kills them) and shuts them down; figures are written atomically and as
+a PNG+PDF pair (:func:`lcamlab.style.save_figure`), so nothing half-written is
+left. The command then exits with status 130.
 """
 
 from __future__ import annotations
@@ -20,10 +54,16 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import logging
+import math
 import os
+import re
+import signal
 import sys
+import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +74,15 @@ __all__ = [
     "REPO_ROOT",
     "NOTEBOOKS_DIR",
     "BuildResult",
+    "NotebookError",
+    "Parameter",
     "list_notebooks",
     "resolve_notebooks",
     "notebook_metadata",
     "declared_parameters",
+    "parameter_specs",
+    "unparsed_parameter_lines",
+    "coerce_parameter",
     "execute_notebook",
     "build",
     "configure_parser",
@@ -46,6 +91,16 @@ __all__ = [
 
 # Executed copies of the notebooks (git-ignored).
 BUILD_DIR = NOTEBOOKS_DIR / "_build"
+#: Seconds a running kernel gets to stop after Ctrl-C before it is killed.
+INTERRUPT_GRACE_SECONDS = 5.0
+
+
+class NotebookError(ValueError):
+    """A notebook file that cannot be read as a notebook (the message names the file)."""
+
+
+class BuildCancelled(Exception):
+    """The build was interrupted (Ctrl-C) before this notebook finished."""
 
 
 @dataclass
@@ -60,13 +115,38 @@ class BuildResult:
     figures: list[Path] = field(default_factory=list)
     error: str | None = None
     cell_index: int | None = None
+    cancelled: bool = False
 
     def describe(self) -> str:
         name = self.notebook.name
         if self.ok:
             return f"{name}: ok in {self.seconds:.1f} s, {len(self.figures)} figure files"
+        if self.cancelled:
+            return f"{name}: cancelled ({self.error or 'interrupted'})"
         where = f"cell {self.cell_index}" if self.cell_index is not None else "setup"
         return f"{name}: FAILED in {where}: {self.error} (executed copy: {self.executed_copy})"
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One parameter of a notebook's ``parameters`` cell, as papermill reads it."""
+
+    name: str
+    default: str  # the source text of the default, e.g. '0.2' or '"cpu"'
+    kind: str  # bool, int, float, str, list, dict, any, or a union such as "int|list"
+    help: str = ""
+
+    @property
+    def default_value(self) -> Any:
+        try:
+            return ast.literal_eval(self.default)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return None
+
+
+# --------------------------------------------------------------------------------------
+# Finding and reading notebooks
+# --------------------------------------------------------------------------------------
 
 
 def list_notebooks(notebooks_dir: str | os.PathLike = NOTEBOOKS_DIR) -> list[Path]:
@@ -88,6 +168,8 @@ def resolve_notebooks(names: list[str] | None, notebooks_dir: str | os.PathLike 
         if path.suffix == ".ipynb" and path.is_file():
             chosen.append(path.resolve())
             continue
+        if path.suffix == ".ipynb" and path.is_dir():
+            raise ValueError(f"Invalid notebook {name!r}: a folder, not a notebook file")
         stem = path.stem if path.suffix == ".ipynb" else name
         matches = [p for p in available if p.stem == stem or p.stem[:2] == stem or p.stem[3:] == stem]
         if len(matches) != 1:
@@ -97,27 +179,300 @@ def resolve_notebooks(names: list[str] | None, notebooks_dir: str | os.PathLike 
     return list(dict.fromkeys(chosen))
 
 
+def _read_notebook_json(path: str | os.PathLike) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            nb = json.load(handle)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise NotebookError(f"{path} is not a readable notebook (not JSON: {error}); restore it "
+                            f"(git checkout -- {Path(path).name} for a committed one)") from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise NotebookError(f"{path} is not a notebook (no list of cells); restore it")
+    return nb
+
+
 def notebook_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The ``lcamlab`` block of a notebook's metadata (quick parameters, declared figures)."""
-    with open(path, encoding="utf-8") as handle:
-        nb = json.load(handle)
-    return nb.get("metadata", {}).get("lcamlab", {})
+    meta = _read_notebook_json(path).get("metadata", {})
+    block = meta.get("lcamlab", {}) if isinstance(meta, dict) else {}
+    return block if isinstance(block, dict) else {}
+
+
+def _papermill_parameters(path: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """``papermill.inspect_notebook(path)`` and the warnings papermill logged while parsing."""
+    import papermill
+
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger = logging.getLogger("papermill")
+    handler = Collect(level=logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        inferred = papermill.inspect_notebook(str(path))
+    except NotebookError:
+        raise
+    except Exception as error:  # nbformat / papermill reading a damaged notebook
+        raise NotebookError(f"{path} is not a readable notebook ({type(error).__name__}: "
+                            f"{' '.join(str(error).split())[:200]}); restore it") from None
+    finally:
+        logger.removeHandler(handler)
+    return inferred, messages
+
+
+def _parameters_cell(nb: dict[str, Any]) -> str | None:
+    for cell in nb.get("cells", []):
+        if isinstance(cell, dict) and "parameters" in (cell.get("metadata") or {}).get("tags", []):
+            source = cell.get("source", "")
+            return "".join(source) if isinstance(source, list) else str(source)
+    return None
+
+
+def unparsed_parameter_lines(path: str | os.PathLike) -> list[tuple[int, str, str]]:
+    """Assignments of the parameters cell that papermill's parser skips: ``[(line, name, text)]``.
+
+    A parameter on such a line cannot be overridden with ``-p`` (papermill does not
+    know it); the usual cause is a second ``=`` on the line, e.g. in its comment.
+    """
+    path = Path(path)
+    source = _parameters_cell(_read_notebook_json(path))
+    if source is None:
+        return []
+    inferred, _ = _papermill_parameters(path)
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    lines = source.splitlines()
+    skipped = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) \
+            else []
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id not in inferred:
+                skipped.append((node.lineno, target.id, lines[node.lineno - 1].strip()))
+    return skipped
+
+
+def _kind_of_value(value: Any) -> str:
+    if value is None:
+        return "any"
+    for kind, types in (("bool", bool), ("int", int), ("float", float), ("str", str), ("list", (list, tuple)),
+                        ("dict", dict)):
+        if isinstance(value, types):
+            return kind
+    return "any"
+
+
+_KNOWN_KINDS = {"bool", "int", "float", "str", "list", "dict", "any", "none", "tuple"}
+
+
+def _kind(info: dict[str, Any], default: str) -> str:
+    declared = str(info.get("inferred_type_name") or "None").replace(" ", "").lower()
+    parts = [p for p in re.split(r"[|,]", declared.replace("optional[", "").replace("union[", "").strip("]")) if p]
+    if declared not in ("none", "") and parts and all(p in _KNOWN_KINDS for p in parts):
+        return "|".join(sorted({"list" if p == "tuple" else "any" if p == "none" else p for p in parts}))
+    try:
+        return _kind_of_value(ast.literal_eval(default))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return "any"
+
+
+def parameter_specs(path: str | os.PathLike) -> dict[str, Parameter]:
+    """The parameters of a notebook's ``parameters`` cell, read by papermill's parser.
+
+    Raises:
+        NotebookError: the file is not a readable notebook.
+    """
+    path = Path(path)
+    _read_notebook_json(path)  # a clear message for a damaged file, before papermill's
+    inferred, _ = _papermill_parameters(path)
+    return {name: Parameter(name, str(info.get("default")), _kind(info, str(info.get("default"))),
+                            str(info.get("help") or ""))
+            for name, info in inferred.items()}
 
 
 def declared_parameters(path: str | os.PathLike) -> dict[str, Any]:
-    """The names and defaults of the ``parameters`` cell, as papermill sees them."""
-    import papermill
+    """The names and defaults (source text) of the ``parameters`` cell, as papermill sees them."""
+    return {name: spec.default for name, spec in parameter_specs(path).items()}
 
-    inferred = papermill.inspect_notebook(str(path))
-    return {name: info.get("default") for name, info in inferred.items()}
+
+# --------------------------------------------------------------------------------------
+# -p values against the parameters cell
+# --------------------------------------------------------------------------------------
 
 
 def _parse_value(text: str) -> Any:
     """``-p`` values: Python literals (numbers, True, None, lists, quoted strings), else the string."""
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return text
+
+
+_FLOAT_WORDS = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+_INT_LIMIT = 2**63
+
+
+def _from_text(text: str, kind: str) -> Any:
+    stripped = text.strip()
+    kinds = kind.split("|")
+    if stripped.lower() in _FLOAT_WORDS and "float" in kinds:
+        return float(stripped)
+    if stripped.lower() in ("true", "false") and "bool" in kinds:
+        return stripped.lower() == "true"
+    if re.fullmatch(r"[+-]?\d{20,}", stripped):  # beyond any 64-bit integer (and Python's literal limit)
+        return _TooLong(stripped)
+    value = _parse_value(stripped)
+    if kinds == ["str"] and not isinstance(value, str):
+        return text
+    return value
+
+
+@dataclass(frozen=True)
+class _TooLong:
+    digits: str
+
+
+def _check_one(kind: str, value: Any, name: str, spec: Parameter, element: str | None = None) -> tuple[bool, Any, str]:
+    """``(ok, converted, reason)`` for one kind (``element``: the kind of a list's elements, if known)."""
+    if isinstance(value, _TooLong):
+        return False, value, f"an integer of {len(value.digits.lstrip('+-'))} digits is out of range " \
+                             f"(-2**63 .. 2**63-1)"
+    if kind == "any":
+        return True, value, ""
+    if kind == "bool":
+        return (True, value, "") if isinstance(value, bool) else (False, value, "expected True or False")
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return False, value, "expected an integer"
+        if not -_INT_LIMIT <= value < _INT_LIMIT:
+            return False, value, "out of range (-2**63 .. 2**63-1)"
+        if (name == "seed" or name.endswith("_seed")) and value < 0:
+            return False, value, "a seed must be >= 0"
+        return True, value, ""
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False, value, "expected a number"
+        if isinstance(value, int) and not -_INT_LIMIT <= value < _INT_LIMIT:
+            return False, value, "out of range"
+        if not math.isfinite(float(value)):
+            return False, value, "expected a finite number (nan and inf are refused: see lcamlab figures --help)"
+        return True, float(value), ""
+    if kind == "str":
+        return (True, value, "") if isinstance(value, str) else (False, value, "expected a string")
+    if kind == "dict":
+        return (True, value, "") if isinstance(value, dict) else (False, value, "expected a dict literal, e.g. {'a': 1}")
+    if kind == "list":
+        if not isinstance(value, (list, tuple)):
+            return False, value, "expected a list literal, e.g. [1, 2]"
+        value = list(value)
+        default = spec.default_value
+        element_kinds = {_kind_of_value(v) for v in default} if isinstance(default, (list, tuple)) and default else set()
+        if element_kinds == {"int", "float"}:
+            element_kinds = {"float"}
+        if element is not None:
+            element_kinds = {element}
+        if len(element_kinds) == 1 and element_kinds != {"any"}:
+            (element,) = element_kinds
+            converted = []
+            for item in value:
+                ok, item, reason = _check_one(element, item, name, spec)
+                if not ok:
+                    return False, value, f"list elements must be {element}: {reason}"
+                converted.append(item)
+            value = converted
+        return True, value, ""
+    return True, value, ""
+
+
+def coerce_parameter(notebook: str | os.PathLike, spec: Parameter, value: Any, *, text: bool = False) -> Any:
+    """``value`` checked (and converted) against ``spec``; ``ValueError`` naming the notebook otherwise.
+
+    Args:
+        notebook: the notebook (for the message).
+        spec: the parameter as declared (:func:`parameter_specs`).
+        value: the value, or with ``text=True`` the command line's text (parsed per the kind).
+    """
+    given = value
+    if text:
+        value = _from_text(str(value), spec.kind)
+    reasons = []
+    kinds = spec.kind.split("|")
+    # "int|list": a number, or a list of such numbers (e.g. seeds: N or [0, 2, 5])
+    scalars = [k for k in kinds if k in ("bool", "int", "float", "str")]
+    element = scalars[0] if "list" in kinds and len(scalars) == 1 else None
+    for kind in kinds:
+        ok, converted, reason = _check_one(kind, value, spec.name, spec, element if kind == "list" else None)
+        if ok:
+            return converted
+        reasons.append(reason)
+    shown = given if text else repr(given)
+    if len(str(shown)) > 60:
+        shown = str(shown)[:57] + "..."
+    raise ValueError(f"Invalid -p {spec.name} {shown}: {'; '.join(dict.fromkeys(reasons))}; "
+                     f"{Path(notebook).name} declares {spec.name} = {spec.default} ({spec.kind})")
+
+
+# --------------------------------------------------------------------------------------
+# Executing, with cancellation
+# --------------------------------------------------------------------------------------
+
+
+class _Cancellation:
+    """Shared by one build: whether it was cancelled, and the kernels it started."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._lock = threading.Lock()
+        self._managers: list[Any] = []
+        self.manager_class = self._make_manager_class()
+
+    def _make_manager_class(self):
+        from jupyter_client.manager import AsyncKernelManager
+
+        cancellation = self
+
+        class TrackedKernelManager(AsyncKernelManager):
+            async def start_kernel(self, **kwargs):  # type: ignore[override]
+                if cancellation.event.is_set():
+                    raise BuildCancelled("interrupted before its kernel started")
+                await super().start_kernel(**kwargs)
+                with cancellation._lock:
+                    cancellation._managers.append(self)
+
+        return TrackedKernelManager
+
+    def on_cell_start(self, cell=None, cell_index=None, **_: Any) -> None:
+        if self.event.is_set():
+            raise BuildCancelled(f"interrupted before cell {cell_index}")
+
+    def _signal_kernels(self, sig: int) -> None:
+        with self._lock:
+            managers = list(self._managers)
+        for manager in managers:
+            provisioner = getattr(manager, "provisioner", None)
+            pid = getattr(provisioner, "pid", None) or getattr(getattr(provisioner, "process", None), "pid", None)
+            if not pid:
+                continue
+            try:
+                os.killpg(pid, sig)  # kernels run in their own session: the group is the kernel's
+            except (ProcessLookupError, PermissionError, OSError):
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
+
+    def interrupt(self) -> None:
+        self.event.set()
+        self._signal_kernels(signal.SIGINT)
+
+    def kill(self) -> None:
+        self.event.set()
+        self._signal_kernels(signal.SIGKILL)
 
 
 def _failure_details(error: BaseException) -> tuple[str, int | None]:
@@ -128,22 +483,37 @@ def _failure_details(error: BaseException) -> tuple[str, int | None]:
     return f"{type(error).__name__}: {error}", None
 
 
+def _resolve_values(notebook: Path, specs: dict[str, Parameter], meta: dict[str, Any], *, quick: bool,
+                    parameters: dict[str, Any] | None, text_parameters: dict[str, str] | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if quick:
+        values.update(meta.get("quick_parameters", {}))
+    for key, value in (parameters or {}).items():
+        values[key] = coerce_parameter(notebook, specs[key], value) if key in specs else value
+    for key, text in (text_parameters or {}).items():
+        values[key] = coerce_parameter(notebook, specs[key], text, text=True) if key in specs else text
+    return values
+
+
 def execute_notebook(
     notebook: str | os.PathLike,
     *,
     parameters: dict[str, Any] | None = None,
+    text_parameters: dict[str, str] | None = None,
     quick: bool = False,
     figures_dir: str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
     build_dir: str | os.PathLike | None = None,
     kernel_name: str = "python3",
     progress: bool = False,
+    _cancellation: _Cancellation | None = None,
 ) -> BuildResult:
     """Execute one notebook with papermill; never raises for a failing cell (see ``BuildResult``).
 
     Args:
         notebook: path of the notebook.
-        parameters: overrides for the ``parameters`` cell; unknown names are an error.
+        parameters: overrides for the ``parameters`` cell (checked against it); unknown names are an error.
+        text_parameters: overrides as command-line text (parsed per the declared type).
         quick: apply ``metadata.lcamlab.quick_parameters`` first.
         figures_dir: where figures go (default ``figures/``); passed as ``figures_dir``.
         data_dir: where results and caches go (default ``data/``); passed as ``data_dir``.
@@ -155,41 +525,63 @@ def execute_notebook(
 
     notebook = Path(notebook).resolve()
     build_dir = Path(build_dir) if build_dir is not None else BUILD_DIR
-    build_dir.mkdir(parents=True, exist_ok=True)
     executed = build_dir / notebook.name
     figures_dir = Path(figures_dir if figures_dir is not None else FIGURES_DIR).resolve()
     data_dir = Path(data_dir if data_dir is not None else DATA_DIR).resolve()
-    figures_dir.mkdir(parents=True, exist_ok=True)
-
-    meta = notebook_metadata(notebook)
-    declared = declared_parameters(notebook)
-    values: dict[str, Any] = {}
-    if quick:
-        values.update(meta.get("quick_parameters", {}))
-    values.update(parameters or {})
+    start = time.perf_counter()
+    try:
+        meta = notebook_metadata(notebook)
+        specs = parameter_specs(notebook)
+    except NotebookError as error:
+        return BuildResult(notebook, False, 0.0, executed, {}, error=str(error))
+    try:
+        values = _resolve_values(notebook, specs, meta, quick=quick, parameters=parameters,
+                                 text_parameters=text_parameters)
+    except ValueError as error:
+        return BuildResult(notebook, False, 0.0, executed, {}, error=str(error))
     values["figures_dir"] = str(figures_dir)
     values["data_dir"] = str(data_dir)
-    unknown = sorted(set(values) - set(declared))
-    start = time.perf_counter()
+    unknown = sorted(set(values) - set(specs))
     if unknown:
         return BuildResult(
             notebook, False, 0.0, executed, values,
-            error=f"unknown parameter(s) {unknown}; {notebook.name} declares {sorted(declared)}",
+            error=f"unknown parameter(s) {unknown}; {notebook.name} declares {sorted(specs)}",
         )
+    cancellation = _cancellation
+    if cancellation is not None and cancellation.event.is_set():
+        return BuildResult(notebook, False, 0.0, executed, values, error="not started", cancelled=True)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    # the executed copy is written under a private name and renamed at the end: two builds
+    # of the same notebook at once never write into each other's copy
+    fd, partial = tempfile.mkstemp(prefix=f".{notebook.stem}.", suffix=".ipynb", dir=build_dir)
+    os.close(fd)
+    engine: dict[str, Any] = {}
+    if cancellation is not None:
+        engine = {"kernel_manager_class": cancellation.manager_class, "on_cell_start": cancellation.on_cell_start}
+    error: BaseException | None = None
     try:
         papermill.execute_notebook(
-            str(notebook), str(executed), parameters=values, kernel_name=kernel_name,
-            cwd=str(notebook.parent), progress_bar=progress, log_output=False,
+            str(notebook), partial, parameters=values, kernel_name=kernel_name,
+            cwd=str(notebook.parent), progress_bar=progress, log_output=False, **engine,
         )
-    except Exception as error:  # a failing cell, a dead kernel: report, keep building others
-        message, cell = _failure_details(error)
-        return BuildResult(notebook, False, time.perf_counter() - start, executed, values,
-                           error=message, cell_index=cell)
+    except Exception as caught:  # a failing cell, a dead kernel, a cancellation: report, keep building others
+        error = caught
+    finally:
+        if os.path.getsize(partial) > 0:
+            os.replace(partial, executed)
+        else:
+            os.unlink(partial)
     seconds = time.perf_counter() - start
+    if error is not None:
+        if cancellation is not None and cancellation.event.is_set():
+            return BuildResult(notebook, False, seconds, executed, values, error="interrupted", cancelled=True)
+        message, cell = _failure_details(error)
+        return BuildResult(notebook, False, seconds, executed, values, error=message, cell_index=cell)
     figures, missing = [], []
     # With user overrides a notebook may legitimately draw fewer panels (say, one
     # landscape); the declared set is checked for the default and quick builds.
-    for stem in meta.get("figures", []) if not parameters else []:
+    for stem in meta.get("figures", []) if not (parameters or text_parameters) else []:
         for suffix in (".png", ".pdf"):
             path = figures_dir / f"{stem}{suffix}"
             (figures if path.exists() else missing).append(path)
@@ -199,32 +591,107 @@ def execute_notebook(
     return BuildResult(notebook, True, seconds, executed, values, figures)
 
 
+# --------------------------------------------------------------------------------------
+# Building a set of notebooks
+# --------------------------------------------------------------------------------------
+
+
+def _quick_root() -> Path:
+    return Path(tempfile.mkdtemp(prefix="lcamlab-quick-"))
+
+
 def build(
     names: list[str] | None = None,
     *,
     quick: bool = False,
     parameters: dict[str, Any] | None = None,
+    text_parameters: dict[str, str] | None = None,
     jobs: int = 1,
     figures_dir: str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
     build_dir: str | os.PathLike | None = None,
     notebooks_dir: str | os.PathLike = NOTEBOOKS_DIR,
     show_progress: bool | None = None,
+    dry_run: bool = False,
+    log=None,
 ) -> list[BuildResult]:
     """Execute the chosen notebooks (all by default), ``jobs`` at a time.
 
-    ``parameters`` go to every notebook that declares them; a name no chosen
-    notebook declares is an error (a typo would otherwise be silently ignored).
+    ``parameters`` (Python values) and ``text_parameters`` (command-line text) go
+    to every notebook that declares them, checked against its parameters cell
+    before anything runs; a name no chosen notebook declares is an error (a typo
+    would otherwise be silently ignored). A quick build without explicit folders
+    writes into a temporary folder (see the module docstring). ``dry_run``
+    checks everything and executes nothing. Ctrl-C cancels the build (queued
+    notebooks never start, running kernels are interrupted and shut down) and
+    re-raises ``KeyboardInterrupt``.
     """
-    if not isinstance(jobs, int) or jobs < 1:
+    from lcamlab.provenance import check_output_folder
+
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"Invalid jobs: {jobs!r} (must be an integer >= 1)")
+    say = log if log is not None else (lambda text: print(text, file=sys.stderr, flush=True))
     notebooks = resolve_notebooks(names, notebooks_dir)
     parameters = dict(parameters or {})
-    declared = {nb: declared_parameters(nb) for nb in notebooks}
-    for key in parameters:
-        if not any(key in d for d in declared.values()):
-            known = sorted({k for d in declared.values() for k in d})
-            raise ValueError(f"Unknown parameter {key!r} for {[nb.stem for nb in notebooks]}; known: {known}")
+    text_parameters = dict(text_parameters or {})
+    specs: dict[Path, dict[str, Parameter]] = {}
+    unreadable: dict[Path, str] = {}
+    unparsed: dict[Path, list[tuple[int, str, str]]] = {}
+    for nb in notebooks:
+        try:
+            specs[nb] = parameter_specs(nb)
+        except NotebookError as error:
+            unreadable[nb] = str(error)
+            continue
+        skipped = unparsed[nb] = unparsed_parameter_lines(nb)
+        if skipped:
+            say(f"lcamlab figures: {nb.name}: papermill cannot parse line(s) "
+                + "; ".join(f"{line} ({text!r})" for line, _, text in skipped)
+                + " of its parameters cell (a second '=' on the line?): "
+                + ", ".join(name for _, name, _ in skipped) + " cannot be set with -p")
+    known = {k for d in specs.values() for k in d}
+    for key in [*parameters, *text_parameters]:
+        if key not in known:
+            hidden = [nb.name for nb in specs for _, name, _ in unparsed[nb] if name == key]
+            if hidden:
+                raise ValueError(f"Parameter {key!r} of {hidden[0]} is on a line papermill cannot parse (a second "
+                                 f"'=' in its comment?), so it cannot be set with -p; fix that line of the "
+                                 f"parameters cell")
+            raise ValueError(f"Unknown parameter {key!r} for {[nb.stem for nb in notebooks]}; known: {sorted(known)}")
+    # every value is checked against every notebook that declares it, before anything runs
+    for nb, declared in specs.items():
+        for key, value in parameters.items():
+            if key in declared:
+                coerce_parameter(nb, declared[key], value)
+        for key, text in text_parameters.items():
+            if key in declared:
+                coerce_parameter(nb, declared[key], text, text=True)
+
+    quick_root = None
+    if quick and not dry_run and None in (figures_dir, data_dir, build_dir):
+        # a quick build never writes into the repository: every folder not given is a temporary one
+        quick_root = _quick_root()
+        figures_dir = figures_dir if figures_dir is not None else quick_root / "figures"
+        data_dir = data_dir if data_dir is not None else quick_root / "data"
+        build_dir = build_dir if build_dir is not None else quick_root / "build"
+    for value, flag in ((figures_dir, "--figures-dir"), (data_dir, "--data-dir"), (build_dir, "--build-dir")):
+        if value is not None:
+            check_output_folder(value, flag)
+    if quick_root is not None:
+        say(f"lcamlab figures --quick: writing into {quick_root} (the repository's figures/ and data/ are left as "
+            f"they are; --figures-dir, --data-dir, --build-dir choose other folders)")
+    if dry_run:
+        results = []
+        for nb in notebooks:
+            if nb in unreadable:
+                results.append(BuildResult(nb, False, 0.0, Path(build_dir or BUILD_DIR) / nb.name, error=unreadable[nb]))
+                continue
+            own = {k: v for k, v in parameters.items() if k in specs[nb]}
+            own_text = {k: v for k, v in text_parameters.items() if k in specs[nb]}
+            values = _resolve_values(nb, specs[nb], notebook_metadata(nb), quick=quick, parameters=own,
+                                     text_parameters=own_text)
+            results.append(BuildResult(nb, True, 0.0, Path(build_dir or BUILD_DIR) / nb.name, values))
+        return results
     if show_progress is None:
         show_progress = sys.stderr.isatty()
 
@@ -233,74 +700,155 @@ def build(
     saved_env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MPLBACKEND")}
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     os.environ["MPLBACKEND"] = "Agg"
+    cancellation = _Cancellation()
 
     def run_one(nb: Path) -> BuildResult:
-        own = {k: v for k, v in parameters.items() if k in declared[nb]}
-        return execute_notebook(nb, parameters=own, quick=quick, figures_dir=figures_dir,
-                                data_dir=data_dir, build_dir=build_dir,
-                                progress=show_progress and jobs == 1)
+        if nb in unreadable:
+            return BuildResult(nb, False, 0.0, Path(build_dir or BUILD_DIR) / nb.name, error=unreadable[nb])
+        own = {k: v for k, v in parameters.items() if k in specs[nb]}
+        own_text = {k: v for k, v in text_parameters.items() if k in specs[nb]}
+        return execute_notebook(nb, parameters=own, text_parameters=own_text, quick=quick, figures_dir=figures_dir,
+                                data_dir=data_dir, build_dir=build_dir, progress=show_progress and jobs == 1,
+                                _cancellation=cancellation)
 
     results: list[BuildResult] = []
-    try:
-        from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(notebooks), desc="notebooks", unit="nb", disable=not show_progress)
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(run_one, nb): nb for nb in notebooks}
-            for future in as_completed(futures):
+    bar = tqdm(total=len(notebooks), desc="notebooks", unit="nb", disable=not show_progress)
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    futures: dict[Future, Path] = {}
+    try:
+        futures = {pool.submit(run_one, nb): nb for nb in notebooks}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
                 result = future.result()
                 results.append(result)
                 bar.update(1)
                 bar.write(("  ok    " if result.ok else "  FAIL  ") + result.describe())
-        bar.close()
+        pool.shutdown(wait=True)
+    except KeyboardInterrupt:
+        stopped = _cancel(pool, futures, cancellation)
+        say("lcamlab figures: interrupted: " + stopped)
+        raise
     finally:
+        bar.close()
         for key, value in saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    if quick_root is not None:
+        say(f"lcamlab figures --quick: figures in {quick_root / 'figures'}")
     order = {nb: i for i, nb in enumerate(notebooks)}
     return sorted(results, key=lambda r: order[r.notebook])
 
 
+def _cancel(pool: ThreadPoolExecutor, futures: dict[Future, Path], cancellation: _Cancellation) -> str:
+    """Stop a build: cancel queued notebooks, interrupt running kernels, kill them if they linger."""
+    previous = signal.getsignal(signal.SIGINT)
+    escalate = threading.Event()
+
+    def again(signum, frame):  # a second Ctrl-C while stopping: kill the kernels now
+        escalate.set()
+
+    try:
+        signal.signal(signal.SIGINT, again)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        pool.shutdown(wait=False, cancel_futures=True)
+        cancellation.interrupt()
+        not_started = [nb.stem for f, nb in futures.items() if f.cancelled()]
+        running = [f for f in futures if not f.done()]
+        deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
+        killed = False
+        while any(not f.done() for f in running):
+            wait(running, timeout=0.2)
+            if not killed and (escalate.is_set() or time.monotonic() > deadline):
+                cancellation.kill()
+                killed = True
+                deadline = time.monotonic() + INTERRUPT_GRACE_SECONDS
+            elif killed and time.monotonic() > deadline:
+                break  # threads that still wait on a dead kernel: leave them, the kernels are gone
+        stopped = [futures[f].stem for f in running]
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    parts = []
+    if stopped:
+        parts.append(f"stopped {', '.join(stopped)} ({'killed' if killed else 'interrupted'}, kernels shut down)")
+    if not_started:
+        parts.append(f"never started {', '.join(not_started)}")
+    return "; ".join(parts) or "nothing was running"
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``lcamlab figures``."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = __doc__
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help="notebooks to run: 00, 00_optimizer_zoo or optimizer_zoo (default: all)")
     parser.add_argument("--quick", action="store_true",
-                        help="use each notebook's small parameters (the ones the tests use)")
+                        help="use each notebook's small parameters (the ones the tests use); without the --*-dir "
+                             "options, writes into a temporary folder, never over figures/ or data/")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
-                        help="override a notebook parameter (VALUE is a Python literal or a string); repeatable")
+                        help="override a notebook parameter, checked against the type of its parameters cell "
+                             "(VALUE is a Python literal or a string); repeatable")
     parser.add_argument("--jobs", "-j", type=int, default=1, help="notebooks executed in parallel (default 1)")
     parser.add_argument("--figures-dir", default=None, help="where figures are written (default: figures/)")
     parser.add_argument("--data-dir", default=None, help="where results and caches go (default: data/)")
     parser.add_argument("--build-dir", default=None,
                         help="where executed copies go (default: notebooks/_build/, git-ignored)")
     parser.add_argument("--list", action="store_true", help="list the notebooks and their parameters, then exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the notebooks and every -p value, print what would run, execute nothing")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run ``lcamlab figures``."""
     if args.list:
+        status = 0
         for nb in resolve_notebooks(args.names or None):
-            meta = notebook_metadata(nb)
+            try:
+                specs = parameter_specs(nb)
+                meta = notebook_metadata(nb)
+            except NotebookError as error:
+                print(f"{nb.stem}: not readable: {error}")
+                status = 1
+                continue
             print(f"{nb.stem}")
-            for key, default in declared_parameters(nb).items():
-                print(f"    {key} = {default}")
+            for spec in specs.values():
+                print(f"    {spec.name} = {spec.default}  ({spec.kind})")
+            for line, name, text in unparsed_parameter_lines(nb):
+                print(f"    {name}: line {line} is not parsed by papermill (cannot be set with -p): {text}")
             if meta.get("quick_parameters"):
                 print(f"    --quick: {meta['quick_parameters']}")
-        return 0
-    parameters = {key: _parse_value(value) for key, value in args.parameter}
+        return status
+    text_parameters = {key: value for key, value in args.parameter}
     start = time.perf_counter()
-    results = build(args.names or None, quick=args.quick, parameters=parameters, jobs=args.jobs,
-                    figures_dir=args.figures_dir, data_dir=args.data_dir, build_dir=args.build_dir)
+    results = build(args.names or None, quick=args.quick, text_parameters=text_parameters, jobs=args.jobs,
+                    figures_dir=args.figures_dir, data_dir=args.data_dir, build_dir=args.build_dir,
+                    dry_run=args.dry_run)
     failed = [r for r in results if not r.ok]
+    if args.dry_run:
+        for result in results:
+            shown = {k: v for k, v in result.parameters.items() if k not in ("figures_dir", "data_dir")}
+            print(f"  would run {result.notebook.name} with {shown}" if result.ok else "  " + result.describe())
+        return 1 if failed else 0
     print(f"\n{len(results) - len(failed)} of {len(results)} notebooks built in "
           f"{time.perf_counter() - start:.1f} s")
     for result in results:
         print("  " + result.describe())
     if failed:
-        print(f"lcamlab figures: {len(failed)} notebook(s) failed: "
-              + ", ".join(f"{r.notebook.name} (cell {r.cell_index})" for r in failed), file=sys.stderr)
+        print(" ".join((f"lcamlab figures: {len(failed)} notebook(s) failed: " + ", ".join(
+            f"{r.notebook.name} ({'cell ' + str(r.cell_index) if r.cell_index is not None else r.error})"
+            for r in failed)).split()), file=sys.stderr)
         return 1
     return 0

@@ -10,7 +10,14 @@ that true everywhere:
   write through a temporary file in the same directory followed by
   :func:`os.replace`, so a crash never leaves a half-written file;
 * :func:`save_table` writes a CSV with a JSON sidecar holding the metadata,
-  refusing to replace an existing file unless asked to.
+  refusing to replace an existing file unless asked to;
+* :func:`check_output_folder` / :func:`check_output_file` say, before anything is
+  computed, whether a result could be written where it is asked to go, and
+  :func:`create_folder_atomically` makes a folder appear complete or not at all.
+
+A write that fails for want of space raises an ``OSError`` with ``errno.ENOSPC``
+naming the file (not torch's ``RuntimeError`` from inside its zip writer), and
+leaves the previous file in place.
 """
 
 from __future__ import annotations
@@ -18,11 +25,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import errno
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +55,10 @@ __all__ = [
     "save_table",
     "load_table",
     "to_jsonable",
+    "LocationError",
+    "check_output_folder",
+    "check_output_file",
+    "create_folder_atomically",
 ]
 
 def git_commit(root: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -132,6 +146,15 @@ def run_metadata(
     return record
 
 
+def _with_path(error: OSError, path: Path) -> OSError:
+    """``error`` naming ``path`` (an ``OSError`` raised by a write on a handle names no file)."""
+    if error.filename is not None or error.errno is None:
+        return error
+    named = type(error)(error.errno, error.strerror or os.strerror(error.errno), str(path))
+    named.__cause__ = error
+    return named
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, *, suffix: str = ".tmp"):
     """Write ``path`` atomically: yields a binary handle on a temporary file beside it.
@@ -139,21 +162,24 @@ def atomic_output(path: str | os.PathLike, *, suffix: str = ".tmp"):
     When the block finishes, the file is flushed, fsynced, given the permissions
     any file the user creates would get (``mkstemp`` makes it private), and
     renamed over ``path`` (atomic on POSIX). If the block raises (a failed
-    checksum, a killed serialisation), the temporary file is removed and
-    ``path`` keeps its previous content.
+    checksum, a killed serialisation, a full disk), the temporary file is removed
+    and ``path`` keeps its previous content; an ``OSError`` is re-raised naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
+            os.replace(tmp, path)
+        except OSError as error:
+            raise _with_path(error, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -176,11 +202,45 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
+class _RecordingWriter:
+    """A write-only handle that remembers the first ``OSError`` of a write (torch wraps it)."""
+
+    def __init__(self, handle) -> None:
+        self._handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self._handle.write(data)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._handle.flush()
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to ``path`` atomically: a killed process leaves the previous file intact."""
+    """``torch.save`` to ``path`` atomically: a killed process or a full disk leaves the previous file intact.
+
+    Raises:
+        OSError: the write failed (``errno.ENOSPC`` for a full disk), naming ``path``; torch's
+            ``RuntimeError`` from inside its zip writer is replaced by the ``OSError`` behind it.
+    """
+    path = Path(path)
     with atomic_output(path) as handle:
-        torch.save(obj, handle)
-    return Path(path)
+        writer = _RecordingWriter(handle)
+        try:
+            torch.save(obj, writer)
+        except RuntimeError as error:
+            if writer.error is not None:
+                raise _with_path(writer.error, path) from error
+            raise
+    return path
 
 
 def refuse_overwrite(path: str | os.PathLike, *, overwrite: bool = False, what: str = "file") -> Path:
@@ -231,3 +291,134 @@ def load_table(path: str | os.PathLike):
     sidecar = path.with_suffix(".json")
     metadata = json.loads(sidecar.read_text()) if sidecar.exists() else {}
     return frame, metadata
+
+
+# --------------------------------------------------------------------------------------
+# Where results go: checked before computing, created whole
+# --------------------------------------------------------------------------------------
+
+
+class LocationError(ValueError):
+    """An output location that cannot be written (a file where a folder is needed, no permission, ...)."""
+
+
+def _nearest_existing(path: Path) -> Path:
+    current = path
+    while not os.path.lexists(current):
+        if current.parent == current:
+            break
+        current = current.parent
+    return current
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _check_name_lengths(path: Path, what: str) -> None:
+    limit = _name_max(_nearest_existing(path) if _nearest_existing(path).is_dir() else Path("/"))
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > limit:
+            shown = part if len(part) <= 40 else part[:37] + "..."
+            raise LocationError(f"{what} {shown!r}: a file or folder name of {size} bytes, longer than the {limit} "
+                                f"this file system allows; choose a shorter name")
+
+
+def check_output_folder(path: str | os.PathLike, what: str = "folder") -> Path:
+    """Raise :class:`LocationError` unless ``path`` is (or can be created as) a folder this process can write.
+
+    Nothing is created. ``what`` names the option in the message, e.g. ``"--runs-dir"``.
+    """
+    path = Path(path).expanduser()
+    _check_name_lengths(path, what)
+    if path.exists():
+        if not path.is_dir():
+            raise LocationError(f"{what} {path} is a file, not a folder: choose a folder (or move the file away)")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise LocationError(f"{what} {path}: permission denied (this user cannot write into it); choose a "
+                                f"folder you can write to, or fix its permissions")
+        return path
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        raise LocationError(f"{what} {path} cannot be created: {existing} is a file, not a folder; choose another "
+                            f"path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise LocationError(f"{what} {path} cannot be created: permission denied in {existing}; choose a folder "
+                            f"you can write to, or fix its permissions")
+    return path
+
+
+def check_output_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """Raise :class:`LocationError` unless a file can be written at ``path`` (nothing is created)."""
+    path = Path(path).expanduser()
+    _check_name_lengths(path, what)
+    if path.is_dir():
+        raise LocationError(f"{what} {path} is a folder; give a file name (e.g. {path / 'result.csv'})")
+    check_output_folder(path.parent if str(path.parent) else Path("."), f"the folder of {what}")
+    return path
+
+
+_CREATING = ".creating"
+
+
+def create_folder_atomically(path: str | os.PathLike, populate, *, stale_seconds: float = 3600.0) -> Path:
+    """Create the folder ``path`` complete or not at all.
+
+    ``populate(folder)`` fills a temporary folder ``<parent>/.creating/<random>/``
+    that is then renamed to ``path`` (atomic on POSIX). If ``populate`` raises
+    (a full disk, a bad value, Ctrl-C) the temporary folder is removed and
+    ``path`` never appears.
+
+    Raises:
+        FileExistsError: ``path`` exists and is not empty (another process created it
+            first); an existing empty folder is replaced.
+    """
+    path = Path(path)
+    staging = path.parent / _CREATING
+    for attempt in range(3):  # another creator may remove an empty staging folder meanwhile
+        staging.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp = Path(tempfile.mkdtemp(dir=staging))
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+    try:
+        populate(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        try:
+            os.rename(tmp, path)
+        except OSError as error:
+            if error.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+            raise
+    except OSError as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error.filename, str) and error.filename.startswith(str(tmp)) and error.errno is not None:
+            # name the folder the user asked for, not the temporary one it was being filled in
+            raise type(error)(error.errno, error.strerror, str(path) + error.filename[len(str(tmp)):]) from error
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        _tidy_staging(staging, stale_seconds)
+    return path
+
+
+def _tidy_staging(staging: Path, stale_seconds: float) -> None:
+    """Remove folders a killed creator left in ``staging`` (older than ``stale_seconds``), then ``staging`` if empty."""
+    try:
+        now = time.time()
+        for entry in staging.iterdir():
+            if now - entry.stat().st_mtime > stale_seconds:
+                shutil.rmtree(entry, ignore_errors=True)
+        staging.rmdir()
+    except OSError:
+        pass

@@ -163,17 +163,43 @@ def save_figure(
     """Write ``fig`` as ``<figures_dir>/<name>.png`` and ``.pdf``; returns the paths.
 
     Figures are build products of the notebooks: rebuilding replaces them on
-    purpose (the data behind them are what lcamlab never overwrites).
+    purpose (the data behind them are what lcamlab never overwrites). They are
+    written atomically and as a set: every format is rendered to a temporary file
+    first, then all are renamed into place with Ctrl-C held back, so an
+    interrupted build leaves the previous PNG and PDF or the new ones, never a
+    half-written file or a PNG without its PDF.
     """
+    import signal
+    import tempfile
+    import threading
+
     if not name or any(sep in name for sep in "/\\") or name.startswith("."):
         raise ValueError(f"Invalid figure name: {name!r} (a plain file stem such as 'zoo_trajectories')")
     directory = Path(figures_dir) if figures_dir is not None else default_figures_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for fmt in formats:
-        path = directory / f"{name}.{fmt}"
-        fig.savefig(path, format=fmt)
-        paths.append(path)
+    paths = [directory / f"{name}.{fmt}" for fmt in formats]
+    temporaries: list[str] = []
+    try:
+        for path, fmt in zip(paths, formats):
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+            os.close(fd)
+            temporaries.append(tmp)
+            fig.savefig(tmp, format=fmt)
+        umask = os.umask(0)
+        os.umask(umask)
+        main_thread = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if main_thread else None
+        try:
+            for tmp, path in zip(temporaries, paths):
+                os.chmod(tmp, 0o666 & ~umask)
+                os.replace(tmp, path)
+        finally:
+            if blocked is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    finally:
+        for tmp in temporaries:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     return paths
 
 

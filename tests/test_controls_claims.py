@@ -157,3 +157,38 @@ def test_readme_findings_are_generated_from_the_ledger():
     assert block == claims.findings_markdown(ledger).strip(), "README findings differ from data/claims.csv: " \
         "run `lcamlab claims --write-readme`"
     assert set(pd.unique(ledger["verdict"])) <= set(claims.VERDICTS)
+
+
+def test_quick_builds_do_not_write_the_ledger(tmp_path):
+    claims.update_ledger([_row("a")], "01", tmp_path)
+    first = claims.ledger_path(tmp_path).read_bytes()
+    preview = claims.update_ledger([_row("b"), _row("c")], "01", tmp_path, write=False)
+    assert list(preview["id"]) == ["b", "c"]  # what the ledger would be
+    assert claims.ledger_path(tmp_path).read_bytes() == first  # and what it still is
+
+
+def test_claims_command_prints_the_ledger_and_writes_the_readme_block(tmp_path, capsys):
+    import argparse
+
+    from lcamlab.experiments import claims_cli
+
+    parser = argparse.ArgumentParser()
+    claims_cli.configure_parser(parser)
+    claims.update_ledger([_row("b"), _row("a", predicted=-1)], "01", tmp_path)
+    assert claims_cli.main(parser.parse_args(["--data-dir", str(tmp_path)])) == 0
+    out = capsys.readouterr().out
+    assert "2 claims: 1 holds, 1 does not hold, 0 cannot tell at this n" in out and "HOLDS" in out
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nprose\n\n{claims.FINDINGS_START}\nstale text\n{claims.FINDINGS_END}\n\nmore prose\n")
+    common = ["--data-dir", str(tmp_path), "--readme", str(readme)]
+    assert claims_cli.main(parser.parse_args([*common, "--check"])) == 1
+    assert claims_cli.main(parser.parse_args([*common, "--write-readme"])) == 0
+    text = readme.read_text()
+    assert text.startswith("# title\n\nprose\n\n") and text.endswith("\n\nmore prose\n") and "stale" not in text
+    assert claims.findings_block(text) == claims.findings_markdown(claims.read_ledger(tmp_path)).strip()
+    assert claims_cli.main(parser.parse_args([*common, "--check"])) == 0
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="findings block"):
+        claims_cli.main(parser.parse_args([*common, "--write-readme"]))
+    with pytest.raises(ValueError, match="No ledger rows of notebook"):
+        claims_cli.main(parser.parse_args(["--data-dir", str(tmp_path), "--notebook", "99"]))

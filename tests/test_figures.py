@@ -92,3 +92,259 @@ def test_parse_values():
     assert figures._parse_value("True") is True
     assert figures._parse_value("['a', 'b']") == ["a", "b"]
     assert figures._parse_value("cifar10") == "cifar10"
+
+
+# --------------------------------------------------------------------------------------
+# Issue 14: parameters as papermill reads them, checked types, cancellation, quick builds
+# --------------------------------------------------------------------------------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import shlex  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from lcamlab.paths import REPO_ROOT  # noqa: E402
+
+
+def _typed_notebook(path, cell: str):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(cell)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("pass")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+TYPED = """figures_dir = "."
+data_dir = "."
+quick = False                # small sizes
+rate = 0.5
+steps = 10
+seed = 0
+name = "cpu"
+names = ["a", "b"]
+scales = [1.0, 2.5]
+maybe = None
+seeds = 3  # type: int|list
+"""
+
+
+@pytest.mark.parametrize("key, text, expected", [
+    ("rate", "2", 2.0), ("rate", "1e-3", 1e-3), ("steps", "600", 600), ("seed", "12", 12),
+    ("quick", "True", True), ("quick", "false", False), ("name", "cuda", "cuda"), ("name", "'cuda:0'", "cuda:0"),
+    ("names", "['x']", ["x"]), ("scales", "[1, 2]", [1.0, 2.0]), ("maybe", "3", 3), ("maybe", "text", "text"),
+    ("seeds", "4", 4), ("seeds", "[0, 2]", [0, 2]),
+])
+def test_p_values_are_converted_to_the_declared_type(tmp_path, key, text, expected):
+    nb = _typed_notebook(tmp_path / "00_typed.ipynb", TYPED)
+    spec = figures.parameter_specs(nb)[key]
+    value = figures.coerce_parameter(nb, spec, text, text=True)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("key, text, fragment", [
+    ("rate", "nan", "finite number"), ("rate", "inf", "finite number"), ("rate", "fast", "expected a number"),
+    ("steps", "1.5", "expected an integer"), ("steps", "9" * 5000, "5000 digits"),
+    ("steps", str(2**63), "out of range"), ("seed", "-1", "seed must be >= 0"), ("quick", "1", "True or False"),
+    ("names", "a", "list literal"), ("names", "[1]", "list elements must be str"), ("scales", "[1e999]", "finite"),
+    ("seeds", "[0, 'x']", "list elements must be int"),
+])
+def test_bad_p_values_name_the_parameter_and_its_declaration(tmp_path, key, text, fragment):
+    nb = _typed_notebook(tmp_path / "00_typed.ipynb", TYPED)
+    spec = figures.parameter_specs(nb)[key]
+    with pytest.raises(ValueError) as caught:
+        figures.coerce_parameter(nb, spec, text, text=True)
+    message = str(caught.value)
+    assert fragment in message and f"-p {key}" in message and f"00_typed.ipynb declares {key} =" in message
+
+
+def test_a_line_papermill_cannot_parse_is_named(tmp_path, caplog):
+    nb = _typed_notebook(tmp_path / "00_typed.ipynb", TYPED + "noise = 0.2   # scale (0 = off)\n")
+    assert figures.unparsed_parameter_lines(nb) == [(12, "noise", "noise = 0.2   # scale (0 = off)")]
+    assert "noise" not in figures.declared_parameters(nb) and "quick" in figures.declared_parameters(nb)
+    lines = []
+    with pytest.raises(ValueError, match=r"Parameter 'noise' of 00_typed.ipynb is on a line papermill cannot parse"):
+        figures.build([str(nb)], text_parameters={"noise": "1.0"}, log=lines.append, dry_run=True)
+    assert any("line(s) 12" in line for line in lines)
+
+
+def test_repository_notebooks_parse_completely_as_papermill_reads_them():
+    for nb in figures.list_notebooks():
+        assert figures.unparsed_parameter_lines(nb) == [], nb.name
+
+
+def _readme_commands() -> list[list[str]]:
+    """Every `lcamlab ...` command in the README's shell blocks, as argument lists."""
+    text = (REPO_ROOT / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            for part in line.split("&&"):
+                part = part.split("#")[0].strip()
+                words = shlex.split(part) if part else []
+                if "lcamlab" in [Path(w).name for w in words[:1]] or words[:3] == ["python", "-m", "lcamlab"]:
+                    args = words[1:] if Path(words[0]).name == "lcamlab" else words[3:]
+                elif "-m" in words and "lcamlab" in words and words[0] == "torchrun":
+                    args = words[words.index("lcamlab") + 1:]
+                else:
+                    continue
+                if "|" in args:  # `lcamlab bench optim | toys | escape | wrn`
+                    head = args[: args.index("|") - 1]
+                    names = [w for w in args[len(head):] if w != "|"]
+                    commands.extend([[*head, name] for name in names])
+                else:
+                    commands.append(args)
+    return commands
+
+
+def test_every_readme_command(capsys, monkeypatch):
+    """Each command the README shows parses; cheap ones run; `figures` ones run with --dry-run (every -p checked)."""
+    from lcamlab.cli import build_parser
+
+    commands = _readme_commands()
+    assert ["figures", "00", "-p", "noise", "1.0", "-p", "steps", "600"] in commands
+    assert len(commands) >= 15
+    ran = []
+    for args in commands:
+        args = [a.replace("<run-id>", "lcam-cifar10-step-m0.9-0.95-s0") for a in args]
+        try:
+            build_parser(args).parse_args(args)
+        except SystemExit as exit_info:  # --help exits 0 by design
+            assert exit_info.code == 0 and "--help" in args, args
+        if args[:1] == ["figures"] and "--list" not in args:
+            assert cli_main([*args, "--dry-run"]) == 0, (args, capsys.readouterr().err)
+            ran.append(args)
+        elif "--help" in args or "--list" in args or "--status" in args or args[:2] == ["paper", "show"]:
+            try:
+                assert cli_main(args) == 0, (args, capsys.readouterr().err)
+            except SystemExit as exit_info:
+                assert exit_info.code == 0, args
+            ran.append(args)
+    assert len(ran) >= 7
+    err = capsys.readouterr().err
+    assert "Unable to parse" not in err and "lcamlab: error" not in err
+
+
+SLEEPER = """
+import os, pathlib, time
+pathlib.Path(data_dir).mkdir(parents=True, exist_ok=True)
+pathlib.Path(data_dir, "kernel.pid").write_text(str(os.getpid()))
+time.sleep(300)
+"""
+
+MARKER = """
+import pathlib
+pathlib.Path(data_dir).mkdir(parents=True, exist_ok=True)
+pathlib.Path(data_dir, "ran-" + str(scale)).write_text("x")
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purpose
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+STUBBORN = SLEEPER.replace("import os, pathlib, time", "import os, pathlib, signal, time\n"
+                                                        "signal.signal(signal.SIGINT, signal.SIG_IGN)")
+
+
+@pytest.mark.parametrize("kernel", ["interruptible", "ignores-ctrl-c"])
+def test_ctrl_c_cancels_queued_notebooks_and_shuts_kernels_down(tmp_path, kernel):
+    d = tmp_path / "nb"
+    d.mkdir()
+    _notebook(d / "00_sleep.ipynb", SLEEPER if kernel == "interruptible" else STUBBORN)
+    _notebook(d / "01_next.ipynb", MARKER)
+    _notebook(d / "02_last.ipynb", MARKER)
+    data = tmp_path / "d"
+    argv = [*(str(p) for p in sorted(d.iterdir())), "--figures-dir", str(tmp_path / "f"), "--data-dir", str(data),
+            "--build-dir", str(tmp_path / "b")]
+    # a kernel that ignores the interrupt is killed after the grace period (1 s here, 5 s by default)
+    script = ("import sys, lcamlab.figures as f; f.INTERRUPT_GRACE_SECONDS = 1.0; from lcamlab.cli import main; "
+              "raise SystemExit(main(['figures', *sys.argv[1:]]))")
+    process = subprocess.Popen([sys.executable, "-c", script, *argv], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        deadline = time.monotonic() + 120
+        while not (data / "kernel.pid").exists():
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.2)
+        kernel_pid = int((data / "kernel.pid").read_text())
+        time.sleep(0.5)  # the cell is sleeping now
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "never started 01_next, 02_last" in err and "Traceback" not in err
+    assert ("killed" in err) == (kernel == "ignores-ctrl-c")
+    for _ in range(50):
+        if not _alive(kernel_pid):
+            break
+        time.sleep(0.1)
+    assert not _alive(kernel_pid), "the kernel was left running"
+    assert not list(data.glob("ran-*"))  # the queued notebooks never ran
+    assert not [p for p in (tmp_path / "f").rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_quick_build_leaves_the_repository_alone_and_a_malformed_notebook_is_one_failure(tmp_path, capsys):
+    d = tmp_path / "nb"
+    d.mkdir()
+    _notebook(d / "00_good.ipynb", PLOT, figures_list=["demo_line"])
+    (d / "01_broken.ipynb").write_text('{"cells": [ this is not json')
+    before = {p.stem for p in (REPO_ROOT / "figures").iterdir()}
+    status = cli_main(["figures", str(d / "00_good.ipynb"), str(d / "01_broken.ipynb"), "--quick"])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "01_broken.ipynb" in captured.err and "not a readable notebook" in captured.out
+    assert "00_good.ipynb: ok" in captured.out
+    root = Path(re.search(r"writing into (\S+)", captured.err).group(1))
+    assert not root.resolve().is_relative_to(REPO_ROOT)
+    assert (root / "figures" / "demo_line.png").exists() and (root / "figures" / "demo_line.pdf").exists()
+    assert not (REPO_ROOT / "figures" / "demo_line.png").exists() and "demo_line" not in before
+
+
+SHARED_TABLE = """
+import time
+import pandas as pd
+from lcamlab.experiments import cache
+
+def compute():
+    time.sleep(1.0)  # both builds are computing at the same time
+    return pd.DataFrame({"x": [0.1, 0.2, 0.3]})
+
+entry = cache.cached_table("shared", {"a": 1}, compute, data_dir, seed=0)
+assert entry.frame["x"].tolist() == [0.1, 0.2, 0.3]
+"""
+
+
+def test_two_identical_quick_builds_at_once_both_succeed(tmp_path):
+    """Two builds computing the same table into one data folder at once: both finish, one verified table."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    d = tmp_path / "nb"
+    d.mkdir()
+    nb = _notebook(d / "00_shared.ipynb", SHARED_TABLE)
+    shared = tmp_path / "shared-data"
+
+    def one_build(_):
+        return figures.build([str(nb)], quick=True, data_dir=shared, show_progress=False, log=lambda text: None)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = [r for rs in pool.map(one_build, range(2)) for r in rs]
+    assert [r.ok for r in results] == [True, True], [r.describe() for r in results]
+    assert results[0].executed_copy != results[1].executed_copy  # each build its own temporary folders
+    assert len(list(shared.glob("shared_*.csv"))) == 1 and not list(shared.glob("*damaged*"))
+    json.loads(next(shared.glob("shared_*.json")).read_text())  # a complete sidecar

@@ -74,3 +74,34 @@ def test_style_colours_and_saving(tmp_path):
         style.save_figure(fig, "../escape", tmp_path)
     with pytest.raises(ValueError, match="Invalid width"):
         style.new_figure(width="huge")
+
+
+@pytest.mark.parametrize("failing", ["png", "pdf"])
+def test_figures_are_written_as_a_pair_or_not_at_all(tmp_path, failing):
+    """Ctrl-C (or any error) while rendering leaves the previous PNG and PDF, never one without the other."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    old = style.save_figure(fig, "pair", tmp_path)
+    before = {p.name: p.read_bytes() for p in old}
+    real = fig.savefig
+
+    def savefig(path, format=None, **kwargs):
+        if format == failing:
+            raise KeyboardInterrupt
+        return real(path, format=format, **kwargs)
+
+    fig.savefig = savefig
+    ax.plot([0, 1], [1, 0])
+    with pytest.raises(KeyboardInterrupt):
+        style.save_figure(fig, "pair", tmp_path)
+    assert {p.name: p.read_bytes() for p in old} == before  # the old pair, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pair.pdf", "pair.png"]  # no temporary left
+    with pytest.raises(KeyboardInterrupt):
+        style.save_figure(fig, "fresh", tmp_path)
+    assert not list(tmp_path.glob("fresh*")) and not list(tmp_path.glob(".fresh*"))  # neither of a new pair
+    plt.close(fig)

@@ -306,3 +306,92 @@ def test_notebook_panels_figures_summary_and_table1(tmp_path, paper_curves, pape
     assert "beats fixed 0.9 on 2/2 seeds (100 %, paper: about 80 %)" in words
     assert "CIFAR-10: our LCAM mean minus 000's LCAM row (3.98 %): +0.02 points at epoch 120" in words
     plt.close("all")
+
+
+# ----------------------------------------------------------------------------- Fashion-MNIST
+
+
+def write_fmnist_run(runs_dir: Path, *, momentum, seed, test_error, control=None, figure="fig5"):
+    from lcamlab.reports.fmnist import series_label
+
+    label = paper.group_label(momentum)
+    run_dir = write_run(runs_dir, momentum=momentum, seed=seed, epochs=(1, 2), test_error=[60.0, test_error],
+                        finished=True, dataset="fashion-mnist",
+                        run_id=f"{figure}-fashion-mnist-m{label}{'-' + control if control else ''}-s{seed}")
+    record = json.loads((run_dir / "config.json").read_text())
+    record["config"].update(control=control, figure=figure)
+    (run_dir / "config.json").write_text(json.dumps(record))
+    assert series_label(label, control).startswith(label)
+    return run_dir
+
+
+def test_fmnist_table_paired_intervals_win_rates_and_controls(tmp_path):
+    from lcamlab.experiments import stats
+
+    fixed = [20.0, 21.0, 19.0, 20.5]
+    lcam = [19.5, 21.5, 18.0, 20.0]
+    shuffled = [20.0, 21.0, 18.5, 21.0]
+    matched = [19.0, 22.0, 18.5, 20.0]
+    for seed in range(4):
+        write_fmnist_run(tmp_path, momentum=(0.9, 0.9), seed=seed, test_error=fixed[seed])
+        write_fmnist_run(tmp_path, momentum=(0.9, 0.95), seed=seed, test_error=lcam[seed])
+        write_fmnist_run(tmp_path, momentum=(0.9, 0.95), seed=seed, test_error=shuffled[seed], control="shuffled")
+        write_fmnist_run(tmp_path, momentum=(0.9, 0.95), seed=seed, test_error=matched[seed], control="matched")
+    frame = reports.fmnist_frame(sorted(tmp_path.iterdir()))
+    assert set(frame.series) == {"0.9-0.9", "0.9-0.95", "0.9-0.95 shuffled", "0.9-0.95 matched"}
+    assert reports.series_order(frame) == ["0.9-0.9", "0.9-0.95", "0.9-0.95 shuffled", "0.9-0.95 matched"]
+    table = reports.fmnist_table(frame, figure="fig5").set_index("series")
+    row = table.loc["0.9-0.95"]
+    assert row.epoch == 2 and row.seeds == 4 and row["mean"] == pytest.approx(np.mean(lcam), rel=1e-12)
+    assert row["std"] == pytest.approx(np.std(lcam, ddof=1), rel=1e-12) and row.best == 18.0
+    assert (row.wins, row.win_rate) == (3, 0.75)  # seeds 0, 2, 3 lower; seed 1 higher
+    mean, low, high, n = stats.paired_ci(lcam, fixed)
+    assert (row.diff_vs_fixed, row.diff_low, row.diff_high) == pytest.approx((mean, low, high), rel=1e-12)
+    control = table.loc["0.9-0.95 shuffled"]
+    mean, low, high, n = stats.paired_ci(lcam, shuffled)
+    assert (control.lcam_minus_control, control.control_low, control.control_high, control.control_n) == \
+        pytest.approx((mean, low, high, 4), rel=1e-12)
+    assert math.isnan(table.loc["0.9-0.9", "win_rate"])
+    markdown = reports.fmnist_table_markdown(table.reset_index())
+    assert "| LCAM 0.9-0.95 | 4 | 2 |" in markdown and "3/4 (75%)" in markdown
+    rows = reports.fmnist_claims(table.reset_index(), notebook="04_final_training", setting="test", kind="final")
+    ids = [r["id"] for r in rows]
+    assert ids == ["fmnist.final.lcam_0.9-0.95_vs_fixed09", "fmnist.final.lcam_0.9-0.95_vs_shuffled",
+                   "fmnist.final.lcam_0.9-0.95_vs_matched"]
+    assert all(r["verdict"] == "cannot tell at this n" and r["n"] == 4 for r in rows)
+    with pytest.raises(ValueError, match="Invalid kind"):
+        reports.fmnist_claims(table.reset_index(), notebook="x", setting="", kind="other")
+
+
+def test_fmnist_claims_verdicts_and_report(tmp_path):
+    runs_dir = tmp_path / "runs"
+    rng = np.random.default_rng(0)
+    for seed in range(8):
+        base = 20.0 + rng.normal()
+        for pair, shift in (((0.9, 0.9), 0.0), ((0.95, 0.95), 1.0), ((0.95, 0.9), 0.5), ((0.9, 0.95), -1.0)):
+            write_fmnist_run(runs_dir, momentum=pair, seed=seed, test_error=base + shift + 0.01 * seed, figure="fig3")
+    frame = reports.fmnist_frame(sorted(runs_dir.iterdir()))
+    table = reports.fmnist_table(frame, figure="fig3")
+    rows = {r["id"]: r for r in reports.fmnist_claims(table, notebook="03_momentum_groups", setting="s",
+                                                         kind="groups", frame=frame, figure="fig3")}
+    assert rows["fmnist.groups.red_vs_fixed09"]["verdict"] == "holds"
+    assert rows["fmnist.groups.fixed095_vs_fixed09"]["verdict"] == "holds"
+    assert rows["fmnist.groups.green_vs_fixed09"]["verdict"] == "does not hold"
+    assert rows["fmnist.groups.red_vs_green"]["estimate"] == pytest.approx(-1.5, abs=1e-9)
+
+    class Runs:  # what lcamlab.train.plan.prepare_fmnist returns, as far as the report reads it
+        pass
+
+    runs = Runs()
+    runs.frame, runs.runs_dir, runs.setting_text = frame, runs_dir, "s"
+    runs.settings = {"epochs": 2, "arch": "fmnet"}
+    report = reports.fmnist_report(runs, figure="fig3", kind="groups", notebook="03_momentum_groups",
+                                   figures_dir=tmp_path / "figures", data_dir=tmp_path / "data", stem="fig3_fmnist",
+                                   title="t", show=False, log=None)
+    assert (tmp_path / "figures" / "fig3_fmnist.png").stat().st_size > 5000
+    assert (tmp_path / "data" / "paper_reproduction" / "fig3_fmnist.csv").is_file()
+    ledger = report.ledger
+    assert set(ledger.id) == set(rows) and set(ledger.notebook) == {"03_momentum_groups"}
+    assert reports.drop_epochs_for("step-scaled", 12) == [3, 6, 8]
+    assert reports.drop_epochs_for("lcam-exp-scaled", 12) == [3]
+    plt.close("all")

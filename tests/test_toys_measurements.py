@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import math
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -180,8 +179,8 @@ def test_measurements_are_cached_by_config_hash(tmp_path):
     assert sidecar["config"]["asymmetries"] == [-0.05, 0.0, 0.05] and sidecar["seed"] == 0
     assert {"git_commit", "torch_version", "created_utc", "wall_seconds", "cache"} <= set(sidecar)
     assert sidecar["cache"]["version"] == M.MEASUREMENT_VERSION and sidecar["cache"]["table"] == "traction_drift"
-    assert list(frame["asymmetry"]) == [-0.05, 0.0, 0.05]
-    assert frame.loc[1, "com_drift"] == 0.0  # fixed momentum against itself
+    assert list(frame["asymmetry"].unique()) == [-0.05, 0.0, 0.05]
+    assert (frame[frame["asymmetry"] == 0.0][["com", "lean", "theta_n", "theta_s"]] == 0.0).all().all()
     again, _, path_again, cached_again = M.measure_traction(config, data_dir=tmp_path)
     assert cached_again and path_again == path
     pd.testing.assert_frame_equal(frame, again, check_dtype=False)
@@ -190,8 +189,92 @@ def test_measurements_are_cached_by_config_hash(tmp_path):
     assert not other_cached and other_path != path and path.exists()
 
 
+def test_traction_controls_are_paired_on_the_same_trials(tmp_path):
+    config = M.TractionConfig(asymmetries=(-0.05, 0.05), trials=10, steps=80, steps_per_epoch=20, average_last=20)
+    frame = M.measure_traction(config, data_dir=tmp_path).frame.set_index(["asymmetry", "setting"])
+    for a in (-0.05, 0.05):
+        for control in ("shuffled", "matched"):
+            for key in ("com", "lean", "theta_n", "theta_s"):
+                # the mean of paired differences is the difference of the means (same trials)
+                assert frame.loc[(a, f"LCAM - {control}"), key] == pytest.approx(
+                    frame.loc[(a, "LCAM"), key] - frame.loc[(a, control), key], abs=1e-12)
+        row = frame.loc[(a, "LCAM")]
+        assert 0.9 < row["realised_mean"] < 0.95 and 0.0 < row["below_fraction"] < 1.0
+    # more momentum where the loss is usually below its mean: the (0.95, 0.9) pair runs hotter
+    assert frame.loc[(-0.05, "LCAM"), "realised_mean"] > 0.925 > frame.loc[(0.05, "LCAM"), "realised_mean"]
+
+
+def test_oscillation_index_until_a_stopping_step():
+    gen = torch.Generator().manual_seed(0)
+    trajectory = torch.cumsum(torch.randn(30, 5, 3, generator=gen, dtype=F64), dim=0)
+    stop = torch.tensor([1, 7, 29, 12, 0])
+    q = M.oscillation_index_until(trajectory, stop)
+    for j in range(4):
+        expected = oscillation_index(trajectory[: int(stop[j]) + 1, j])
+        assert float(q[j]) == pytest.approx(float(expected), rel=1e-12)
+    assert math.isnan(float(q[4]))  # never reached
+    values = torch.tensor([[5.0, 5.0, 5.0], [3.0, 5.0, 0.5], [1.0, 4.0, 2.0]])
+    assert M.first_reaching(values, torch.tensor([1.0, 1.0, 1.0])).tolist() == [2, -1, 1]
+    with pytest.raises(ValueError, match="beyond"):
+        M.oscillation_index_until(trajectory, torch.tensor([30, 1, 1, 1, 1]))
+
+
+def test_best_rates_are_chosen_on_the_tuning_seed_and_never_where_a_trial_diverged():
+    rows = []
+    for role, losses in (("tuning", {0.01: -1.0, 0.02: -2.0, 0.04: -3.0}),
+                         ("evaluation", {0.01: -5.0, 0.02: -1.0, 0.04: -1.0})):
+        for lr, loss in losses.items():
+            rows.append({"key": "momentum", "sparsity": 0.0, "seed_role": role, "lr": lr, "log10_loss": loss,
+                         "diverged": 0.5 if (role, lr) == ("tuning", 0.04) else 0.0})
+    assert M.best_rates(pd.DataFrame(rows)) == {("momentum", 0.0): 0.02}
+
+
+def test_sparsity_best_rates_and_controls(tmp_path):
+    config = M.SparsityConfig(sparsities=(0.0, 0.9), trials_per_cell=6, budget=20, average_last=6,
+                              lr_factors=(1.0, 4.0), rates={"momentum": 0.005, "lcam-above": 0.005, "adam": 0.01})
+    result = M.measure_sparsity(config, data_dir=tmp_path)
+    curves, best = result.curves.frame, result.best.frame
+    assert len(curves) == 3 * 2 * 2 * 2 and set(curves["seed_role"]) == {"tuning", "evaluation"}
+    chosen = M.best_rates(curves)
+    settings = best[best["kind"] == "setting"].set_index(["sparsity", "setting"])
+    for (key, s), lr in chosen.items():
+        assert settings.loc[(s, key), "lr"] == lr
+        evaluation = curves[(curves["key"] == key) & (curves["sparsity"] == s) & (curves["lr"] == lr)
+                            & (curves["seed_role"] == "evaluation")]
+        # reported on the evaluation seed: the same runs as the curve's point
+        assert settings.loc[(s, key), "log10_loss"] == pytest.approx(float(evaluation["log10_loss"].iloc[0]))
+    for s in (0.0, 0.9):
+        lcam = settings.loc[(s, "lcam-above")]
+        for control in ("shuffled", "matched"):
+            row = settings.loc[(s, f"lcam-above:{control}")]
+            assert row["lr"] == lcam["lr"] and row["realised_mean"] == lcam["realised_mean"]
+    paired = best[best["kind"] == "paired"]
+    assert {"lcam-above - lcam-above:shuffled", "lcam-above - lcam-above:matched", "adam - momentum"} \
+        == set(paired["setting"])
+    assert (best["trials"] == 6).all()
+
+
+def test_oscillation_at_the_convention_and_at_matched_progress(tmp_path):
+    config = M.OscillationConfig(trials=6, steps=200, rates={"sgd": 0.2, "momentum": 0.02, "adam": 0.02,
+                                                             "adarem": 0.2},
+                                 lr_factors=(0.5, 1.0), progress_fraction=0.02)
+    frame = M.measure_oscillation(config, data_dir=tmp_path).frame
+    sweep = frame[frame["part"] == "sweep"]
+    convention = sweep[sweep["convention"].astype(bool)].set_index("key")["lr"]
+    assert convention.to_dict() == {"sgd": 0.02, "momentum": 0.02, "adam": 0.0002, "adarem": 0.02}
+    assert set(sweep[sweep["own"].astype(bool)]["lr"]) == {0.2, 0.02}
+    assert (sweep["Q"] >= 1).all() and (sweep["Q_progress"].dropna() >= 1).all()
+    paired = frame[frame["part"] == "paired"].set_index(["key", "regime"])
+    assert ("adarem - momentum", "convention") in paired.index
+    assert ("adarem - momentum", "matched progress") in paired.index
+    own = sweep[sweep["own"].astype(bool)].set_index("key")
+    q = paired.loc[("adarem - momentum", "convention"), "Q"]
+    assert q == pytest.approx(sweep[sweep["convention"].astype(bool)].set_index("key").loc["adarem", "Q"]
+                              - own.loc["momentum", "Q"])
+
+
 def test_small_measurements_and_plots(tmp_path):
-    """Every measurement and figure function runs end to end on small settings."""
+    """Every figure function runs end to end on small settings."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -199,72 +282,96 @@ def test_small_measurements_and_plots(tmp_path):
 
     from lcamlab.toys import plots, run_many, suite
 
-    phase, *_ = M.measure_phase_agreement(
+    phase = M.measure_phase_agreement(
         M.PhaseAgreementConfig(mass_ratios=(2.0, 20.0), noises=(0.05,), learning_rates=(0.3,), trials_per_cell=6,
-                               steps=80, steps_per_epoch=20), data_dir=tmp_path)
+                               steps=80, steps_per_epoch=20), data_dir=tmp_path).frame
     assert len(phase) == 2 and phase["trials"].tolist() == [6, 6]
     assert bool(((phase["agreement_low"] <= phase["agreement"]) & (phase["agreement"] <= phase["agreement_high"])).all())
-    sparsity, *_ = M.measure_sparsity_grid(
-        M.SparsityConfig(sparsities=(0.0, 0.9), trials_per_cell=6, steps=40, budget=20, average_last=6),
-        data_dir=tmp_path)
-    assert len(sparsity) == 10 and set(sparsity["key"]) == {"momentum", "lcam-above", "lcam-below", "adagrad", "adam"}
-    assert (sparsity[sparsity["key"] == "lcam-above"]["vs_above"] == 0).all()
-    drift, *_ = M.measure_traction(
-        M.TractionConfig(asymmetries=(-0.05, 0.0, 0.05), trials=6, steps=60, average_last=20), data_dir=tmp_path)
+    sparsity = M.measure_sparsity(M.SparsityConfig(sparsities=(0.0, 0.9), trials_per_cell=6, budget=20,
+                                                   average_last=6, lr_factors=(1.0, 4.0)), data_dir=tmp_path)
+    traction = M.measure_traction(M.TractionConfig(asymmetries=(-0.05, 0.0, 0.05), trials=6, steps=60,
+                                                   average_last=20), data_dir=tmp_path).frame
+    oscillation = M.measure_oscillation(M.OscillationConfig(trials=4, steps=80, lr_factors=(1.0,)),
+                                        data_dir=tmp_path).frame
     toy = SpringPair(6)
     runs = run_many(toy, suite(["momentum", "lcam-above", "adam"], {"momentum": 0.02, "lcam-above": 0.02,
                                                                    "adam": 0.02}), steps=60)
-    q, *_ = M.measure_oscillation(runs, data_dir=tmp_path)
-    assert bool((q["Q"] >= 1).all())
-    claims = M.summarise_claims(phase, drift, sparsity, q)
-    assert len(claims) >= 7 and claims["verdict"].str.len().min() > 0
     for fig in (plots.plot_trajectories(runs), plots.plot_loss_phases(runs["LCAM (0.9, 0.95)"], first_step=20,
                                                                           last_step=60),
-                plots.plot_phase_agreement(phase), plots.plot_drift(drift), plots.plot_sparsity(sparsity),
-                plots.plot_oscillation(q)):
+                plots.plot_phase_agreement(phase), plots.plot_traction(traction),
+                plots.plot_sparsity(sparsity.curves.frame, sparsity.best.frame), plots.plot_oscillation(oscillation)):
         assert fig.axes
         plt.close(fig)
 
 
-def _interval(value: float, half: float) -> dict[str, float]:
-    return {"": value, "_low": value - half, "_high": value + half}
+# -- the claims ledger rows ------------------------------------------------------------------------
 
 
-def test_verdicts_follow_the_confidence_intervals():
-    def row(**cis: Any) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for key, (value, half) in cis.items():
-            out.update({f"{key}{suffix}": v for suffix, v in _interval(value, half).items()})
-        return out
+def _ci(prefix: str, value: float, half: float) -> dict[str, float]:
+    return {prefix: value, f"{prefix}_low": value - half, f"{prefix}_high": value + half}
 
-    phase = pd.DataFrame([
-        {"lr": 0.3, "mass_ratio": 10.0, "noise": 0.03, **row(agreement=(0.95, 0.01), sign_agreement=(0.5, 0.01),
-                                                                eq12_r2=(0.9, 0.02))},
-        {"lr": 0.3, "mass_ratio": 10.0, "noise": 1.0, **row(agreement=(0.5, 0.01), sign_agreement=(0.5, 0.01),
-                                                               eq12_r2=(0.0, 0.01))},
+
+def test_claim_rows_follow_the_intervals_on_synthetic_tables():
+    from lcamlab.experiments import claims
+
+    tc, sc, oc = M.TractionConfig(asymmetries=(-0.05, 0.05)), M.SparsityConfig(), M.OscillationConfig()
+    phase = pd.DataFrame([{"lr": 0.3, "mass_ratio": 4.0, "noise": 0.03, "trials": 100, **_ci("agreement", 0.9, 0.01)},
+                          {"lr": 0.3, "mass_ratio": 4.0, "noise": 1.0, "trials": 100, **_ci("agreement", 0.5, 0.01)}])
+
+    def drift(a, setting, **values):
+        row = {"asymmetry": a, "setting": setting, "trials": 400}
+        for key in ("com", "lean", "theta_n", "theta_s"):
+            row.update(_ci(key, *values.get(key, (0.0, 0.0001))))
+        return row
+
+    traction = pd.DataFrame([
+        drift(-0.05, "LCAM - shuffled", lean=(0.01, 0.001), theta_n=(0.0001, 0.00005)),  # lean holds, Θn negligible
+        drift(-0.05, "LCAM - matched", com=(0.003, 0.0005)),                             # ahead: holds
+        drift(0.05, "LCAM - shuffled", lean=(0.0, 0.01), theta_n=(0.01, 0.001)),         # lean cannot tell
+        drift(0.05, "LCAM - matched", com=(0.004, 0.0005)),                              # wrong sign
     ])
-    drift = pd.DataFrame([
-        {"asymmetry": -0.05, **row(com_drift=(0.03, 0.001), lean_drift=(0.02, 0.001))},
-        {"asymmetry": 0.05, **row(com_drift=(-0.02, 0.001), lean_drift=(-0.01, 0.001))},
-    ])
-    base = {"iters": 10.0, "reached": 1.0}
+
+    def cell(s, setting, value, half=0.01):
+        return {"kind": "paired", "sparsity": s, "setting": setting, "trials": 200, **_ci("log10_loss", value, half)}
+
     sparsity = pd.DataFrame([
-        {"sparsity": 0.0, "optimizer": "LCAM (0.95, 0.9)", "key": "lcam-below", **base,
-         **row(log10_loss=(-1.0, 0.1), vs_above=(0.5, 0.1), iters_vs_above=(2.0, 1.0))},
-        {"sparsity": 0.9, "optimizer": "LCAM (0.95, 0.9)", "key": "lcam-below", **base,
-         **row(log10_loss=(-1.0, 0.1), vs_above=(0.1, 0.05), iters_vs_above=(-3.0, 1.0))},
+        cell(0.0, "lcam-below - lcam-above", 0.5), cell(0.95, "lcam-below - lcam-above", 0.5),
+        cell(0.0, "lcam-above - lcam-above:shuffled", -0.2), cell(0.95, "lcam-below - lcam-below:shuffled", 0.0, 0.2),
+        cell(0.0, "adagrad - momentum", 1.0), cell(0.95, "adagrad - momentum", -1.0),
+        {"kind": "setting", "sparsity": 0.0, "setting": "momentum", "trials": 200, **_ci("log10_loss", -2.0, 0.1)},
     ])
-    q = pd.DataFrame([{"optimizer": "SGD+momentum 0.9", "key": "momentum", **row(Q=(1.7, 0.01))},
-                      {"optimizer": "AdaRem", "key": "adarem", **row(Q=(1.2, 0.01))},
-                      {"optimizer": "Adam", "key": "adam", **row(Q=(1.5, 0.01))}])
-    claims = M.summarise_claims(phase, drift, sparsity, q).set_index("claim")["verdict"]
-    assert claims["loss below/above its epoch mean tells the light weight's phase"].startswith("weak: above chance in 1/2")
-    assert claims["centre-of-mass drift flips sign with the momentum orientation"].startswith("holds; accelerating below")
-    assert claims["non-sparse data favour accelerating the non-sparse (above) phase"] == \
-        "loss at budget: holds; iterations to target: holds"
-    assert claims["sparse data favour accelerating the sparse (below) phase"] == \
-        "loss at budget: contradicted; iterations to target: holds"
-    assert claims["AdaRem oscillates less than SGD+momentum and Adam"] == "holds"
+    oscillation = pd.DataFrame([
+        {"part": "paired", "key": "adarem - momentum", "regime": "convention", "lr": 0.02, "lr_reference": 0.02,
+         "trials": 200, **_ci("Q", -0.3, 0.01)},
+        {"part": "paired", "key": "adam - momentum", "regime": "matched progress", "lr": 0.02,
+         "lr_reference": 0.02, "trials": 200, **_ci("Q", 0.02, 0.01)},
+    ])
+    rows = M.claim_rows(phase, traction, sparsity, oscillation, traction_config=tc, sparsity_config=sc,
+                        oscillation_config=oc)
+    verdicts = {r["id"]: r["verdict"] for r in rows}
+    assert verdicts == {
+        "m1.phase.loss_tells_phase.lr0.3": "holds",  # best cell: 0.9, beyond 0.5 + 0.25
+        "m2.traction.lean.below": "holds",
+        "m2.traction.com_drift.below": "holds",
+        "m2.traction.quick_group.lcam_v1_reading": "does not hold",  # inside the margin: negligible
+        "m2.traction.lean.above": "cannot tell at this n",
+        "m2.traction.com_drift.above": "does not hold",
+        "m2.traction.quick_group.lcam_reading": "holds",
+        "m3.sparsity.orientation.non-sparse": "holds",  # (0.9, 0.95) - (0.95, 0.9) = -0.5, turned round
+        "m3.sparsity.orientation.sparse": "does not hold",
+        "m3.sparsity.loss_control.non-sparse": "holds",
+        "m3.sparsity.loss_control.sparse": "cannot tell at this n",
+        "m3.sparsity.adaptive.adagrad.non-sparse": "holds",
+        "m3.sparsity.adaptive.adagrad.sparse": "holds",
+        "m4.oscillation.adarem_vs_momentum.convention": "holds",
+        "m4.oscillation.adam_vs_momentum.matched_progress": "does not hold",
+    }
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["m1.phase.loss_tells_phase.lr0.3"]["estimate"] == pytest.approx(0.4)
+    assert by_id["m3.sparsity.orientation.non-sparse"]["estimate"] == pytest.approx(-0.5)
+    assert by_id["m2.traction.quick_group.lcam_v1_reading"]["paper"] == "LCAM-v1"
+    assert all(r["notebook"] == M.NOTEBOOK and r["paper"] in claims.PAPERS for r in rows)
+    assert "000" not in "".join(r["claim"] + r["measured"] + r["control"] for r in rows)  # cited by name
 
 
 # -- sliders, animation, benchmark ----------------------------------------------------------------

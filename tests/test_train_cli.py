@@ -32,7 +32,7 @@ def run_cli(tmp_path, capsys):
     (["train", "--schedule", "linear"], "Invalid schedule: 'linear'"),
     (["train", "--dataset", "mnist"], "Invalid dataset: 'mnist'"),
     (["train", "--lr", "0"], "Invalid lr: 0.0"),
-    (["grid", "fig6"], "Invalid figure: 'fig6' (choose one of fig3, fig4, fig5)"),
+    (["grid", "fig6"], "'fig6' (choose one of fig3, fig4, fig5"),
     (["grid", "fig3", "--seeds", "0"], "Invalid --seeds: 0"),
     (["grid", "fig5", "--dataset", "svhn"], "Invalid dataset for fig5: 'svhn'"),
 ])

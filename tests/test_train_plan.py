@@ -61,3 +61,26 @@ def test_prepare_panels_plans_prints_and_keeps_what_it_printed(tmp_path):
     assert printed[-1] == "Runs read: 0 (0 epoch rows); WRN-10-1, 3 epochs planned"
     assert runs.provenance == {"runs_dir": str(tmp_path.resolve() / "runs"), "seeds": 2, "epochs": 3, "depth": 10,
                                "widen": 1, "synthetic_cifar": False}
+
+
+def test_prepare_fmnist_plans_trains_and_reads_controls(tmp_path):
+    from lcamlab.train.plan import prepare_fmnist
+
+    printed = []
+    planned = prepare_fmnist(("fig5-fmnist", "controls-fmnist"), seeds=2, data_dir=tmp_path, synthetic=True,
+                             synthetic_train_images=32, synthetic_test_images=16, log=printed.append, epochs=2,
+                             batch_size=16, device="cpu", channels_last=False)
+    assert planned.frame.empty and len(planned.status) == 10 and set(planned.status.state) == {"missing"}
+    assert planned.runs_dir == tmp_path.resolve() / "runs-fmnist"
+    assert "Train the missing runs" in planned.text and planned.command.startswith("lcamlab grid fig5-fmnist")
+    assert "--epochs 2" in planned.command and planned.text == "\n".join(printed)
+    runs = prepare_fmnist(("fig5-fmnist", "controls-fmnist"), seeds=1, data_dir=tmp_path, synthetic=True,
+                          synthetic_train_images=32, synthetic_test_images=16, run=True, log=None, epochs=2,
+                          batch_size=16, device="cpu", channels_last=False)
+    assert set(runs.status.state) == {"finished"}
+    assert sorted(runs.frame.series.unique()) == ["0.9-0.9", "0.9-0.95", "0.9-0.95 matched", "0.9-0.95 shuffled",
+                                                  "0.95-0.9"]
+    assert set(runs.frame.figure) == {"fig5"} and runs.settings["epochs"] == 2
+    assert "generated Fashion-MNIST-format data" in runs.setting_text and "1 seeds" in runs.setting_text
+    with pytest.raises(ValueError, match="Invalid run set"):
+        prepare_fmnist(("fig3",), seeds=1, data_dir=tmp_path)

@@ -119,3 +119,43 @@ def test_config_round_trip_and_differences():
     assert config_differences(config.to_dict(), moved.to_dict()) == {}
     assert config_differences(config.to_dict(), config.replace(epochs=3).to_dict()) == {"epochs": (150, 3)}
     assert math.isclose(config.replace(lr=0.05).lr, 0.05)
+
+
+# ----------------------------------------------------------------------------- scaled schedules (Fashion-MNIST)
+
+
+def test_step_scaled_keeps_the_papers_drops_at_150_and_scales_them():
+    from lcamlab.train.schedules import STEP_MILESTONES, scaled_milestones
+
+    assert scaled_milestones(150) == STEP_MILESTONES
+    assert scaled_milestones(12) == (2, 5, 7)
+    assert scaled_milestones(15) == (3, 6, 9)
+    assert scaled_milestones(3) == (1, 1, 2)  # never a drop before the first epoch ends
+    for epoch in range(150):
+        assert learning_rate("step-scaled", 0.1, epoch, 0, 391, 150) == learning_rate("step", 0.1, epoch, 0, 391, 150)
+    rates = [learning_rate("step-scaled", 0.1, e, 5, 63, 12) for e in range(12)]
+    assert rates[:2] == [0.1, 0.1] and rates[2] == 0.1 * 0.2 and rates[5] == 0.1 * 0.2 * 0.2
+    assert rates[7] == 0.1 * 0.2 * 0.2 * 0.2 and rates[-1] == rates[7]
+
+
+def test_lcam_exp_scaled_is_the_paper_at_150_and_ends_at_the_papers_rate():
+    from lcamlab.train.schedules import scaled_exp_decay, scaled_exp_start
+
+    for epoch, iteration in ((0, 0), (30, 390), (31, 0), (31, 5), (100, 200), (149, 390)):
+        assert learning_rate("lcam-exp-scaled", 0.1, epoch, iteration, 391, 150) == pytest.approx(
+            learning_rate("lcam-exp", 0.1, epoch, iteration, 391, 150), rel=1e-12)
+    assert scaled_exp_start(12) == 2 and scaled_exp_decay(150, 391) == pytest.approx(0.99985, rel=1e-15)
+    paper_end = learning_rate("lcam-exp", 0.1, 149, 390, 391, 150)
+    assert learning_rate("lcam-exp-scaled", 0.1, 11, 62, 63, 12) == pytest.approx(paper_end, rel=1e-9)
+    assert learning_rate("lcam-exp-scaled", 0.1, 1, 62, 63, 12) == 0.1  # constant before the decay
+    assert learning_rate("lcam-exp-scaled", 0.1, 2, 0, 63, 12) < 0.1
+
+
+def test_config_accepts_the_new_fields_and_older_stored_configs():
+    config = TrainConfig(schedule="step-scaled", dataset="fashion-mnist", arch="fmnet")
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    old = TrainConfig().to_dict()
+    for name in ("arch", "control", "control_reference", "control_values", "augment_pad"):
+        old.pop(name)
+    assert config_differences(old, TrainConfig().to_dict()) == {}  # added later, with their defaults
+    assert "arch" in config_differences(old, TrainConfig(arch="fmnet").to_dict())

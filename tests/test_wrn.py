@@ -191,3 +191,22 @@ def test_bench_wrn_smoke_on_cuda(tmp_path):
                  "--batch-size", "64", "--device", "cuda", "--peak-size", "2048", "--out", str(out)]) == 0
     table, metadata = provenance.load_table(out)
     assert (table["peak_gib"] > 0).all() and metadata["checks_passed"] is True
+
+
+def test_fmnet_for_fashion_mnist():
+    from lcamlab.models import FMNet
+    from lcamlab.train.config import TrainConfig
+    from lcamlab.train.runner import build_model
+
+    torch.manual_seed(0)
+    model = FMNet()
+    assert count_parameters(model) == 24058
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    built = build_model(TrainConfig(dataset="fashion-mnist", arch="fmnet"), 10)
+    assert isinstance(built, FMNet) and built.features[0].in_channels == 1
+    assert isinstance(build_model(TrainConfig(depth=10, widen=1), 10), WideResNet)
+    conv = model.features[3]
+    std = conv.weight.std().item()
+    assert std == pytest.approx(math.sqrt(2.0 / (9 * conv.out_channels)), rel=0.15)  # Kaiming fan_out
+    with pytest.raises(ValueError, match="Invalid FMNet width"):
+        FMNet(width=0)

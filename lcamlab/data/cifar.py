@@ -7,7 +7,15 @@ CIFAR-10 and CIFAR-100 (50 000 training and 10 000 test images of 32x32x3).
 folders, verifies archives against the official MD5 sums, optionally downloads
 them (:func:`download_cifar`: progress bar, atomic), and decodes them once into
 a compact uint8 cache (``<data_dir>/cache/<dataset>-<md5>.npz``) that later
-loads reuse.
+loads reuse. The cache is checked, not trusted: it stores the SHA-256 of its
+arrays, verified on every read together with the label range, so an edited,
+truncated or foreign cache file is rebuilt from the source (with one warning),
+never trained on.
+
+Failures name the file and the fix: an archive with the expected MD5 that is
+not a readable tar.gz, a batch whose labels are not integers, an expected MD5
+given for an extracted folder (which has no archive MD5 to check) are each a
+``ValueError`` with one clear message.
 
 The official files are Python pickles. Following the dataset's own
 instructions they are read with ``encoding="bytes"``, through an unpickler that
@@ -26,6 +34,7 @@ import tarfile
 import urllib.error
 import urllib.request
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +88,8 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
 
 DATA_DIR_ENV = "LCAMLAB_DATA_DIR"
 
-_CACHE_FORMAT = 1
+# 2: the arrays' SHA-256 is stored in the cache (key "sha256") and verified on every read
+_CACHE_FORMAT = 2
 _CACHE_KEYS = ("train_images", "train_labels", "test_images", "test_labels", "classes")
 
 
@@ -145,6 +155,8 @@ class CifarData:
         dataset: ``"cifar10"`` or ``"cifar100"``.
         source: the archive or folder the data came from.
         md5: the archive's MD5 (for a folder: the MD5 of its files' MD5s); the cache key.
+        content_sha256: SHA-256 of the decoded images, labels and class names: the same
+            for an archive and its extracted folder (what a resumed run compares).
     """
 
     train_images: Tensor
@@ -156,6 +168,7 @@ class CifarData:
     dataset: str
     source: str
     md5: str = ""
+    content_sha256: str = ""
 
 
 # --------------------------------------------------------------------------------------
@@ -286,7 +299,11 @@ def _decode_batch(blob: bytes, where: str, layout: _Layout) -> tuple[np.ndarray,
     data = np.asarray(batch["data"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise ValueError(f"{where}: 'data' is {data.dtype} {data.shape}, expected uint8 (N, 3072)")
-    labels = np.asarray(batch[layout.label_key], dtype=np.int64)
+    try:
+        labels = np.asarray(batch[layout.label_key], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise ValueError(f"{where}: its {layout.label_key!r} are not integer class indices ({error}); the file is "
+                         f"not a {layout.title} python batch: replace it with the official one") from None
     if labels.shape != (data.shape[0],):
         raise ValueError(f"{where}: {labels.shape[0]} labels for {data.shape[0]} images")
     if labels.size and (labels.min() < 0 or labels.max() >= layout.num_classes):
@@ -316,17 +333,30 @@ def _read_archive(path: Path, layout: _Layout) -> dict[str, bytes]:
     wanted = {f"{layout.folder}/{name}": name for name in (*layout.train_files, *layout.test_files, layout.meta_file)}
     blobs: dict[str, bytes] = {}
     # One sequential pass: random access into a .tar.gz re-decompresses from the start.
-    with tarfile.open(path, "r:gz") as tar:
-        for member in tar:
-            name = wanted.get(member.name.lstrip("./"))
-            if name is not None and member.isfile():
-                blobs[name] = tar.extractfile(member).read()
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for member in tar:
+                name = wanted.get(member.name.lstrip("./"))
+                if name is not None and member.isfile():
+                    blobs[name] = tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+        if isinstance(error, OSError) and error.errno is not None:
+            raise  # a read error of the disk itself, not of the archive's format
+        raise ValueError(
+            f"{path} has the expected MD5 but is not a readable {layout.title} tar.gz archive "
+            f"({type(error).__name__}: {error or 'truncated'}); replace it with the official archive "
+            f"({CIFAR_URLS[_dataset_of(layout)]}), or pass the MD5 of a valid one"
+        ) from None
     missing = [member for member, name in wanted.items() if name not in blobs]
     if missing:
         raise ValueError(
             f"{path} is not a complete {layout.title} python archive: it lacks {', '.join(missing)}"
         )
     return blobs
+
+
+def _dataset_of(layout: _Layout) -> str:
+    return next(name for name, value in _LAYOUTS.items() if value is layout)
 
 
 def _folder_files(folder: Path, layout: _Layout) -> list[Path]:
@@ -342,24 +372,69 @@ def _cache_path(data_dir: Path, dataset: str, md5: str) -> Path:
     return data_dir / "cache" / f"{dataset}-{md5}.npz"
 
 
+def _content_digest(parts: dict[str, np.ndarray]) -> str:
+    """SHA-256 of the decoded dataset: images (uint8), labels (as int64) and class names, in a fixed order."""
+    digest = hashlib.sha256()
+    for key in _CACHE_KEYS:
+        value = np.asarray(parts[key])
+        if key.endswith("_labels"):
+            value = value.astype(np.int64)
+        elif key == "classes":
+            value = np.frombuffer("\n".join(str(v) for v in value).encode("utf-8"), dtype=np.uint8)
+        value = np.ascontiguousarray(value)
+        digest.update(f"{key}:{value.dtype.str}:{value.shape};".encode())
+        digest.update(memoryview(value).cast("B"))
+    return digest.hexdigest()
+
+
+def _check_parts(parts: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with a cache's arrays (``None``: nothing): dtypes, lengths, label range."""
+    classes = len(parts["classes"])
+    for split in ("train", "test"):
+        images, labels = parts[f"{split}_images"], parts[f"{split}_labels"]
+        if images.dtype != np.uint8 or images.ndim != 4:
+            return f"{split} images are {images.dtype} {images.shape}, not uint8 NCHW"
+        if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+            return f"{labels.shape} {split} labels for {images.shape[0]} images"
+        if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+            return f"{split} labels outside 0..{classes - 1} (max {int(labels.max())})"
+    return None
+
+
 def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
+    """The verified arrays of a cache file, or ``None`` (with a warning) when it must be rebuilt."""
+    found = _read_verified_cache(path)
+    return None if found is None else found[0]
+
+
+def _read_verified_cache(path: Path) -> tuple[dict[str, np.ndarray], str] | None:
+    """``(arrays, their SHA-256)`` of a verified cache file, or ``None`` (with a warning)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             parts = {key: npz[key] for key in npz.files}
-        if int(parts.pop("format")) != _CACHE_FORMAT or set(parts) != set(_CACHE_KEYS):
-            return None
-        return parts
-    except Exception as error:  # a truncated or foreign cache file is rebuilt, never trusted
-        warnings.warn(f"ignoring unreadable CIFAR cache {path} ({error}); rebuilding it", stacklevel=3)
+        if int(parts.pop("format", -1)) != _CACHE_FORMAT:
+            return None  # an older layout: rebuilt silently
+        stored = str(parts.pop("sha256"))
+        if set(parts) != set(_CACHE_KEYS):
+            raise ValueError(f"holds {sorted(parts)}, expected {sorted(_CACHE_KEYS)}")
+        problem = _check_parts(parts)
+        if problem is not None:
+            raise ValueError(problem)
+        if _content_digest(parts) != stored:
+            raise ValueError("its arrays do not match the SHA-256 stored with them (edited or damaged)")
+        return parts, stored
+    except Exception as error:  # a truncated, edited or foreign cache file is rebuilt, never trusted
+        warnings.warn(f"ignoring the CIFAR cache {path} ({error}); rebuilding it from the source", stacklevel=3)
         return None
 
 
-def _write_cache(path: Path, parts: dict[str, np.ndarray]) -> None:
+def _write_cache(path: Path, parts: dict[str, np.ndarray], digest: str | None = None) -> None:
     # Labels fit in uint8 (at most 100 classes): the cache holds nothing but bytes.
     arrays = {key: (value.astype(np.uint8) if key.endswith("_labels") else value) for key, value in parts.items()}
+    digest = digest or _content_digest(parts)
     try:
         with atomic_output(path) as handle:
-            np.savez(handle, format=np.asarray(_CACHE_FORMAT), **arrays)
+            np.savez(handle, format=np.asarray(_CACHE_FORMAT), sha256=np.asarray(digest), **arrays)
     except OSError as error:  # a read-only shared dataset folder, a full disk: work without a cache
         warnings.warn(f"could not write the CIFAR cache {path} ({error}); continuing without it", stacklevel=3)
 
@@ -448,7 +523,8 @@ def load_cifar(
     ``<data_dir>/cache/<dataset>-<md5>.npz`` (uint8, written atomically) and
     later loads read that cache. A folder is not checksummed (its files are
     validated for shape and label range) and is cached under the MD5 of its
-    files.
+    files; an ``expected_md5`` given for a folder is refused (there is no archive
+    to check it against), never silently ignored.
 
     Args:
         dataset: ``"cifar10"`` or ``"cifar100"``.
@@ -463,6 +539,8 @@ def load_cifar(
     Raises:
         FileNotFoundError: neither archive nor folder (and no download), or a folder missing files.
         ChecksumError: the archive's MD5 is not the expected one.
+        ValueError: ``expected_md5`` with only an extracted folder; an archive that is not a
+            readable tar.gz; a batch that is not a CIFAR batch (each naming the file).
     """
     layout = _check_dataset(dataset)
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -487,6 +565,13 @@ def load_cifar(
         def read_blobs() -> dict[str, bytes]:
             return _read_archive(archive, layout)
     else:
+        if expected_md5 is not None:
+            raise ValueError(
+                f"An expected MD5 ({expected_md5}, --data-md5) checks an archive, but {data_dir} holds only the "
+                f"extracted folder {folder}/, which has no archive MD5 to compare: remove --data-md5 (the "
+                f"folder's files are checked for shape and label range), or put the archive {archive.name} "
+                f"in {data_dir}"
+            )
         files = _folder_files(folder, layout)
         missing = [str(path) for path in files if not path.is_file()]
         if missing:
@@ -501,10 +586,13 @@ def load_cifar(
             return {path.name: path.read_bytes() for path in files}
 
     cache = _cache_path(data_dir, dataset, md5)
-    parts = _read_cache(cache) if cache.is_file() else None
-    if parts is None:
+    found = _read_verified_cache(cache) if cache.is_file() else None
+    if found is None:
         parts = _decode(read_blobs(), str(source), layout)
-        _write_cache(cache, parts)
+        content = _content_digest(parts)
+        _write_cache(cache, parts, content)
+    else:
+        parts, content = found
     return CifarData(
         train_images=torch.from_numpy(np.ascontiguousarray(parts["train_images"])),
         train_labels=torch.from_numpy(parts["train_labels"].astype(np.int64)),
@@ -515,4 +603,5 @@ def load_cifar(
         dataset=dataset,
         source=str(source),
         md5=md5,
+        content_sha256=content,
     )

@@ -88,17 +88,56 @@ struct EscapeArgs {
 
 namespace {
 
-inline void philox(uint32_t c[4], uint32_t k0, uint32_t k1) {
+inline void philox(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3, uint32_t k0, uint32_t k1) {
+#pragma GCC unroll 10
     for (int r = 0; r < 10; ++r) {
-        uint64_t p0 = (uint64_t)0xD2511F53u * c[0];
-        uint64_t p1 = (uint64_t)0xCD9E8D57u * c[2];
-        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c[1] ^ k0;
-        uint32_t n1 = (uint32_t)p1;
-        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c[3] ^ k1;
-        uint32_t n3 = (uint32_t)p0;
-        c[0] = n0; c[1] = n1; c[2] = n2; c[3] = n3;
+        const uint64_t p0 = (uint64_t)0xD2511F53u * c0;
+        const uint64_t p1 = (uint64_t)0xCD9E8D57u * c2;
+        const uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
+        const uint32_t n1 = (uint32_t)p1;
+        const uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+        const uint32_t n3 = (uint32_t)p0;
+        c0 = n0; c1 = n1; c2 = n2; c3 = n3;
         k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
     }
+}
+
+// Vectorisable log and sin/cos for the Box-Muller normals (Cephes-style polynomials, float accuracy).
+inline float fast_log(float x) {  // x in (0, 1]
+    uint32_t bits; std::memcpy(&bits, &x, 4);
+    int e = (int)((bits >> 23) & 0xff) - 126;
+    bits = (bits & 0x007fffffu) | 0x3f000000u;  // mantissa in [0.5, 1)
+    float m; std::memcpy(&m, &bits, 4);
+    if (m < 0.70710678f) { e -= 1; m = m + m - 1.0f; } else { m = m - 1.0f; }
+    const float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f; y = y * m + 1.1676998740e-1f; y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f; y = y * m - 1.6668057665e-1f; y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f; y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    y += -2.12194440e-4f * (float)e;
+    y += -0.5f * z;
+    return m + y + 0.693359375f * (float)e;
+}
+
+inline void fast_sincos_2pi(float u, float& sn, float& cs) {  // angle 2*pi*u, u in [0, 1)
+    // reduce to [-pi/4, pi/4] by octant
+    float x8 = u * 8.0f;
+    int q = (int)x8;                    // octant 0..7
+    float r = (x8 - (float)q - 0.5f) * 0.78539816339f;  // offset within the octant, |r| <= pi/8
+    // angle = (q + 0.5) * pi/4 + r; use the exact sin/cos of the octant centre
+    const float z = r * r;
+    float s = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * r + r;
+    float c = ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z
+              - 0.5f * z + 1.0f;
+    // sin and cos of the octant centres (q + 0.5) pi / 4 (a table: gathers vectorise, a switch does not)
+    static const float SC[8] = {0.38268343236f, 0.92387953251f, 0.92387953251f, 0.38268343236f,
+                                -0.38268343236f, -0.92387953251f, -0.92387953251f, -0.38268343236f};
+    static const float CC[8] = {0.92387953251f, 0.38268343236f, -0.38268343236f, -0.92387953251f,
+                                -0.92387953251f, -0.38268343236f, 0.38268343236f, 0.92387953251f};
+    const float sc = SC[q & 7], cc = CC[q & 7];
+    sn = sc * c + cc * s;
+    cs = cc * c - sc * s;
 }
 
 template <typename T>
@@ -113,10 +152,10 @@ struct Tile {
     int64_t klag[W];
 };
 
-template <typename T, int KIND, int ARM>
+template <typename T, int KIND, int ARM, bool DIAG, bool B1, bool PLAIN>
 void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
     const int64_t n = a.n, D = a.dim, B = a.batch;
-    const T* data = (const T*)a.data;
+    const T* __restrict data = (const T*)a.data;
     const T* off = (const T*)a.offset;
     const T* dir = (const T*)a.direction;
     T* theta = (T*)a.theta;
@@ -124,14 +163,15 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
     T* buf2 = (T*)a.buf2;
     T* buf3 = (T*)a.buf3;
     const T* rootp = (const T*)a.root;
-    const bool diag = a.diagnostics != 0;
     const bool frozen = a.frozen != 0;
     Tile<T> s;
+    uint32_t id32[W];
     // load (lanes beyond `lanes` copy the last real one and are never stored)
     for (int w = 0; w < W; ++w) {
         int64_t i = i0 + std::min<int64_t>(w, lanes - 1);
         s.root[w] = rootp[i];
         s.id[w] = a.trial_id[i];
+        id32[w] = (uint32_t)a.trial_id[i];
         s.budget[w] = a.budget[i];
         s.esc[w] = w < lanes ? a.escape_step[i] : 1;  // padding lanes count as escaped
         s.first[w] = a.first_flag ? a.first_flag[i] : 1;
@@ -143,7 +183,7 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
         s.kcount[w] = a.kick_count ? a.kick_count[i] : 0.0;
         s.kesc[w] = a.kick_at_escape ? a.kick_at_escape[i] : 0.0f;
         s.klag[w] = a.kick_lag ? a.kick_lag[i] : 0;
-        for (int r = 0; r < RING; ++r) s.ring[r][w] = (diag && a.ring) ? a.ring[i * RING + r] : 0.0f;
+        for (int r = 0; r < RING; ++r) s.ring[r][w] = (DIAG && a.ring) ? a.ring[i * RING + r] : 0.0f;
         for (int64_t c = 0; c < D; ++c) {
             s.th[c][w] = theta[c * n + i];
             s.b1[c][w] = buf1 ? buf1[c * n + i] : T(0);
@@ -155,9 +195,19 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
     const uint32_t phase = frozen ? 0x40000000u : 0u;
     int64_t epoch_count = a.epoch_count;
     bool has_decision = a.has_decision != 0;
+    T cm1[MAXD], cm2[MAXD], cm3[MAXD], cc[MAXD][6], ciso[MAXD];
+    for (int64_t c = 0; c < D; ++c) {
+        cm1[c] = (T)a.moments[c * 3]; cm2[c] = (T)a.moments[c * 3 + 1]; cm3[c] = (T)a.moments[c * 3 + 2];
+        for (int j = 0; j < 6; ++j) cc[c][j] = (T)a.cov[c * 6 + j];
+        ciso[c] = (T)(a.iso_sd[c] / std::sqrt((double)B));
+    }
+    const T invB = T(1) / T(B);
+    const T lr = (T)a.lr;
+    const int32_t D32 = (int32_t)D;
     for (int64_t st = 0; st < a.steps; ++st) {
         const int64_t t = a.t0 + st;
         const int64_t opt_t = a.opt_step + st + 1;  // this step's optimizer step count (1-based)
+        const uint32_t tlo = (uint32_t)t, thi = (uint32_t)((uint64_t)t >> 32) ^ phase;
         // LCAM: a new epoch starts at main-run steps that are multiples of the epoch length
         if (KIND == LCAM && !frozen && a.epoch_length > 0 && t % a.epoch_length == 0) {
             epoch_count = 0;
@@ -175,42 +225,44 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
                         idx[b][w] = (int32_t)a.indices[(st * n + i) * B + b];
                     }
             } else {
+                const uint64_t ns = (uint64_t)a.n_samples;
                 for (int64_t b = 0; b < B; ++b) {
 #pragma omp simd
                     for (int w = 0; w < W; ++w) {
-                        uint32_t c[4] = {(uint32_t)t, (uint32_t)((uint64_t)t >> 32) ^ phase, (uint32_t)s.id[w],
-                                         (uint32_t)b};
-                        philox(c, k0, k1);
-                        idx[b][w] = (int32_t)(((uint64_t)c[0] * (uint64_t)a.n_samples) >> 32);
+                        uint32_t c0 = tlo, c1 = thi, c2 = id32[w], c3 = (uint32_t)b;
+                        philox(c0, c1, c2, c3, k0, k1);
+                        idx[b][w] = (int32_t)(((uint64_t)c0 * ns) >> 32);
                     }
                 }
             }
         } else {
             for (int64_t c4 = 0; c4 < D; c4 += 4) {
+                float zz[4][W];
 #pragma omp simd
                 for (int w = 0; w < W; ++w) {
-                    uint32_t c[4] = {(uint32_t)t, (uint32_t)((uint64_t)t >> 32) ^ phase, (uint32_t)s.id[w],
-                                     (uint32_t)(0x100 + c4)};
-                    philox(c, k0, k1);
+                    uint32_t c0 = tlo, c1 = thi, c2 = id32[w], c3 = (uint32_t)(0x100 + c4);
+                    philox(c0, c1, c2, c3, k0, k1);
                     // two Box-Muller pairs from four 32-bit words (24-bit uniforms: |z| <= 5.8)
-                    float u1 = ((float)(c[0] >> 8) + 0.5f) * (1.0f / 16777216.0f);
-                    float u2 = (float)(c[1] >> 8) * (1.0f / 16777216.0f);
-                    float u3 = ((float)(c[2] >> 8) + 0.5f) * (1.0f / 16777216.0f);
-                    float u4 = (float)(c[3] >> 8) * (1.0f / 16777216.0f);
-                    float r1 = std::sqrt(-2.0f * std::log(u1)), r2 = std::sqrt(-2.0f * std::log(u3));
-                    float a1 = 6.28318530717958647f * u2, a2 = 6.28318530717958647f * u4;
-                    float zz[4] = {r1 * std::cos(a1), r1 * std::sin(a1), r2 * std::cos(a2), r2 * std::sin(a2)};
-                    for (int j = 0; j < 4; ++j)
-                        if (c4 + j < D) z[c4 + j][w] = (T)zz[j];
+                    const float u1 = ((float)(c0 >> 8) + 0.5f) * (1.0f / 16777216.0f);
+                    const float u2 = (float)(c1 >> 8) * (1.0f / 16777216.0f);
+                    const float u3 = ((float)(c2 >> 8) + 0.5f) * (1.0f / 16777216.0f);
+                    const float u4 = (float)(c3 >> 8) * (1.0f / 16777216.0f);
+                    const float r1 = std::sqrt(-2.0f * fast_log(u1)), r2 = std::sqrt(-2.0f * fast_log(u3));
+                    float s1, co1, s2, co2;
+                    fast_sincos_2pi(u2, s1, co1);
+                    fast_sincos_2pi(u4, s2, co2);
+                    zz[0][w] = r1 * co1; zz[1][w] = r1 * s1; zz[2][w] = r2 * co2; zz[3][w] = r2 * s2;
                 }
+                for (int j = 0; j < 4 && c4 + j < D; ++j)
+                    for (int w = 0; w < W; ++w) z[c4 + j][w] = (T)zz[j][w];
             }
         }
         if (KIND == BERNOULLI) {
 #pragma omp simd
             for (int w = 0; w < W; ++w) {
-                uint32_t c[4] = {(uint32_t)t, (uint32_t)((uint64_t)t >> 32) ^ phase, (uint32_t)s.id[w], 0x200u};
-                philox(c, k0, k1);
-                ubern[w] = (float)(c[0] >> 8) * (1.0f / 16777216.0f);
+                uint32_t c0 = tlo, c1 = thi, c2 = id32[w], c3 = 0x200u;
+                philox(c0, c1, c2, c3, k0, k1);
+                ubern[w] = (float)(c0 >> 8) * (1.0f / 16777216.0f);
             }
         }
         // ---- gradient (and loss, kicks) at the current parameters
@@ -219,32 +271,33 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
         float kick[W];
         for (int w = 0; w < W; ++w) { loss[w] = T(0); kick[w] = 0.0f; }
         for (int64_t c = 0; c < D; ++c) {
-            const double m1 = a.moments[c * 3], m2 = a.moments[c * 3 + 1], m3 = a.moments[c * 3 + 2];
-            const double* C = a.cov + c * 6;
-            const T invB = T(1) / T(B);
+            const T m1 = cm1[c], m2 = cm2[c], m3 = cm3[c];
+            const T C0 = cc[c][0], C1 = cc[c][1], C2 = cc[c][2], C3 = cc[c][3], C4 = cc[c][4], C5 = cc[c][5];
+            const T iso = ciso[c];
+            const T* col = data + c;
 #pragma omp simd
             for (int w = 0; w < W; ++w) {
                 const T u = s.th[c][w] * s.root[w];
                 T gv;
                 T mu = 0, sd = 1;
-                if (ARM != DATA || diag) {
+                if (ARM != DATA || DIAG) {
                     // mean and standard deviation of f'(u - x) over the training set
                     const T b0 = (T(2) * u * u - T(16)) * u + T(2.5);
                     const T bb1 = T(16) - T(6) * u * u, bb2 = T(6) * u, bb3 = T(-2);
-                    mu = b0 + bb1 * T(m1) + bb2 * T(m2) + bb3 * T(m3);
-                    T var = T(C[0]) * bb1 * bb1 + T(C[1]) * bb2 * bb2 + T(C[2]) * bb3 * bb3
-                            + T(2) * (T(C[3]) * bb1 * bb2 + T(C[4]) * bb1 * bb3 + T(C[5]) * bb2 * bb3);
+                    mu = b0 + bb1 * m1 + bb2 * m2 + bb3 * m3;
+                    const T var = C0 * bb1 * bb1 + C1 * bb2 * bb2 + C2 * bb3 * bb3
+                                  + T(2) * (C3 * bb1 * bb2 + C4 * bb1 * bb3 + C5 * bb2 * bb3);
                     sd = std::sqrt(std::max(var, T(1e-30)) * invB);
                 }
                 if (ARM == DATA) {
-                    if (B == 1) {
-                        const T y = u - data[(int64_t)idx[0][w] * D + c];
+                    if (B1) {
+                        const T y = u - col[idx[0][w] * D32];
                         gv = T(2.5) + (T(-16) + T(2) * y * y) * y;  // torch.addcmul(2.5, addcmul(-16, y, y, 2), y)
                         if (KIND == LCAM) { const T y2 = y * y; loss[w] += (y2 - T(16)) * y2 + T(5) * y; }
                     } else {
                         T acc = 0, lacc = 0;
                         for (int64_t b = 0; b < B; ++b) {
-                            const T y = u - data[(int64_t)idx[b][w] * D + c];
+                            const T y = u - col[idx[b][w] * D32];
                             acc += T(2.5) + (T(-16) + T(2) * y * y) * y;
                             const T y2 = y * y;
                             lacc += (y2 - T(16)) * y2 + T(5) * y;
@@ -252,15 +305,11 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
                         gv = acc / T(B);
                         if (KIND == LCAM) loss[w] += lacc / T(B);
                     }
-                    if (diag) kick[w] = std::max(kick[w], (float)std::abs((gv - mu) / sd));
+                    if (DIAG) kick[w] = std::max(kick[w], (float)std::abs((gv - mu) / sd));
                 } else {
-                    const T scale = (ARM == GAUSS) ? sd : T(a.iso_sd[c]) * std::sqrt(invB);
+                    const T scale = (ARM == GAUSS) ? sd : iso;
                     gv = mu + scale * z[c][w];
-                    if (diag) kick[w] = std::max(kick[w], (float)std::abs(z[c][w]));
-                    if (KIND == LCAM) {  // the full-batch loss (no mini-batch in this arm)
-                        const T b4 = u * u;
-                        loss[w] += (b4 - T(16)) * b4 + T(5) * u;
-                    }
+                    if (DIAG) kick[w] = std::max(kick[w], (float)std::abs(z[c][w]));
                 }
                 g[c][w] = gv * s.root[w];
             }
@@ -268,33 +317,36 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
         // ---- the optimizer update
         if (KIND == SGD || KIND == LCAM || KIND == BERNOULLI) {
             T beta[W];
-            for (int w = 0; w < W; ++w) {
-                double bw;
-                if (KIND == SGD) bw = s.mom[w];
-                else if (KIND == LCAM) bw = has_decision ? (s.below[w] ? a.beta_below : a.beta_above) : a.initial_momentum;
-                else bw = (ubern[w] < (float)s.mom[w]) ? a.beta_below : a.beta_above;
-                beta[w] = (T)bw;
-                if (!frozen && s.esc[w] == 0) {
-                    s.msum[w] += bw;
-                    if (KIND != SGD && bw == a.beta_below) s.bsteps[w] += 1.0;
+            bool firstm[W];
+            for (int w = 0; w < W; ++w) firstm[w] = s.first[w] != 0;
+            if (!PLAIN) {
+                for (int w = 0; w < W; ++w) {
+                    double bw;
+                    if (KIND == SGD) bw = s.mom[w];
+                    else if (KIND == LCAM) bw = has_decision ? (s.below[w] ? a.beta_below : a.beta_above) : a.initial_momentum;
+                    else bw = (ubern[w] < (float)s.mom[w]) ? a.beta_below : a.beta_above;
+                    beta[w] = (T)bw;
+                    if (!frozen && s.esc[w] == 0) {
+                        s.msum[w] += bw;
+                        if (KIND != SGD && bw == a.beta_below) s.bsteps[w] += 1.0;
+                    }
                 }
             }
-            const T lr = (T)a.lr;
-            const bool plain = KIND == SGD && a.momentum == nullptr && a.beta == 0.0;
             for (int64_t c = 0; c < D; ++c) {
 #pragma omp simd
                 for (int w = 0; w < W; ++w) {
                     T step;
-                    if (plain) step = g[c][w];
+                    if (PLAIN) step = g[c][w];
                     else {
-                        const T b = s.first[w] ? s.b1[c][w] * beta[w] + g[c][w] : g[c][w];
+                        const T b = firstm[w] ? s.b1[c][w] * beta[w] + g[c][w] : g[c][w];
                         s.b1[c][w] = b;
                         step = b;
                     }
-                    if (!frozen) s.th[c][w] = s.th[c][w] + (-lr) * step;
+                    const T moved = s.th[c][w] + (-lr) * step;
+                    s.th[c][w] = frozen ? s.th[c][w] : moved;
                 }
             }
-            if (!plain) for (int w = 0; w < W; ++w) s.first[w] = 1;
+            if (!PLAIN) for (int w = 0; w < W; ++w) s.first[w] = 1;
         } else if (KIND == ADAM) {
             const double bc1 = 1.0 - std::pow(a.beta1, (double)opt_t);
             const double bc2 = 1.0 - std::pow(a.beta2, (double)opt_t);
@@ -310,13 +362,14 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
                     s.b1[c][w] = m;
                     s.b2[c][w] = v;
                     const T denom = std::sqrt(v) / bc2_sqrt + eps;
-                    if (!frozen) s.th[c][w] = s.th[c][w] + (-step_size) * (m / denom);
+                    const T moved = s.th[c][w] + (-step_size) * (m / denom);
+                    s.th[c][w] = frozen ? s.th[c][w] : moved;
                 }
             }
         } else if (KIND == ADAI) {
             const double bc2 = 1.0 - std::pow(a.beta2, (double)opt_t);
             const T be2 = (T)a.beta2, w2 = (T)(1.0 - a.beta2), tbc2 = (T)bc2, beta0 = (T)a.beta0;
-            const T top = (T)(1.0 - a.eps), lr = (T)a.lr;
+            const T top = (T)(1.0 - a.eps);
             T total[W];
             for (int w = 0; w < W; ++w) total[w] = 0;
             for (int64_t c = 0; c < D; ++c) {
@@ -338,7 +391,8 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
                     s.b3[c][w] = s.b3[c][w] * b1;
                     const T m = s.b1[c][w] * b1 + (T(1) - b1) * g[c][w];
                     s.b1[c][w] = m;
-                    if (!frozen) s.th[c][w] = s.th[c][w] + (-lr) * (m / (T(1) - s.b3[c][w]));
+                    const T moved = s.th[c][w] + (-lr) * (m / (T(1) - s.b3[c][w]));
+                    s.th[c][w] = frozen ? s.th[c][w] : moved;
                 }
             }
         } else if (KIND == ADAREM) {
@@ -346,14 +400,15 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
             for (int w = 0; w < W; ++w) mmax[w] = 0;
             for (int64_t c = 0; c < D; ++c)
                 for (int w = 0; w < W; ++w) mmax[w] = std::max(mmax[w], std::abs(s.b1[c][w]));
-            const T lam = (T)a.lam_t, eps = (T)a.eps, lr = (T)a.lr, be = (T)a.beta, w1 = (T)(1.0 - a.beta);
+            const T lam = (T)a.lam_t, eps = (T)a.eps, be = (T)a.beta, w1 = (T)(1.0 - a.beta);
             for (int64_t c = 0; c < D; ++c) {
 #pragma omp simd
                 for (int w = 0; w < W; ++w) {
                     const T gv = g[c][w], m = s.b1[c][w];
                     const T denom = std::abs(gv) * mmax[w] + eps;
                     const T factor = ((gv * m) / denom) * lam + T(1);
-                    if (!frozen) s.th[c][w] = s.th[c][w] + (-lr) * (factor * gv);
+                    const T moved = s.th[c][w] + (-lr) * (factor * gv);
+                    s.th[c][w] = frozen ? s.th[c][w] : moved;
                     s.b1[c][w] = m * be + w1 * gv;
                 }
             }
@@ -369,37 +424,36 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
             }
             has_decision = true;
         }
+        if (frozen) continue;
         // ---- kicks and the escape check
-        if (diag && !frozen) {
+        if (DIAG) {
             for (int w = 0; w < W; ++w) {
                 s.ring[t & (RING - 1)][w] = kick[w];
                 if (s.esc[w] == 0 && kick[w] > (float)a.kick_threshold) s.kcount[w] += 1.0;
             }
         }
-        if (!frozen) {
-            uint8_t out[W];
-            for (int w = 0; w < W; ++w) out[w] = 0;
-            for (int64_t c = 0; c < D; ++c) {
-                const T o = off[c], d = dir[c];
+        uint8_t out[W];
+        for (int w = 0; w < W; ++w) out[w] = 0;
+        for (int64_t c = 0; c < D; ++c) {
+            const T o = off[c], d = dir[c];
 #pragma omp simd
-                for (int w = 0; w < W; ++w) {
-                    const T u = s.th[c][w] * s.root[w];
-                    out[w] |= (uint8_t)((o - u * d) > T(0));
-                }
-            }
             for (int w = 0; w < W; ++w) {
-                if (out[w] && s.esc[w] == 0 && t + 1 <= s.budget[w]) {
-                    s.esc[w] = t + 1;
-                    if (diag) {
-                        float best = -1.0f;
-                        int64_t lag = 0;
-                        for (int64_t j = 0; j < a.window && j <= t; ++j) {
-                            float kv = s.ring[(t - j) & (RING - 1)][w];
-                            if (kv > best) { best = kv; lag = j; }
-                        }
-                        s.kesc[w] = best;
-                        s.klag[w] = lag;
+                const T u = s.th[c][w] * s.root[w];
+                out[w] |= (uint8_t)((o - u * d) > T(0));
+            }
+        }
+        for (int w = 0; w < W; ++w) {
+            if (out[w] && s.esc[w] == 0 && t + 1 <= s.budget[w]) {
+                s.esc[w] = t + 1;
+                if (DIAG) {
+                    float best = -1.0f;
+                    int64_t lag = 0;
+                    for (int64_t j = 0; j < a.window && j <= t; ++j) {
+                        const float kv = s.ring[(t - j) & (RING - 1)][w];
+                        if (kv > best) { best = kv; lag = j; }
                     }
+                    s.kesc[w] = best;
+                    s.klag[w] = lag;
                 }
             }
         }
@@ -416,7 +470,7 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
         if (a.kick_count) a.kick_count[i] = s.kcount[w];
         if (a.kick_at_escape) a.kick_at_escape[i] = s.kesc[w];
         if (a.kick_lag) a.kick_lag[i] = s.klag[w];
-        if (diag && a.ring) for (int r = 0; r < RING; ++r) a.ring[i * RING + r] = s.ring[r][w];
+        if (DIAG && a.ring) for (int r = 0; r < RING; ++r) a.ring[i * RING + r] = s.ring[r][w];
         for (int64_t c = 0; c < D; ++c) {
             theta[c * n + i] = s.th[c][w];
             if (buf1) buf1[c * n + i] = s.b1[c][w];
@@ -426,13 +480,24 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
     }
 }
 
+template <typename T, int KIND, int ARM, bool DIAG>
+void run_arm(const EscapeArgs& a, int64_t i0, int64_t lanes) {
+    const bool b1 = a.batch == 1;
+    const bool plain = KIND == SGD && a.momentum == nullptr && a.beta == 0.0;
+    if (b1 && plain) run_tile<T, KIND, ARM, DIAG, true, true>(a, i0, lanes);
+    else if (b1) run_tile<T, KIND, ARM, DIAG, true, false>(a, i0, lanes);
+    else if (plain) run_tile<T, KIND, ARM, DIAG, false, true>(a, i0, lanes);
+    else run_tile<T, KIND, ARM, DIAG, false, false>(a, i0, lanes);
+}
+
 template <typename T, int KIND>
 void run_kind(const EscapeArgs& a) {
     for (int64_t i0 = 0; i0 < a.n; i0 += W) {
         const int64_t lanes = std::min<int64_t>(W, a.n - i0);
-        if (a.arm == DATA) run_tile<T, KIND, DATA>(a, i0, lanes);
-        else if (a.arm == GAUSS) run_tile<T, KIND, GAUSS>(a, i0, lanes);
-        else run_tile<T, KIND, ISO>(a, i0, lanes);
+        const bool diag = a.diagnostics != 0;
+        if (a.arm == DATA) { if (diag) run_arm<T, KIND, DATA, true>(a, i0, lanes); else run_arm<T, KIND, DATA, false>(a, i0, lanes); }
+        else if (a.arm == GAUSS) { if (diag) run_arm<T, KIND, GAUSS, true>(a, i0, lanes); else run_arm<T, KIND, GAUSS, false>(a, i0, lanes); }
+        else { if (diag) run_arm<T, KIND, ISO, true>(a, i0, lanes); else run_arm<T, KIND, ISO, false>(a, i0, lanes); }
     }
 }
 

@@ -37,8 +37,9 @@ import pandas as pd
 
 from lcamlab import paths, provenance
 
-__all__ = ["PAPERS", "VERDICTS", "COLUMNS", "Paper", "verdict", "claim_row", "ledger_path", "read_ledger",
-           "update_ledger", "findings_markdown", "citation", "references_markdown"]
+__all__ = ["PAPERS", "VERDICTS", "COLUMNS", "FINDINGS_START", "FINDINGS_END", "Paper", "verdict", "claim_row",
+           "ledger_path", "read_ledger", "update_ledger", "findings_markdown", "citation", "references_markdown",
+           "findings_block", "with_findings"]
 
 
 @dataclass(frozen=True)
@@ -151,11 +152,14 @@ def read_ledger(data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
 
 
 def update_ledger(rows: Iterable[Mapping[str, Any]], notebook: str,
-                  data_dir: str | os.PathLike | None = None, **provenance_extra: Any) -> pd.DataFrame:
+                  data_dir: str | os.PathLike | None = None, *, write: bool = True,
+                  **provenance_extra: Any) -> pd.DataFrame:
     """Replace ``notebook``'s rows of the ledger by ``rows`` and write it (atomically, with provenance).
 
     Rows of other notebooks are kept. Rows are sorted by ``id``, so the file is the
-    same whatever order the notebooks ran in.
+    same whatever order the notebooks ran in. With ``write=False`` (a notebook's
+    quick build, whose small samples must not replace the committed rows) nothing
+    is written: the ledger as it would be is returned.
     """
     new = pd.DataFrame([dict(r) for r in rows], columns=list(COLUMNS))
     if (new["notebook"] != notebook).any():
@@ -169,6 +173,8 @@ def update_ledger(rows: Iterable[Mapping[str, Any]], notebook: str,
         raise ValueError(f"Invalid ledger rows: ids {sorted(clash)} already belong to another notebook")
     frame = pd.concat([kept, new], ignore_index=True) if len(kept) else new
     frame = frame.sort_values("id", kind="stable").reset_index(drop=True)
+    if not write:
+        return frame
     path = ledger_path(data_dir)
     # The sidecar records what wrote it; its timestamp is left out so an unchanged ledger is byte-identical.
     metadata = provenance.run_metadata({"notebooks": sorted(set(frame["notebook"]))}, **provenance_extra)
@@ -197,3 +203,29 @@ def findings_markdown(ledger: pd.DataFrame) -> str:
                          f"[{_number(r['low'])}, {_number(r['high'])}], n = {int(r['n'])}.")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+#: The markers of the README's generated findings block.
+FINDINGS_START = "<!-- findings:start -->"
+FINDINGS_END = "<!-- findings:end -->"
+
+
+def findings_block(text: str) -> str:
+    """The text between the findings markers of ``text`` (a README), stripped.
+
+    Raises:
+        ValueError: the markers are missing or out of order.
+    """
+    start, end = text.find(FINDINGS_START), text.find(FINDINGS_END)
+    if start < 0 or end < start:
+        raise ValueError(f"No findings block: the README needs a line {FINDINGS_START} and, after it, "
+                         f"a line {FINDINGS_END}")
+    return text[start + len(FINDINGS_START):end].strip()
+
+
+def with_findings(text: str, ledger: pd.DataFrame) -> str:
+    """``text`` (a README) with its findings block replaced by :func:`findings_markdown` of ``ledger``."""
+    findings_block(text)  # the markers exist
+    start, end = text.find(FINDINGS_START), text.find(FINDINGS_END)
+    body = findings_markdown(ledger).strip() if len(ledger) else "_No claims measured yet._"
+    return text[:start + len(FINDINGS_START)] + "\n" + body + "\n" + text[end:]

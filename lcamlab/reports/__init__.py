@@ -8,6 +8,8 @@ module                       concern
 :mod:`.plots`                our runs over the paper's curves per group; Table 1 as a figure
 :mod:`.panels`               what notebooks 03/04 show, one call per cell (figures saved,
                              summaries as text, Table 1 stored and drawn)
+:mod:`.fmnist`               the same protocol on Fashion-MNIST: curves with controls, Table 1
+                             at our scale (paired intervals, win rates), claims-ledger rows
 ===========================  ===============================================================
 
 Reports read runs (through :mod:`lcamlab.train.runs`) and never train: planning
@@ -17,7 +19,20 @@ name is available from ``lcamlab.reports`` directly; :func:`runs_frame` and
 :mod:`lcamlab.train.runs`.
 """
 
-from lcamlab.reports import panels, plots, tables
+from lcamlab.reports import fmnist, panels, plots, tables
+from lcamlab.reports.fmnist import (
+    FmnistReport,
+    describe_fmnist,
+    drop_epochs_for,
+    fmnist_claims,
+    fmnist_report,
+    fmnist_frame,
+    fmnist_table,
+    fmnist_table_markdown,
+    plot_fmnist,
+    series_label,
+    series_order,
+)
 from lcamlab.reports.panels import (
     PAPER_WIN_RATES,
     Table1Report,
@@ -41,4 +56,4 @@ from lcamlab.reports.tables import (
 from lcamlab.train.runs import run_inventory, runs_frame
 
 # The package exports exactly what its modules export, and the run readers.
-__all__ = [*tables.__all__, "runs_frame", "run_inventory", *plots.__all__, *panels.__all__]
+__all__ = [*tables.__all__, "runs_frame", "run_inventory", *plots.__all__, *panels.__all__, *fmnist.__all__]

@@ -12,7 +12,9 @@ systems one can measure:
 * :func:`run` (:mod:`lcamlab.toys.runner`): one runner for every optimizer,
   all trials as one tensor, recording trajectories, losses and LCAM's phases;
 * :mod:`lcamlab.toys.measurements`: the paper's claims as measurements with
-  confidence intervals, cached in ``data/`` with provenance;
+  confidence intervals against LCAM's controls (phase-shuffled, mean-matched)
+  and at tuned learning rates, cached in ``data/toys`` with provenance, and
+  their rows of the claims ledger (:func:`~lcamlab.toys.measurements.claim_rows`);
 * :mod:`lcamlab.toys.plots`, :mod:`lcamlab.toys.widgets` (ipywidgets sliders,
   imported lazily) and :mod:`lcamlab.toys.animation` (GIF) for the notebook
   ``notebooks/01_weight_traction.ipynb``.

@@ -26,7 +26,7 @@ __all__ = [
     "plot_trajectories",
     "plot_loss_phases",
     "plot_phase_agreement",
-    "plot_drift",
+    "plot_traction",
     "plot_sparsity",
     "plot_oscillation",
 ]
@@ -266,90 +266,188 @@ def plot_phase_agreement(frame) -> Any:
     return _freeze_layout(fig)
 
 
-def plot_drift(frame) -> Any:
-    r"""Measurement 2: centre-of-mass drift and lean versus :math:`\beta_\text{above} - \beta_\text{below}`."""
-    fig, axes = style.new_figure(1, 2, width="double", aspect=0.7)
-    a = frame["asymmetry"].to_numpy()
-    colours = [style.optimizer_color("lcam-above") if x > 0 else style.optimizer_color("lcam-below") if x < 0
-               else style.optimizer_color("momentum") for x in a]
-    panels = (("com", "centre-of-mass drift\n(progress vs fixed momentum)"),
-              ("lean", "lean: Θₛ progress − Θₙ progress\n(> 0: towards the sparse side)"))
-    for ax, (key, title) in zip(axes, panels):
-        y = frame[f"{key}_drift"].to_numpy()
-        lo = frame[f"{key}_drift_low"].to_numpy()
-        hi = frame[f"{key}_drift_high"].to_numpy()
-        ax.axhline(0, color="0.4", lw=0.8)
-        ax.axvline(0, color="0.4", lw=0.8)
-        ax.plot(a, y, color="0.5", lw=0.8, zorder=1)
-        for x, m, l, h, c in zip(a, y, lo, hi, colours):
-            ax.errorbar([x], [m], yerr=[[m - l], [h - m]], fmt="o", color=c, ms=4, capsize=2, zorder=2)
-        ax.set_xlabel("asymmetry β(above) − β(below)")
-        ax.set_title(title, fontsize=9)
-        ymin, ymax = ax.get_ylim()
-        ax.text(0.02, 0.04, "accelerate below\n(sparse side)", transform=ax.transAxes, fontsize=7,
-                color=style.optimizer_color("lcam-below"), va="bottom")
-        ax.text(0.98, 0.96, "accelerate above\n(non-sparse side)", transform=ax.transAxes, fontsize=7,
-                color=style.optimizer_color("lcam-above"), ha="right", va="top")
-    axes[0].set_ylabel("drift (fraction of the way to the optimum)")
+# How LCAM and its controls are drawn (lcamlab.experiments.controls): LCAM in its colour, solid;
+# the phase-shuffled control dashed, the mean-matched one dotted.
+_SETTING_STYLE = {"LCAM": ("-", "o"), "shuffled": ("--", "s"), "matched": (":", "^")}
+_CONTROL_COLOURS = {"shuffled": "#777777", "matched": "#6B6B9A"}
+
+# The heavy weight's own progress (theta_s, in the table) is left out: the centre of mass follows it.
+_DRIFT_TITLES = {
+    "com": "centre of mass\n(dominated by Θₛ)",
+    "lean": "lean Θₛ − Θₙ\n(> 0: sparse side)",
+    "theta_n": "Θₙ progress\n(light, quick)",
+}
+
+
+def _errorbar(ax, x, frame, key: str, **kwargs) -> None:
+    m = frame[key].to_numpy(dtype=float)
+    lo = frame[f"{key}_low"].to_numpy(dtype=float)
+    hi = frame[f"{key}_high"].to_numpy(dtype=float)
+    ax.errorbar(x, m, yerr=[np.nan_to_num(m - lo), np.nan_to_num(hi - m)], capsize=2, ms=3.5, **kwargs)
+
+
+def plot_traction(frame) -> Any:
+    r"""Measurement 2: LCAM and its controls against fixed momentum, and LCAM minus each control.
+
+    Top row: drift against fixed momentum at the pair's midpoint (same mini-batches)
+    of LCAM, its phase-shuffled control and its mean-matched control, for every
+    asymmetry :math:`\beta_\text{above} - \beta_\text{below}`. Bottom row: the
+    paired differences LCAM − shuffled (effect of loss control) and LCAM − matched
+    (effect of the asymmetry beyond the mean momentum). 95% intervals.
+    """
+    keys = list(_DRIFT_TITLES)
+    fig, axes = style.new_figure(2, len(keys), width="double", aspect=0.8, sharex=True)
+    asymmetries = np.sort(frame["asymmetry"].unique())
+    step = float(np.min(np.diff(asymmetries))) if len(asymmetries) > 1 else 0.02
+    lcam_colour = style.optimizer_color("lcam")
+    for col, key in enumerate(keys):
+        top, bottom = axes[0, col], axes[1, col]
+        for i, setting in enumerate(("LCAM", "shuffled", "matched")):
+            rows = frame[frame["setting"] == setting].sort_values("asymmetry")
+            ls, marker = _SETTING_STYLE[setting]
+            colour = lcam_colour if setting == "LCAM" else _CONTROL_COLOURS[setting]
+            label = {"LCAM": "LCAM", "shuffled": "phase-shuffled control",
+                     "matched": "mean-matched control"}[setting]
+            _errorbar(top, rows["asymmetry"].to_numpy() + (i - 1) * 0.08 * step, rows, key, color=colour, ls=ls,
+                      marker=marker, label=label)
+        for i, (setting, control) in enumerate((("LCAM - shuffled", "shuffled"), ("LCAM - matched", "matched"))):
+            rows = frame[frame["setting"] == setting].sort_values("asymmetry")
+            ls, marker = _SETTING_STYLE[control]
+            _errorbar(bottom, rows["asymmetry"].to_numpy() + (i - 0.5) * 0.08 * step, rows, key,
+                      color=_CONTROL_COLOURS[control], ls=ls, marker=marker,
+                      label={"shuffled": "LCAM − shuffled: loss control",
+                             "matched": "LCAM − matched: beyond the mean momentum"}[control])
+        for ax in (top, bottom):
+            ax.axhline(0, color="0.4", lw=0.8)
+            ax.axvline(0, color="0.4", lw=0.6)
+        top.set_title(_DRIFT_TITLES[key], fontsize=8)
+        bottom.set_xlabel("β(above) − β(below)")
+    axes[0, 0].set_ylabel("drift vs fixed momentum")
+    axes[1, 0].set_ylabel("LCAM − control")
+    handles = axes[0, 0].get_legend_handles_labels()[0] + axes[1, 0].get_legend_handles_labels()[0]
+    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=7)
     return _freeze_layout(fig)
 
 
-def plot_sparsity(frame) -> Any:
-    """Measurement 3: loss at the budget and iterations to target per (optimizer, sparsity), and the claim."""
-    optimizers = list(dict.fromkeys(frame["optimizer"]))
-    sparsities = sorted(frame["sparsity"].unique())
-    fig, axes = style.new_figure(1, 3, width="double", aspect=1.0, gridspec_kw={"width_ratios": [1.15, 1, 1]})
-    grids = {}
-    for key in ("log10_loss", "iters"):
-        grid = np.full((len(optimizers), len(sparsities)), np.nan)
-        for _, rec in frame.iterrows():
-            grid[optimizers.index(rec["optimizer"]), sparsities.index(rec["sparsity"])] = rec[key]
-        grids[key] = grid
-    finite = grids["log10_loss"][np.isfinite(grids["log10_loss"])]
-    _heatmap(axes[0], grids["log10_loss"], None, None, [f"{s:g}" for s in sparsities], optimizers,
-             vmin=float(finite.min()), vmax=float(finite.max()), cmap="viridis_r", origin="upper")
-    axes[0].set_title("log₁₀ excess loss at the budget\n(lower is better)", fontsize=8)
-    iters = grids["iters"]
-    finite_iters = iters[np.isfinite(iters)]
-    vmax = float(finite_iters.max()) if finite_iters.size else 1.0
-    _heatmap(axes[1], iters, None, None, [f"{s:g}" for s in sparsities], [""] * len(optimizers),
-             vmin=0.0, vmax=vmax, cmap="viridis_r", fmt="{:.0f}", origin="upper")
-    axes[1].set_title("median iterations to target\n(n/a: most trials never reach it)", fontsize=8)
-    for ax in axes[:2]:
-        ax.set_xlabel("sparsity")
-    below_label = next(o for o in optimizers if o.startswith("LCAM (0.95"))
-    rows = frame[frame["optimizer"] == below_label].sort_values("sparsity")
-    s = rows["sparsity"].to_numpy()
-    ax = axes[2]
-    ax.axhline(0, color="0.4", lw=0.8)
-    for key, colour, label, offset in (
-        ("vs_above", style.optimizer_color("lcam-below"), "log₁₀ loss at budget", -0.006),
-    ):
-        m = rows[key].to_numpy()
-        lo = rows[f"{key}_low"].to_numpy()
-        hi = rows[f"{key}_high"].to_numpy()
-        ax.errorbar(np.arange(len(s)) + offset, m, yerr=[m - lo, hi - m], fmt="o-", color=colour, ms=4, capsize=2,
-                    label=label)
-    ax.set_xticks(range(len(s)), [f"{v:g}" for v in s])
+def _sparsity_axis(ax, sparsities: Sequence[float]) -> None:
+    ax.set_xticks(range(len(sparsities)), [f"{v:g}" for v in sparsities], fontsize=6.5)
     ax.set_xlabel("sparsity")
-    ax.set_title(f"{below_label} − LCAM (0.9, 0.95)\n(< 0: accelerating the sparse side wins)", fontsize=8)
-    ax.set_ylabel("paired difference, log₁₀ loss")
+
+
+def plot_sparsity(curves, best) -> Any:
+    """Measurement 3: loss against learning rate per sparsity, and every optimizer at its best rate.
+
+    Top row, one panel per sparsity: log10 excess loss at the budget on the
+    evaluation seed against the learning rate (rates where a trial diverged are
+    left out); the dot on each curve is the rate chosen on the tuning seed.
+    Bottom row: at the chosen rates, the total, frequent-feature and rare-feature
+    losses against sparsity, and LCAM minus its controls (paired, 95% intervals).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    sparsities = sorted(curves["sparsity"].unique())
+    position = {s: i for i, s in enumerate(sparsities)}
+    fig = plt.figure(figsize=(7.2, 6.2), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.0, 1.25])
+    upper = np.atleast_1d(top.subplots(1, len(sparsities), sharey=True))
+    lower = np.atleast_1d(bottom.subplots(1, 4))
+    evaluation = curves[curves["seed_role"] == "evaluation"]
+    settings = best[best["kind"] == "setting"]
+    keys = list(dict.fromkeys(curves["key"]))
+    names = {k: str(settings[settings["setting"] == k]["label"].iloc[0]) if (settings["setting"] == k).any()
+             else style.optimizer_label(k) for k in keys}
+    low = float(evaluation[evaluation["diverged"] == 0]["log10_loss"].min())
+    for ax, s in zip(upper, sparsities):
+        for key in keys:
+            rows = evaluation[(evaluation["key"] == key) & (evaluation["sparsity"] == s)].sort_values("lr")
+            rows = rows[rows["diverged"] == 0]
+            colour = style.optimizer_color(key)
+            ax.plot(rows["lr"], rows["log10_loss"], color=colour, lw=1.0)
+            chosen = settings[(settings["setting"] == key) & (settings["sparsity"] == s)]
+            if len(chosen):
+                ax.plot(chosen["lr"], chosen["log10_loss"], "o", color=colour, ms=3.5)
+        ax.set_xscale("log")
+        ax.set_ylim(low - 0.2, 0.5)
+        ax.set_title(f"sparsity {s:g}", fontsize=8)
+        ax.set_xlabel("learning rate", fontsize=7)
+    upper[0].set_ylabel("log₁₀ excess loss\nat the budget")
+    top.legend(handles=[Line2D([], [], color=style.optimizer_color(k), marker="o", ms=3.5, label=names[k])
+                        for k in keys], loc="outside lower center", ncols=len(keys), fontsize=6.5)
+    panels = (("log10_loss", "total, at the best rates"), ("log10_frequent", "frequent features (Θₙ)"),
+              ("log10_rare", "rare features (Θₛ)"))
+    plain = [k for k in dict.fromkeys(settings["setting"]) if ":" not in k]
+    for ax, (column, title) in zip(lower, panels):
+        for key in plain:
+            rows = settings[settings["setting"] == key].sort_values("sparsity")
+            _errorbar(ax, rows["sparsity"].map(position), rows, column, color=style.optimizer_color(key),
+                      marker="o", lw=1.0)
+        ax.set_title(title, fontsize=8)
+        _sparsity_axis(ax, sparsities)
+    lower[0].set_ylabel("log₁₀ excess loss")
+    ax = lower[3]
+    paired = best[best["kind"] == "paired"]
+    effect_handles = []
+    for name in dict.fromkeys(paired["setting"]):
+        a, _, b = name.partition(" - ")
+        if not a.startswith("lcam"):
+            continue
+        control = b.partition(":")[2]
+        rows = paired[paired["setting"] == name].sort_values("sparsity")
+        ls, marker = _SETTING_STYLE.get(control, ("-", "D"))
+        label = f"{names.get(a, a)} − " + (f"its {control} control" if control else names.get(b, b))
+        _errorbar(ax, rows["sparsity"].map(position), rows, "log10_loss", color=style.optimizer_color(a), ls=ls,
+                  marker=marker, lw=1.0)
+        effect_handles.append(Line2D([], [], color=style.optimizer_color(a), ls=ls, marker=marker, ms=3.5,
+                                     label=label))
+    ax.axhline(0, color="0.4", lw=0.8)
+    ax.set_title("LCAM − control, paired\n(< 0: LCAM better)", fontsize=8)
+    _sparsity_axis(ax, sparsities)
+    if effect_handles:
+        bottom.legend(handles=effect_handles, loc="outside lower center", ncols=3, fontsize=6)
     return _freeze_layout(fig)
 
 
 def plot_oscillation(frame) -> Any:
-    """Measurement 4: oscillation index Q per optimizer with 95% CIs."""
-    fig, ax = style.new_figure(1, 1, width="one-and-half", aspect=0.5)
-    labels = frame["optimizer"].tolist()
-    q = frame["Q"].to_numpy()
-    lo = frame["Q_low"].to_numpy()
-    hi = frame["Q_high"].to_numpy()
-    colours = [style.optimizer_color(k) for k in frame["key"]]
-    x = np.arange(len(labels))
-    ax.bar(x, q, color=colours, edgecolor="black", lw=0.5)
-    ax.errorbar(x, q, yerr=[q - lo, hi - q], fmt="none", color="black", capsize=3, lw=0.8)
-    ax.axhline(1.0, color="0.4", lw=0.8, ls="--")
-    ax.set_xticks(x, labels, rotation=30, ha="right")
-    ax.set_ylabel("Q = mean(path length / displacement)")
-    ax.set_title("Oscillation index (003 section 3.2.2); 1 = straight path", fontsize=9)
+    """Measurement 4: Q at 003's convention, Q against the final loss over a rate sweep, Q at matched progress."""
+    from matplotlib.lines import Line2D
+
+    sweep = frame[frame["part"] == "sweep"]
+    keys = list(dict.fromkeys(sweep["key"]))
+    fig, axes = style.new_figure(1, 3, width="double", aspect=1.15, gridspec_kw={"width_ratios": [1, 1.2, 1]})
+
+    def bars(ax, rows, column: str, reached: bool) -> None:
+        y = np.arange(len(rows))[::-1]
+        q = rows[column].to_numpy(dtype=float)
+        lo = rows[f"{column}_low"].to_numpy(dtype=float)
+        hi = rows[f"{column}_high"].to_numpy(dtype=float)
+        ax.barh(y, np.nan_to_num(q), color=[style.optimizer_color(k) for k in rows["key"]], edgecolor="black",
+                lw=0.5)
+        ax.errorbar(q, y, xerr=[np.nan_to_num(q - lo), np.nan_to_num(hi - q)], fmt="none", color="black",
+                    capsize=2, lw=0.8)
+        labels = [f"{r['optimizer']}, lr {r['lr']:g}" + (f" ({r['reached']:.0%})" if reached else "")
+                  for _, r in rows.iterrows()]
+        ax.set_yticks(y, labels, fontsize=6)
+        ax.axvline(1.0, color="0.4", lw=0.8, ls="--")
+        ax.set_xlabel("oscillation index Q")
+
+    convention = sweep[sweep["convention"].astype(bool)]
+    bars(axes[0], convention, "Q", False)
+    axes[0].set_title("one base rate\n(the AdaRem paper's\nconvention; Adam 1/100)", fontsize=7.5)
+    ax = axes[1]
+    for key in keys:
+        rows = sweep[(sweep["key"] == key) & (sweep["diverged"] == 0)].sort_values("lr")
+        colour = style.optimizer_color(key)
+        ax.plot(rows["log10_final"], rows["Q"], "-o", color=colour, ms=2.5, lw=1.0)
+        own = rows[rows["own"].astype(bool)]
+        ax.plot(own["log10_final"], own["Q"], "o", color=colour, ms=6, mfc="white", mew=1.2)
+    ax.set_xlabel("log₁₀ final excess loss")
+    ax.set_ylabel("oscillation index Q")
+    ax.set_title("Q against the final loss\nover a rate sweep\n(○: the notebook's rate)", fontsize=7.5)
+    own = sweep[sweep["own"].astype(bool)]
+    bars(axes[2], own, "Q_progress", True)
+    axes[2].set_title("matched progress: up to a\ncommon excess loss\n(share of trials that reached it)", fontsize=7.5)
+    names = dict(zip(sweep["key"], sweep["optimizer"]))
+    fig.legend(handles=[Line2D([], [], color=style.optimizer_color(k), marker="o", ms=3, label=names[k]) for k in keys],
+               loc="outside lower center", ncols=min(len(keys), 5), fontsize=6.5)
     return _freeze_layout(fig)

@@ -48,6 +48,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, *, exclude: tuple[str,
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif spec.type == "tuple[float, float]":
             group.add_argument(flag, nargs="+", type=float, metavar="BETA", **kwargs)
+        elif spec.type == "tuple[float, ...] | None":
+            group.add_argument(flag, nargs="+", type=float, metavar="X", **kwargs)
         else:
             metavar = spec.name.upper()
             group.add_argument(flag, type=_TYPES[spec.type], metavar=metavar, **kwargs)

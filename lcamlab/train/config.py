@@ -31,14 +31,27 @@ __all__ = [
     "OPTIMIZERS",
     "SCHEDULES",
     "DATASETS",
+    "ARCHS",
+    "CONTROLS",
     "LOCATION_FIELDS",
     "config_differences",
 ]
 
 OPTIMIZERS = ("sgd", "lcam", "adai", "adaiw", "adarem", "adam", "adamw")
-SCHEDULES = ("step", "lcam-exp", "wrn", "cosine")
-DATASETS = ("cifar10", "cifar100")
-NORMALIZATION_NAMES = ("imagenet", "cifar10", "cifar100")
+SCHEDULES = ("step", "lcam-exp", "wrn", "cosine", "step-scaled", "lcam-exp-scaled")
+DATASETS = ("cifar10", "cifar100", "fashion-mnist")
+NORMALIZATION_NAMES = ("imagenet", "cifar10", "cifar100", "fashion-mnist")
+#: ``wrn``: the Wide-ResNet of the paper (:mod:`lcamlab.models.wrn`); ``fmnet``: the small
+#: airbench-style CNN for 28x28x1 Fashion-MNIST (:mod:`lcamlab.models.small`).
+ARCHS = ("wrn", "fmnet")
+#: LCAM's training controls (:mod:`lcamlab.experiments.controls`): ``shuffled`` draws LCAM's two
+#: momentum values at the reference run's realised per-epoch below-fraction, independently of the
+#: loss; ``matched`` uses fixed momentum at the reference run's realised mean momentum.
+CONTROLS = ("shuffled", "matched")
+
+# Fields added after the first runs were stored: a stored config without them had this value.
+ADDED_FIELD_DEFAULTS = {"arch": "wrn", "control": None, "control_reference": None, "control_values": None,
+                        "augment_pad": None}
 
 # Fields that say where/how fast a run is computed, not what it computes.
 LOCATION_FIELDS = frozenset({"data_dir", "download", "device", "compile", "runs_dir", "run_id"})
@@ -61,7 +74,7 @@ class TrainConfig:
     """
 
     # --- data (000 section 4: CIFAR-10/100, 50 000 train / 10 000 test images) ---
-    dataset: str = field(default="cifar10", metadata=_help("cifar10 or cifar100"))
+    dataset: str = field(default="cifar10", metadata=_help("cifar10, cifar100 or fashion-mnist"))
     data_dir: str | None = field(default=None, metadata=_help(
         "folder holding the CIFAR python archive or its extracted folder "
         "(default: $LCAMLAB_DATA_DIR, else <repo>/data/cifar)"))
@@ -69,14 +82,22 @@ class TrainConfig:
     data_md5: str | None = field(default=None, metadata=_help(
         "expected MD5 of a custom archive, e.g. a synthetic one (default: the official CIFAR MD5)"))
     # the authors normalise with the ImageNet mean/std (digest decision: default to theirs)
+    # fashion-mnist is greyscale: its own statistics (a 3-channel default is replaced by them)
     normalization: str = field(default="imagenet", metadata=_help(
-        "input normalisation statistics: imagenet (the authors' choice), cifar10 or cifar100"))
+        "input normalisation statistics: imagenet (the authors' choice), cifar10, cifar100 or fashion-mnist "
+        "(used automatically for --dataset fashion-mnist)"))
     train_subset: int | None = field(default=None, metadata=_help(
         "use only the first N training images (tiny runs and tests; default: all 50 000)"))
     test_subset: int | None = field(default=None, metadata=_help(
         "use only the first N test images (default: all 10 000)"))
 
+    # crop padding of the augmentation: None = the dataset's (CIFAR 4 as in 000; Fashion-MNIST 2)
+    augment_pad: int | None = field(default=None, metadata=_help(
+        "zero padding of the random-crop augmentation (default: 4 for CIFAR, 2 for fashion-mnist)"))
+
     # --- model (000 section 4: WRN-28-10, no dropout, ~36.5 M parameters) ---
+    arch: str = field(default="wrn", metadata=_help(
+        "wrn (Wide-ResNet, depth/widen) or fmnet (the small CNN for fashion-mnist)"))
     depth: int = field(default=28, metadata=_help("Wide-ResNet depth (6n+4: 10, 16, 22, 28, ...)"))
     widen: int = field(default=10, metadata=_help("Wide-ResNet widening factor k"))
     dropout: float = field(default=0.0, metadata=_help("dropout inside the residual blocks (paper: 0)"))
@@ -101,7 +122,16 @@ class TrainConfig:
         "LCAM momentum of the very first step (default min(below, above))"))
     # "step": x0.2 after epochs 31/61/91 (Figures 3/4); "lcam-exp": Figure 5; "wrn": the WRN
     # paper's x0.2 at 60/120/160; "cosine": cosine annealing per iteration
-    schedule: str = field(default="step", metadata=_help("learning-rate schedule: step, lcam-exp, wrn or cosine"))
+    # "step-scaled" / "lcam-exp-scaled": the same two schedules with their epochs scaled to the epoch budget
+    schedule: str = field(default="step", metadata=_help(
+        "learning-rate schedule: step, lcam-exp, wrn, cosine, step-scaled or lcam-exp-scaled"))
+    # LCAM's controls: ScheduledMomentum with the momentum pair of the reference LCAM run
+    control: str | None = field(default=None, metadata=_help(
+        "train a control of LCAM instead: shuffled or matched (needs --control-values)"))
+    control_reference: str | None = field(default=None, metadata=_help(
+        "the LCAM run the control's values come from (provenance; a run folder name)"))
+    control_values: tuple[float, ...] | None = field(default=None, metadata=_help(
+        "shuffled: the reference run's below-fraction per epoch; matched: its mean momentum (one value)"))
 
     # --- reproducibility and speed ---
     seed: int = field(default=0, metadata=_help(
@@ -167,6 +197,8 @@ class TrainConfig:
         """A JSON-ready flat dict (the momentum pair as a list)."""
         values = dataclasses.asdict(self)
         values["momentum"] = list(values["momentum"])
+        if values.get("control_values") is not None:
+            values["control_values"] = list(values["control_values"])
         return values
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -176,6 +208,41 @@ class TrainConfig:
     def experiment_dict(self) -> dict[str, Any]:
         """The fields that change the numbers (everything but :data:`LOCATION_FIELDS`)."""
         return {k: v for k, v in self.to_dict().items() if k not in LOCATION_FIELDS}
+
+    @property
+    def crop_pad(self) -> int:
+        """The crop padding actually used: :attr:`augment_pad`, else 2 for fashion-mnist and 4 for CIFAR."""
+        if self.augment_pad is not None:
+            return self.augment_pad
+        return 2 if self.dataset == "fashion-mnist" else 4
+
+    def _validate_control(self) -> None:
+        if self.control is None:
+            if self.control_values is not None or self.control_reference is not None:
+                raise ValueError("Invalid control_values/control_reference without --control (shuffled or matched)")
+            return
+        if self.control not in CONTROLS:
+            raise ValueError(f"Invalid control: {self.control!r} (choose one of {', '.join(CONTROLS)})")
+        if self.optimizer != "lcam":
+            raise ValueError(f"Invalid optimizer {self.optimizer!r} for a control: a control replaces LCAM "
+                             f"(--optimizer lcam with the reference run's momentum pair)")
+        if self.control_values is None:
+            return  # a planned control whose reference run is not trained yet (the grid fills the values)
+        values = self.control_values
+        if isinstance(values, (int, float)) and not isinstance(values, bool):
+            values = (values,)
+        if not isinstance(values, (list, tuple)) or not values or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in values):
+            raise ValueError(f"Invalid control_values: {self.control_values!r} (a list of numbers)")
+        values = tuple(float(v) for v in values)
+        if self.control == "matched":
+            if len(values) != 1 or not 0.0 <= values[0] < 1.0:
+                raise ValueError(f"Invalid control_values for matched: {values} (one mean momentum in [0, 1))")
+        else:
+            if len(values) != self.epochs or any(not 0.0 <= v <= 1.0 for v in values):
+                raise ValueError(f"Invalid control_values for shuffled: {len(values)} values (need one "
+                                 f"below-fraction in [0, 1] per epoch: {self.epochs})")
+        self.control_values = values
 
     # ------------------------------------------------------------------------------------
 
@@ -187,6 +254,18 @@ class TrainConfig:
         """
         if self.dataset not in DATASETS:
             raise ValueError(f"Invalid dataset: {self.dataset!r} (choose one of {', '.join(DATASETS)})")
+        if self.dataset == "fashion-mnist" and self.normalization == "imagenet":
+            self.normalization = "fashion-mnist"  # the 3-channel default cannot normalise greyscale images
+        if (self.dataset == "fashion-mnist") != (self.normalization == "fashion-mnist"):
+            raise ValueError(f"Invalid normalization {self.normalization!r} for dataset {self.dataset!r} "
+                             f"(fashion-mnist images are greyscale: use normalization fashion-mnist with "
+                             f"dataset fashion-mnist, and a colour one otherwise)")
+        if self.arch not in ARCHS:
+            raise ValueError(f"Invalid arch: {self.arch!r} (choose one of {', '.join(ARCHS)})")
+        if self.augment_pad is not None and (isinstance(self.augment_pad, bool) or not isinstance(
+                self.augment_pad, int) or self.augment_pad < 0):
+            raise ValueError(f"Invalid augment_pad: {self.augment_pad!r} (an integer >= 0, or None)")
+        self._validate_control()
         if self.normalization not in NORMALIZATION_NAMES:
             raise ValueError(
                 f"Invalid normalization: {self.normalization!r} (choose one of {', '.join(NORMALIZATION_NAMES)})"
@@ -247,12 +326,14 @@ def config_differences(stored: Mapping[str, Any], requested: Mapping[str, Any]) 
     """Experiment fields whose values differ: ``{name: (stored, requested)}``.
 
     Location fields (:data:`LOCATION_FIELDS`) are ignored; a field missing on one
-    side (a config written by another lcamlab version) counts as different.
+    side (a config written by another lcamlab version) counts as different, unless it
+    is one added later (:data:`ADDED_FIELD_DEFAULTS`) and the other side has its default.
     """
     names = (set(stored) | set(requested)) - LOCATION_FIELDS
     differences = {}
     for name in sorted(names):
-        a, b = stored.get(name, "<missing>"), requested.get(name, "<missing>")
+        missing = ADDED_FIELD_DEFAULTS.get(name, "<missing>")
+        a, b = stored.get(name, missing), requested.get(name, missing)
         if isinstance(a, (list, tuple)):
             a = tuple(a)
         if isinstance(b, (list, tuple)):

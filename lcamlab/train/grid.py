@@ -13,6 +13,29 @@ fig5    both         lcam-exp    fixed (0.9, 0.9) vs LCAM: (0.9, 0.95) on CIFAR-
                                  (0.93, 0.9) on CIFAR-100
 ======  ===========  ==========  ==================================================
 
+The same protocol at laptop scale on Fashion-MNIST (:data:`RUN_SETS`; the small
+CNN :class:`lcamlab.models.FMNet`, the schedules scaled to the epoch budget,
+:mod:`lcamlab.train.schedules`):
+
+===================  ================  ==================================================
+run set              schedule          runs
+===================  ================  ==================================================
+``fig3-fmnist``      step-scaled       the four groups of Figures 3/4
+``fig5-fmnist``      lcam-exp-scaled   fixed (0.9, 0.9), LCAM (0.9, 0.95) and (0.95, 0.9)
+``controls-fmnist``  lcam-exp-scaled   the shuffled and mean-matched controls of the
+                                       fig5-fmnist LCAM (0.9, 0.95) run of the same seed
+``fmnist``           both              all three, interleaved seed by seed (references first)
+===================  ================  ==================================================
+
+A control run (``config.control``) is SGD whose momentum comes from its LCAM
+reference run of the same seed (same initialisation, same mini-batches):
+``shuffled`` draws below/above independently per step at the reference's
+realised below-fraction of each epoch (:func:`control_schedule`), ``matched``
+uses fixed momentum at the reference's realised mean momentum. Its config
+records the reference run (``control_reference``) and the values it used
+(``control_values``); until the reference is finished the control is planned
+without values and :func:`run_grid` fills them in just before training it.
+
 Every run is LCAM (an equal pair is exactly SGD with that fixed momentum, and
 LCAM still logs the below/above phase fractions). Runs are named
 deterministically (``fig3-cifar10-m0.9-0.95-s0``), so :func:`run_grid` can skip
@@ -38,6 +61,12 @@ __all__ = [
     "PAPER_GROUPS",
     "FIGURE_DATASETS",
     "FIGURE_SCHEDULES",
+    "RUN_SETS",
+    "FMNIST_DEFAULTS",
+    "run_set_names",
+    "control_schedule",
+    "control_values_from",
+    "resolve_control",
     "figure_groups",
     "figure_configs",
     "run_id_for",
@@ -60,7 +89,33 @@ FIGURE_DATASETS = {"fig3": ("cifar10",), "fig4": ("cifar100",), "fig5": ("cifar1
 FIGURE_SCHEDULES = {"fig3": "step", "fig4": "step", "fig5": "lcam-exp"}
 
 # Fields that define the run set itself: set by the figure and the seeds, not by overrides.
-_FIXED_BY_FIGURE = ("momentum", "seed", "figure", "run_id", "optimizer", "dataset")
+_FIXED_BY_FIGURE = ("momentum", "seed", "figure", "run_id", "optimizer", "dataset", "control",
+                    "control_reference", "control_values")
+
+#: The Fashion-MNIST protocol's defaults (README: sized so the committed grid trains in about an
+#: hour on one CPU core); every one can be overridden (``--epochs``, ``--train-subset``, ...).
+FMNIST_DEFAULTS: dict[str, Any] = {
+    "arch": "fmnet", "epochs": 12, "train_subset": 8000, "test_subset": 5000, "batch_size": 128, "lr": 0.1,
+    "weight_decay": 5e-4, "runs_dir": "data/runs-fmnist", "channels_last": True,
+}
+
+#: The laptop-scale run sets: name -> figure, dataset, schedule, momentum groups, controls.
+#: ``controls`` lists (control, reference group): each control of each LCAM reference.
+RUN_SETS: dict[str, dict[str, Any]] = {
+    "fig3-fmnist": {"figure": "fig3", "dataset": "fashion-mnist", "schedule": "step-scaled",
+                    "groups": list(STEP_GROUPS), "controls": []},
+    "fig5-fmnist": {"figure": "fig5", "dataset": "fashion-mnist", "schedule": "lcam-exp-scaled",
+                    "groups": [(0.9, 0.9), (0.9, 0.95), (0.95, 0.9)], "controls": []},
+    "controls-fmnist": {"figure": "fig5", "dataset": "fashion-mnist", "schedule": "lcam-exp-scaled",
+                        "groups": [], "controls": [("shuffled", (0.9, 0.95)), ("matched", (0.9, 0.95))]},
+}
+# "fmnist": every run set above, seed by seed, each control after its reference.
+_COMBINED = {"fmnist": ("fig5-fmnist", "controls-fmnist", "fig3-fmnist")}
+
+
+def run_set_names() -> tuple[str, ...]:
+    """Every name ``lcamlab grid`` accepts: the paper's figures and the Fashion-MNIST run sets."""
+    return (*FIGURES, *RUN_SETS, *_COMBINED)
 
 
 class GridConflictError(FileExistsError):
@@ -68,8 +123,101 @@ class GridConflictError(FileExistsError):
 
 
 def _check_figure(figure: str) -> None:
-    if figure not in FIGURES:
-        raise ValueError(f"Invalid figure: {figure!r} (choose one of {', '.join(FIGURES)})")
+    if figure not in FIGURES and figure not in RUN_SETS and figure not in _COMBINED:
+        raise ValueError(f"Invalid figure: {figure!r} (choose one of {', '.join(run_set_names())})")
+
+
+# ----------------------------------------------------------------------------- controls
+
+
+class _EpochBernoulli:
+    """``t -> momentum``: below with the epoch's probability ``p[t // n]``, drawn from ``(seed, t)`` alone."""
+
+    def __init__(self, pair: tuple[float, float], fractions: Sequence[float], seed: int, iterations: int) -> None:
+        from lcamlab.experiments.controls import bernoulli_schedule
+
+        self.iterations = int(iterations)
+        self.schedules = [bernoulli_schedule(pair, p, seed) for p in fractions]
+
+    def __call__(self, t: int):
+        epoch = min(int(t) // self.iterations, len(self.schedules) - 1)
+        return self.schedules[epoch](t)
+
+
+def _train_size(config: TrainConfig) -> int:
+    full = {"cifar10": 50000, "cifar100": 50000, "fashion-mnist": 60000}[config.dataset]
+    return config.train_subset if config.train_subset is not None else full
+
+
+def control_schedule(config: TrainConfig):
+    r"""The momentum schedule of a control run, for :class:`lcamlab.optim.ScheduledMomentum`.
+
+    * ``shuffled``: step :math:`t` of epoch :math:`e = \lfloor t / n \rfloor` uses ``below`` with
+      probability :math:`p_e` (the reference run's realised below-fraction of epoch :math:`e`,
+      ``config.control_values``), else ``above``; the draw is a pure function of ``(seed, t)``
+      (:func:`lcamlab.experiments.controls.bernoulli_schedule`), so a resumed run continues it.
+    * ``matched``: the fixed number ``config.control_values[0]``.
+
+    ``n`` is the number of training batches per epoch, ``ceil(N / batch_size)`` with ``N`` the
+    training subset (or the dataset's full size: pass ``train_subset`` for a smaller set).
+    """
+    if config.control is None or config.control_values is None:
+        raise ValueError(f"Invalid control config: control {config.control!r} with values "
+                         f"{config.control_values!r} (a control needs the values of its reference run)")
+    if config.control == "matched":
+        return float(config.control_values[0])
+    iterations = -(-_train_size(config) // config.batch_size)
+    return _EpochBernoulli(tuple(config.momentum), config.control_values, config.seed, iterations)
+
+
+def control_values_from(rows: Sequence[dict[str, Any]], control: str, pair: tuple[float, float],
+                        epochs: int) -> tuple[float, ...]:
+    r"""The values a control takes from its reference run's ``metrics.jsonl`` rows.
+
+    ``shuffled``: the per-epoch below-fractions :math:`p_e` (``phase_below``); ``matched``: the
+    realised mean momentum :math:`\bar\beta = \frac1E\sum_e \big(p_e\,\beta_\text{below} +
+    (1 - p_e)\,\beta_\text{above}\big)` (every epoch has the same number of steps).
+    """
+    fractions = [row.get("phase_below") for row in rows[:epochs]]
+    if len(fractions) < epochs or any(p is None or not (0.0 <= p <= 1.0) for p in fractions):
+        raise ValueError(f"Invalid reference run for a {control} control: {len(fractions)} epochs with a "
+                         f"below-fraction, need {epochs} (is the reference an LCAM run, and finished?)")
+    if control == "shuffled":
+        return tuple(float(p) for p in fractions)
+    below, above = pair
+    return (sum(p * below + (1.0 - p) * above for p in fractions) / len(fractions),)
+
+
+def resolve_control(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``control_values`` read from its finished reference run, or unchanged when the
+    reference is not finished yet (or the values are already there)."""
+    if config.control is None or config.control_values is not None or config.control_reference is None:
+        return config
+    from lcamlab.train.runs import read_run
+
+    reference = Path(config.runs_dir) / config.control_reference
+    if run_state(reference) != "finished":
+        return config
+    rows = read_run(reference).metrics.to_dict("records")
+    values = control_values_from(rows, config.control, tuple(config.momentum), config.epochs)
+    return config.replace(control_values=list(values))
+
+
+def _run_set_configs(name: str, seed_values: list[int], overrides: dict[str, Any]) -> list[TrainConfig]:
+    spec = RUN_SETS[name]
+    base = {**FMNIST_DEFAULTS, "schedule": spec["schedule"], "optimizer": "lcam", "figure": spec["figure"]}
+    base.update(overrides)
+    configs = []
+    for seed in seed_values:
+        for pair in spec["groups"]:
+            config = TrainConfig.from_overrides(base, dataset=spec["dataset"], momentum=pair, seed=seed)
+            configs.append(config.replace(run_id=run_id_for(config)))
+        for control, pair in spec["controls"]:
+            reference = TrainConfig.from_overrides(base, dataset=spec["dataset"], momentum=pair, seed=seed)
+            config = reference.replace(control=control, control_reference=run_id_for(reference))
+            config = resolve_control(config.replace(run_id=run_id_for(config)))
+            configs.append(config)
+    return configs
 
 
 def figure_groups(figure: str, dataset: str) -> list[tuple[float, float]]:
@@ -123,6 +271,14 @@ def figure_configs(figure: str, *, dataset: str | None = None, seeds: int | Sequ
             f"the optimizer and the run names; choose the seeds with seeds= (--seeds) and the dataset with "
             f"dataset= (--dataset)"
         )
+    if figure in RUN_SETS or figure in _COMBINED:
+        if dataset is not None and dataset != "fashion-mnist":
+            raise ValueError(f"Invalid dataset for {figure}: {dataset!r} (the run set is fashion-mnist)")
+        seed_values = _seed_list(seeds)
+        names = _COMBINED.get(figure, (figure,))
+        # seed by seed, so a grid cut short leaves complete seeds (paired comparisons) behind
+        return [config for seed in seed_values for name in names
+                for config in _run_set_configs(name, [seed], overrides)]
     datasets = FIGURE_DATASETS[figure] if dataset is None else (dataset,)
     seed_values = _seed_list(seeds)
     base = {"schedule": FIGURE_SCHEDULES[figure], "epochs": 150, "optimizer": "lcam", "figure": figure}
@@ -178,7 +334,11 @@ def grid_conflicts(configs: Iterable[TrainConfig], runs_dir: str | os.PathLike |
         if stored is None:
             conflicts[str(run_dir)] = "the folder exists but is not a run (no readable config.json)"
             continue
-        differences = config_differences(stored, config.to_dict())
+        requested = config.to_dict()
+        if config.control is not None and config.control_values is None:
+            requested.pop("control_values")  # planned: the values come from the reference when it is done
+            stored = {k: v for k, v in stored.items() if k != "control_values"}
+        differences = config_differences(stored, requested)
         if differences:
             conflicts[str(run_dir)] = ", ".join(
                 f"{name}: stored {old!r} vs requested {new!r}" for name, (old, new) in differences.items())
@@ -267,6 +427,14 @@ def run_grid(configs: Iterable[TrainConfig], runs_dir: str | os.PathLike | None 
                 say(f"{prefix} resuming after epoch {epochs_done(run_dir)}")
                 location = {k: getattr(config, k) for k in LOCATION_FIELDS - {"runs_dir", "run_id"}}
                 resume(run_dir, progress=progress, on_epoch_end=on_epoch_end, **location)
+            elif config.control is not None and config.control_values is None:
+                config = resolve_control(config)
+                if config.control_values is None:
+                    say(f"{prefix} skipped: its reference run {config.control_reference} is not finished "
+                        f"(train it first; it comes earlier in this grid)")
+                    continue
+                say(f"{prefix} training (values from {config.control_reference})")
+                train(config, progress=progress, on_epoch_end=on_epoch_end)
             else:
                 say(f"{prefix} training")
                 train(config, progress=progress, on_epoch_end=on_epoch_end)

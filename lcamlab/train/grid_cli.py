@@ -10,6 +10,7 @@ Examples::
     lcamlab grid fig4 --seeds 5 --status          # where the CIFAR-100 grid stands
     lcamlab grid fig5 --dataset cifar100 --seeds 4 --first-seed 4
     lcamlab grid fig3 --seeds 2 --epochs 40 --runs-dir data/runs-short
+    lcamlab grid fmnist --seeds 8 --threads 1     # the Fashion-MNIST grid of notebooks 03/04
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``lcamlab grid``."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = __doc__
-    parser.add_argument("grid_figure", metavar="FIGURE", help="fig3 (CIFAR-10 groups), fig4 (CIFAR-100 groups) "
-                                                         "or fig5 (final training, both datasets)")
+    parser.add_argument("grid_figure", metavar="FIGURE", help="fig3 (CIFAR-10 groups), fig4 (CIFAR-100 groups), "
+                        "fig5 (final training, both datasets), or a Fashion-MNIST run set: fig3-fmnist, "
+                        "fig5-fmnist, controls-fmnist, or fmnist (all three, seed by seed)")
     parser.add_argument("--seeds", type=int, default=None, metavar="N",
                         help="number of seeds per momentum group (default 1)")
     parser.add_argument("--first-seed", type=int, default=0, metavar="K",
@@ -35,6 +37,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed-list", type=int, nargs="+", default=None, metavar="S",
                         help="explicit seeds instead of --seeds/--first-seed")
     parser.add_argument("--status", action="store_true", help="print where every run stands and train nothing")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch CPU threads (torch.set_num_threads; default: torch's)")
     parser.add_argument("--progress", default="auto", metavar="MODE",
                         help="auto (a progress bar on a terminal, else one line per epoch), bar, lines or none")
     add_config_arguments(parser, exclude=("momentum", "seed", "figure", "run_id", "optimizer"))
@@ -57,6 +61,12 @@ def main(args: argparse.Namespace) -> int:
     """Run ``lcamlab grid``; returns the exit status."""
     from lcamlab.train.grid import figure_configs, grid_status, run_grid
 
+    if args.threads is not None:
+        import torch
+
+        if args.threads < 1:
+            raise ValueError(f"Invalid --threads: {args.threads} (must be >= 1)")
+        torch.set_num_threads(args.threads)
     overrides = config_overrides(args)
     dataset = overrides.pop("dataset", None)
     configs = figure_configs(args.grid_figure, dataset=dataset, seeds=_seeds(args), **overrides)

@@ -11,6 +11,10 @@ Table 1) call: it maps the notebook's datasets to their panels
 (quick mode), plans every panel, optionally trains the missing runs, and reads
 the runs back into one tidy frame (:func:`lcamlab.train.runs.runs_frame`)
 for :mod:`lcamlab.reports`.
+
+:func:`prepare_fmnist` does the same for the Fashion-MNIST run sets
+(:data:`lcamlab.train.grid.RUN_SETS`): the notebooks' panels of our own runs
+at laptop scale, with LCAM's controls.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ __all__ = [
     "panel_figures",
     "PanelRuns",
     "prepare_panels",
+    "FmnistRuns",
+    "prepare_fmnist",
 ]
 
 
@@ -305,3 +311,143 @@ def prepare_panels(
         f"WRN-{result.setting('depth')}-{result.setting('widen')}, {result.setting('epochs')} epochs planned")
     result.text = "\n".join(lines)
     return result
+
+
+# ----------------------------------------------------------------------------- Fashion-MNIST
+
+
+@dataclass
+class FmnistRuns:
+    """The Fashion-MNIST runs of a notebook: the run sets' status, the runs read back, what was printed.
+
+    Attributes:
+        run_sets: the :data:`lcamlab.train.grid.RUN_SETS` names, in training order.
+        configs: every run's configuration (controls after their references).
+        status: :func:`lcamlab.train.grid.grid_status` of ``configs``.
+        frame: :func:`lcamlab.reports.fmnist.fmnist_frame` of every run with a logged epoch.
+        runs_dir: the runs folder.
+        settings: the training fields every run shares (epochs, subsets, model, ...).
+        synthetic: the runs train on generated Fashion-MNIST-format files (quick mode).
+        command: the ``lcamlab grid`` command that trains what is missing.
+        text: every line :func:`prepare_fmnist` printed.
+    """
+
+    run_sets: tuple[str, ...]
+    configs: list[Any]
+    status: pd.DataFrame
+    frame: pd.DataFrame
+    runs_dir: Path
+    settings: dict[str, Any]
+    synthetic: bool
+    command: str
+    text: str
+
+    @property
+    def setting_text(self) -> str:
+        """One line on how the runs were made, for tables and the claims ledger."""
+        s = self.settings
+        seeds = int(self.frame.seed.nunique()) if len(self.frame) else 0
+        data = "generated Fashion-MNIST-format data (quick mode)" if self.synthetic else "Fashion-MNIST"
+        return (f"{data}, {s['arch']} CNN, {s['epochs']} epochs, {s['train_subset'] or 60000} training and "
+                f"{s['test_subset'] or 10000} test images, batch {s['batch_size']}, {seeds} seeds")
+
+
+def prepare_fmnist(
+    run_sets: Sequence[str],
+    *,
+    seeds: int | Sequence[int],
+    data_dir: str | os.PathLike,
+    runs_dir: str | os.PathLike | None = None,
+    fashion_dir: str | os.PathLike | None = None,
+    run: bool = False,
+    synthetic: bool = False,
+    synthetic_train_images: int = 512,
+    synthetic_test_images: int = 256,
+    progress: str = "none",
+    log: Callable[[str], None] | None = print,
+    **train_overrides: Any,
+) -> FmnistRuns:
+    """Plan the Fashion-MNIST run sets, train the missing runs if asked, and read the runs back.
+
+    Args:
+        run_sets: names from :data:`lcamlab.train.grid.RUN_SETS` (``fig3-fmnist``, ``fig5-fmnist``,
+            ``controls-fmnist``); controls come after the runs they reference.
+        seeds: seeds per series: ``N`` (0..N-1) or a list.
+        data_dir: the results folder (generated data go here in quick mode).
+        runs_dir: the runs folder (None: :data:`lcamlab.train.grid.FMNIST_DEFAULTS`' ``data/runs-fmnist``
+            of the repository; in quick mode ``<data_dir>/runs-fmnist``).
+        fashion_dir: the Fashion-MNIST files (None: :func:`lcamlab.data.fashion_mnist_dir`).
+        run: train missing runs and resume partial ones (seed by seed, references first).
+        synthetic: generate small Fashion-MNIST-format IDX files under ``data_dir`` and train on them.
+        synthetic_train_images, synthetic_test_images: their sizes (they become the subsets).
+        progress: per-epoch output while training.
+        log: where each printed line goes (``None``: silent).
+        **train_overrides: training fields for every run (``epochs``, ``train_subset``, ...); a value
+            of None keeps the run set's default (:data:`lcamlab.train.grid.FMNIST_DEFAULTS`).
+    """
+    from lcamlab.data.fashion_mnist import synthetic_fashion_mnist
+    from lcamlab.reports.fmnist import fmnist_frame
+
+    lines: list[str] = []
+
+    def say(text: str) -> None:
+        lines.append(text)
+        if log is not None:
+            log(text)
+
+    for name in run_sets:
+        if name not in grid.RUN_SETS:
+            raise ValueError(f"Invalid run set: {name!r} (choose from {', '.join(grid.RUN_SETS)})")
+    data_path = Path(data_dir).resolve()
+    overrides = {k: v for k, v in train_overrides.items() if v is not None}  # None: the run set's default
+    if synthetic:
+        folder, digest = synthetic_fashion_mnist(data_path, n_train=synthetic_train_images,
+                                                 n_test=synthetic_test_images)
+        overrides.update(data_dir=str(folder), data_md5=digest, train_subset=synthetic_train_images,
+                         test_subset=synthetic_test_images)
+        say(f"Generated Fashion-MNIST-format files (not Fashion-MNIST: numbers below only exercise the "
+            f"pipeline): {folder}")
+    elif fashion_dir is not None:
+        overrides["data_dir"] = str(Path(fashion_dir).resolve())
+    if runs_dir is not None:
+        runs_path = Path(runs_dir).resolve()
+    elif synthetic:
+        runs_path = data_path / "runs-fmnist"
+    else:
+        runs_path = (REPO_ROOT / grid.FMNIST_DEFAULTS["runs_dir"]).resolve()
+    overrides["runs_dir"] = str(runs_path)
+    seed_values = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+
+    def configs_now() -> list[Any]:
+        return [c for seed in seed_values for name in run_sets
+                for c in grid.figure_configs(name, seeds=[seed], **overrides)]
+
+    configs = configs_now()
+    if run:
+        grid.run_grid(configs, runs_path, progress=progress, log=say)
+        configs = configs_now()  # the controls now carry the values of their references
+    status = grid.grid_status(configs, runs_path)
+    counts = status.state.value_counts()
+    say(f"{' + '.join(run_sets)}: {len(status)} runs (" + ", ".join(
+        f"{counts[s]} {s}" for s in ("finished", "partial", "missing", "diverged", "conflict") if s in counts)
+        + f") in {_display_path(runs_path)}")
+    shown = {k: v for k, v in overrides.items() if k not in ("runs_dir", "data_dir", "data_md5")
+             and grid.FMNIST_DEFAULTS.get(k, object()) != v}
+    parts = ["lcamlab", "grid", "fmnist" if set(run_sets) == set(grid.RUN_SETS) else run_sets[0],
+             "--seeds", str(len(seed_values)), "--threads", "1"]
+    for key, value in shown.items():
+        parts += ["--" + key.replace("_", "-"), str(value)]
+    command = " ".join(parts) + ("" if runs_path == (REPO_ROOT / grid.FMNIST_DEFAULTS["runs_dir"]).resolve()
+                                 else f" --runs-dir {_display_path(runs_path)}")
+    incomplete = status[status.state.isin(["missing", "partial"])]
+    for row in incomplete.itertuples(index=False):
+        say(f"  {row.state}: {row.run_id}")
+    if len(incomplete):
+        say(f"Train the missing runs (from the repository root) with:\n  {command}")
+    usable = status[status.state.isin(["partial", "finished", "diverged"])]
+    frame = fmnist_frame([Path(p) for p in usable.run_dir])
+    settings = {key: getattr(configs[0], key) for key in ("arch", "epochs", "train_subset", "test_subset",
+                                                           "batch_size", "lr", "weight_decay")} if configs else {}
+    say(f"Runs read: {frame.run_id.nunique() if len(frame) else 0} ({len(frame)} epoch rows)")
+    return FmnistRuns(run_sets=tuple(run_sets), configs=configs, status=status, frame=frame, runs_dir=runs_path,
+                      settings=settings, synthetic=bool(synthetic), command=command, text="\n".join(lines))

@@ -27,6 +27,7 @@ the files.
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import math
 import os
@@ -92,6 +93,18 @@ class RunBusyError(RuntimeError):
     """Another process is training this run right now."""
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that is unreadable, incomplete or not good (non-finite values); the message says what to do."""
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be created, restarted or resumed as asked; the message says what to do."""
+
+
+class CheckpointWriteError(OSError):
+    """Writing a checkpoint failed (a full disk); the previous checkpoint is intact."""
+
+
 # --------------------------------------------------------------------------------------
 # Building blocks
 # --------------------------------------------------------------------------------------
@@ -104,13 +117,14 @@ def default_run_id(config: TrainConfig) -> str:
     ``fig3-cifar10-m0.9-0.95-s0`` (:func:`lcamlab.train.grid.run_id_for`).
     """
     below, above = config.momentum
+    control = "" if config.control is None else f"-{config.control}"
     if config.figure is not None:
-        return f"{config.figure}-{config.dataset}-m{below:g}-{above:g}-s{config.seed}"
+        return f"{config.figure}-{config.dataset}-m{below:g}-{above:g}{control}-s{config.seed}"
     if config.optimizer in ("sgd", "lcam"):
         momentum = f"-m{below:g}" if below == above else f"-m{below:g}-{above:g}"
     else:
         momentum = ""
-    return f"{config.optimizer}-{config.dataset}-{config.schedule}{momentum}-s{config.seed}"
+    return f"{config.optimizer}-{config.dataset}-{config.schedule}{momentum}{control}-s{config.seed}"
 
 
 def resolve_device(name: str, context: DistContext | None = None) -> torch.device:
@@ -129,9 +143,14 @@ def resolve_device(name: str, context: DistContext | None = None) -> torch.devic
 
 
 def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
-    """``WideResNet(depth, widen, num_classes, dropout)`` (000 section 4; digest section 2)."""
+    """``WideResNet(depth, widen, num_classes, dropout)`` (000 section 4; digest section 2), or with
+    ``arch="fmnet"`` the small Fashion-MNIST CNN :class:`lcamlab.models.FMNet`."""
     from lcamlab.models.wrn import WideResNet
 
+    if config.arch == "fmnet":
+        from lcamlab.models.small import FMNet
+
+        return FMNet(num_classes=num_classes, in_channels=1 if config.dataset == "fashion-mnist" else 3)
     return WideResNet(depth=config.depth, widen=config.widen, num_classes=num_classes, dropout=config.dropout)
 
 
@@ -146,6 +165,12 @@ def optimizer_spec(config: TrainConfig) -> "OptimizerSpec":
     """
     from lcamlab.experiments.registry import OptimizerSpec
 
+    if config.control is not None:
+        from lcamlab.experiments.controls import control_specs
+
+        lcam = OptimizerSpec("lcam", float(config.lr), {"weight_decay": float(config.weight_decay),
+                                                         "momentum": tuple(config.momentum)})
+        return next(iter(control_specs(lcam, (config.control,)).values()))
     options: dict[str, Any] = {"weight_decay": float(config.weight_decay)}
     if config.optimizer == "sgd":
         options["momentum"] = config.momentum[0]
@@ -157,16 +182,24 @@ def optimizer_spec(config: TrainConfig) -> "OptimizerSpec":
 def build_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     """The optimizer of ``config`` over ``params`` (:func:`optimizer_spec`, built by the registry).
 
-    Every parameter is decayed, BatchNorm included, as in the authors' loop.
+    Every parameter is decayed, BatchNorm included, as in the authors' loop. A control
+    (``config.control``) is :class:`lcamlab.optim.ScheduledMomentum` with the schedule
+    of :func:`lcamlab.train.grid.control_schedule` (from ``config.control_values``).
     """
+    if config.control is not None:
+        from lcamlab.train.grid import control_schedule
+
+        return optimizer_spec(config).build(list(params), momentum=control_schedule(config))
     return optimizer_spec(config).build(list(params))
 
 
 def _load_data(config: TrainConfig, context: DistContext):
     """The dataset (rank 0 first, so only one replica downloads or builds the cache)."""
-    from lcamlab.data import load_cifar
+    from lcamlab.data import load_cifar, load_fashion_mnist
 
     def load():
+        if config.dataset == "fashion-mnist":
+            return load_fashion_mnist(config.data_dir, download=config.download, expected_md5=config.data_md5)
         return load_cifar(config.dataset, config.data_dir, download=config.download,
                           expected_md5=config.data_md5)
 
@@ -199,12 +232,14 @@ def _subset(images, labels, n: int | None):
 
 def _make_loaders(config: TrainConfig, data, device: torch.device):
     from lcamlab.data import NORMALIZATIONS, DeviceLoader
+    from lcamlab.data.fashion_mnist import FASHION_MNIST_NORMALIZATION
 
-    mean, std = NORMALIZATIONS[config.normalization]
+    mean, std = FASHION_MNIST_NORMALIZATION if config.normalization == "fashion-mnist" \
+        else NORMALIZATIONS[config.normalization]
     train_x, train_y = _subset(data.train_images, data.train_labels, config.train_subset)
     test_x, test_y = _subset(data.test_images, data.test_labels, config.test_subset)
     train_loader = DeviceLoader(train_x, train_y, batch_size=config.batch_size, train=True, seed=config.seed,
-                                mean=mean, std=std, device=device, drop_last=False,
+                                mean=mean, std=std, device=device, drop_last=False, pad=config.crop_pad,
                                 channels_last=config.channels_last)
     test_loader = DeviceLoader(test_x, test_y, batch_size=config.eval_batch_size, train=False, seed=config.seed,
                                mean=mean, std=std, device=device, drop_last=False,
@@ -283,20 +318,131 @@ def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 def _append_session(run_dir: Path, session: dict[str, Any]) -> None:
     path = run_dir / CONFIG_NAME
-    record = json.loads(path.read_text())
+    record = _read_json(path, _CONFIG_FIX)
     record.setdefault("sessions", []).append(session)
     provenance.atomic_write_json(path, record)
 
 
+_CONFIG_FIX = ("it holds the run's configuration and provenance: restore it from a backup (the configuration is "
+               "also stored in checkpoint.pt: torch.load(path, weights_only=True)['config']), or start the run "
+               "afresh under another --run-id")
+
+
+def _read_json(path: Path, fix: str) -> Any:
+    """A run folder's JSON file; an unreadable one is a :class:`RunFolderError` naming it and ``fix``."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunFolderError(f"{path} is not readable JSON ({error}); {fix}") from None
+
+
+def _non_finite(state: dict[str, Any], context: DistContext | None = None) -> list[str]:
+    """Names of the floating-point tensors in ``state`` holding NaN or inf (one host sync)."""
+    names = [name for name, value in state.items()
+             if isinstance(value, torch.Tensor) and value.is_floating_point()]
+    if not names:
+        return []
+    finite = torch.stack([torch.isfinite(state[name]).all() for name in names])
+    if context is not None and context.enabled:  # every replica takes the same decision
+        bad = all_reduce_sum((~finite).sum(), context)
+        local = [n for n, ok in zip(names, finite.tolist()) if not ok]
+        return local or (["(a tensor on another replica)"] if int(bad) else [])
+    return [name for name, ok in zip(names, finite.tolist()) if not ok]
+
+
+def _shown(names: list[str], limit: int = 4) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+_CHECKPOINT_KEYS = ("format", "config", "epoch", "model", "optimizer", "rng", "history")
+
+
+def _checkpoint_fix(run_dir: Path) -> str:
+    path = run_dir / CHECKPOINT_NAME
+    return (f"if you kept a copy of an earlier {CHECKPOINT_NAME}, put it back and resume again; otherwise move this "
+            f"one away (mv {path} {path}.damaged) and `lcamlab train --resume {run_dir}` restarts the run from "
+            f"epoch 1 with its stored configuration")
+
+
 def _read_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    """The run's verified checkpoint, or ``None`` without one (the run then starts at epoch 1).
+
+    Raises:
+        CheckpointError: unreadable (truncated, random, empty, refused by ``weights_only``),
+            incomplete, of another format, or holding non-finite parameters or buffers.
+    """
     path = run_dir / CHECKPOINT_NAME
     if not path.exists():
         return None
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types here; all mean "not a checkpoint we can use"
+        reason = " ".join(str(error).split()).split(". ")[0][:160] or "no detail"
+        raise CheckpointError(f"Checkpoint {path} is unreadable ({type(error).__name__}: {reason}); "
+                              f"{_checkpoint_fix(run_dir)}") from None
+    missing = [key for key in _CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"Checkpoint {path} is not a complete lcamlab checkpoint (it lacks "
+                              f"{', '.join(missing)}); {_checkpoint_fix(run_dir)}")
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"Invalid checkpoint {path}: format {checkpoint.get('format')!r} "
-                         f"(this lcamlab reads format {CHECKPOINT_FORMAT})")
+        raise CheckpointError(f"Invalid checkpoint {path}: format {checkpoint.get('format')!r} "
+                              f"(this lcamlab reads format {CHECKPOINT_FORMAT}); {_checkpoint_fix(run_dir)}")
+    epoch, model = checkpoint["epoch"], checkpoint["model"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1 or not isinstance(model, dict) \
+            or not isinstance(checkpoint["history"], list) or len(checkpoint["history"]) != epoch:
+        raise CheckpointError(f"Checkpoint {path} is inconsistent (epoch {epoch!r}, "
+                              f"{len(checkpoint['history']) if isinstance(checkpoint['history'], list) else '?'} "
+                              f"history rows); {_checkpoint_fix(run_dir)}")
+    bad = _non_finite(model)
+    if bad:
+        raise CheckpointError(f"Checkpoint {path} (epoch {epoch}) holds non-finite values in {len(bad)} tensor(s) "
+                              f"({_shown(bad)}): the run had diverged by then; {_checkpoint_fix(run_dir)}, or "
+                              f"start a new run with a lower --lr")
     return checkpoint
+
+
+def _save_checkpoint(state: dict[str, Any], run_dir: Path) -> None:
+    """Write the checkpoint atomically; a full disk is a :class:`CheckpointWriteError` saying nothing was lost."""
+    path = run_dir / CHECKPOINT_NAME
+    try:
+        provenance.atomic_torch_save(state, path)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        kept = (f"nothing was lost: the checkpoint of epoch {state['epoch'] - 1} is intact, and resuming continues "
+                f"from it" if state["epoch"] > 1 else
+                "this was the run's first checkpoint, so resuming starts again from epoch 1")
+        raise CheckpointWriteError(
+            error.errno, f"No space left on device while writing the checkpoint of epoch {state['epoch']} to "
+                         f"{path}; the files already there are intact (the new checkpoint was never renamed into "
+                         f"place): {kept}. Free space on that disk and continue with "
+                         f"`lcamlab train --resume {run_dir}`", str(path),
+        ) from error
+
+
+_TEMPORARY_OF = ("checkpoint.pt", "config.json", "metrics.jsonl", "finished.json", "diverged.json")
+
+
+def _clean_stale_temporaries(run_dir: Path, progress: str) -> None:
+    """Remove the temporary files of writes a killed process left (``.checkpoint.pt.*.tmp``, ...).
+
+    Called under the run's lock, so no live writer owns them.
+    """
+    removed, size = 0, 0
+    for path in run_dir.iterdir():
+        name = path.name
+        if name.startswith(".") and name.endswith(".tmp") and path.is_file() \
+                and any(name.startswith(f".{stem}.") for stem in _TEMPORARY_OF):
+            try:
+                size += path.stat().st_size
+                path.unlink()
+                removed += 1
+            except OSError:
+                pass
+    if removed and progress != "none":
+        print(f"{run_dir}: removed {removed} temporary file(s) of an interrupted write ({size / 2**20:.1f} MiB)",
+              flush=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -374,14 +520,23 @@ def resume(
             f"configuration (only device, data_dir, download, compile may change); start a new run instead"
         )
     if (run_dir / DIVERGED_NAME).exists():
-        detail = json.loads((run_dir / DIVERGED_NAME).read_text()).get("message", "")
+        try:
+            detail = _read_json(run_dir / DIVERGED_NAME, "").get("message", "")
+        except (RunFolderError, AttributeError):
+            detail = f"its {run_dir / DIVERGED_NAME} is unreadable"
         raise TrainingDivergedError(
             f"Run {run_dir} diverged and is not resumed ({detail}); start a new run with another "
             f"--run-id (e.g. a lower --lr), or delete {DIVERGED_NAME} to retry"
         )
-    stored = json.loads(config_path.read_text())["config"]
-    config = TrainConfig.from_dict(stored).replace(**overrides, runs_dir=str(run_dir.parent),
-                                                    run_id=run_dir.name)
+    record = _read_json(config_path, _CONFIG_FIX)
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise RunFolderError(f"{config_path} holds no 'config' record; {_CONFIG_FIX}")
+    try:
+        config = TrainConfig.from_dict(record["config"]).replace(**overrides, runs_dir=str(run_dir.parent),
+                                                                 run_id=run_dir.name)
+    except ValueError as error:
+        raise RunFolderError(f"Cannot resume {run_dir}: its stored configuration ({config_path}) is not valid here "
+                             f"({error}); {_restart_hint(run_dir)}") from None
     return _session(config, run_dir, fresh=False, progress=progress, on_epoch_end=on_epoch_end,
                     model_factory=model_factory)
 
@@ -400,8 +555,8 @@ def _session(config: TrainConfig, run_dir: Path, *, fresh: bool, progress: str,
     context = init_from_env(device_type)
     try:
         device = resolve_device(config.device, context)
-        if fresh and broadcast_object(run_dir.exists() if context.is_main else None, context):
-            _refuse_existing(run_dir)
+        if fresh:
+            _raise_everywhere(_new_run_problem(run_dir) if context.is_main else None, context)
         data = _load_data(config, context)
         if fresh:
             _create_run_dir(config, run_dir, device, context, data)
@@ -409,7 +564,11 @@ def _session(config: TrainConfig, run_dir: Path, *, fresh: bool, progress: str,
             if context.is_main and progress != "none":
                 print(f"{run_dir}: already finished ({FINISHED_NAME}); nothing to do", flush=True)
             return run_dir
+        else:
+            _check_resumable(config, run_dir, data)
         with _run_lock(run_dir, context):
+            if context.is_main:
+                _clean_stale_temporaries(run_dir, progress)
             _train_loop(config, run_dir, data, device, context, progress=progress,
                         on_epoch_end=on_epoch_end, model_factory=model_factory, fresh=fresh)
         return run_dir
@@ -424,25 +583,142 @@ def _refuse_existing(run_dir: Path) -> None:
     )
 
 
+def _raise_everywhere(error: BaseException | None, context: DistContext) -> None:
+    """Raise rank 0's ``error`` (or nothing) on every replica."""
+    error = broadcast_object(error, context)
+    if error is not None:
+        raise error
+
+
+def _run_files(run_dir: Path) -> list[str]:
+    """What a run folder holds, without its lock and the temporaries of interrupted writes."""
+    return sorted(p.name for p in run_dir.iterdir()
+                  if p.name != LOCK_NAME and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+
+
+def _never_started(run_dir: Path) -> bool:
+    """A run folder with its configuration but no finished epoch (no checkpoint), not finished, not diverged."""
+    return ((run_dir / CONFIG_NAME).is_file() and not (run_dir / CHECKPOINT_NAME).exists()
+            and not (run_dir / FINISHED_NAME).exists() and not (run_dir / DIVERGED_NAME).exists())
+
+
+def _restart_hint(run_dir: Path) -> str:
+    if _never_started(run_dir):
+        return (f"this run never finished an epoch, so nothing is lost by starting it afresh: run `lcamlab train` "
+                f"with valid options and --run-id {run_dir.name} --runs-dir {run_dir.parent} (the folder is reused)")
+    return "start a new run under another --run-id"
+
+
+def _new_run_problem(run_dir: Path) -> BaseException | None:
+    """Why a new run cannot go to ``run_dir`` (checked before the data is loaded), or ``None``."""
+    try:
+        provenance.check_output_folder(run_dir.parent, "--runs-dir")
+        provenance.check_output_folder(run_dir, "--run-id")
+    except ValueError as error:
+        return error
+    if not run_dir.is_dir():
+        return None
+    files = _run_files(run_dir)
+    if not files or _never_started(run_dir):
+        return None  # empty, or never finished an epoch: reused (_create_run_dir)
+    if CONFIG_NAME not in files:
+        return RunFolderError(f"{run_dir} exists and is not a run folder (no {CONFIG_NAME}; it holds "
+                              f"{', '.join(files[:5])}{' ...' if len(files) > 5 else ''}): move it away or choose "
+                              f"another --run-id")
+    try:
+        _refuse_existing(run_dir)
+    except FileExistsError as error:
+        return error
+    return None
+
+
+def _data_identity(data) -> dict[str, Any]:
+    return {"source": str(data.source), "md5": getattr(data, "md5", None),
+            "content_sha256": getattr(data, "content_sha256", None) or None,
+            "train_images": int(data.train_images.shape[0]), "test_images": int(data.test_images.shape[0])}
+
+
+def _check_data_fits(config: TrainConfig, data) -> None:
+    """The subsets a config asks for exist in ``data`` (checked before a run folder is created)."""
+    for name, split, images in (("train_subset", "training", data.train_images),
+                                ("test_subset", "test", data.test_images)):
+        wanted = getattr(config, name)
+        if wanted is not None and wanted > int(images.shape[0]):
+            raise ValueError(f"Invalid --{name.replace('_', '-')}: {wanted} (the {split} set in {data.source} holds "
+                             f"only {int(images.shape[0])} images); choose at most {int(images.shape[0])}")
+
+
+def _check_resumable(config: TrainConfig, run_dir: Path, data) -> None:
+    """A resumed run continues on the data it started with, and its subsets fit that data."""
+    record = _read_json(run_dir / CONFIG_NAME, _CONFIG_FIX)
+    stored = record.get("data") if isinstance(record, dict) else None
+    found = _data_identity(data)
+    if isinstance(stored, dict):
+        key = "content_sha256" if stored.get("content_sha256") and found["content_sha256"] else "md5"
+        if stored.get(key) and found.get(key) and stored[key] != found[key]:
+            raise RunFolderError(
+                f"Cannot resume {run_dir} on other data: it was trained on {stored.get('source')} ({key} "
+                f"{stored[key]}, {stored.get('train_images')} training images), but --data-dir now gives "
+                f"{found['source']} ({key} {found[key]}, {found['train_images']} training images); point "
+                f"--data-dir at the data the run started with, or start a new run under another --run-id"
+            )
+    try:
+        _check_data_fits(config, data)
+    except ValueError as error:
+        raise RunFolderError(f"Cannot resume {run_dir}: {error}; {_restart_hint(run_dir)}") from None
+
+
 def _create_run_dir(config: TrainConfig, run_dir: Path, device: torch.device, context: DistContext,
                     data) -> None:
-    error = None
+    """Create the run folder complete (``config.json`` in place) or not at all.
+
+    Everything is validated first (the subsets against the data); the folder is
+    filled under a temporary name and renamed into place. A folder that exists
+    but never finished an epoch (or is empty) is started afresh, under its lock.
+    """
+    error: BaseException | None = None
     if context.is_main:
         try:
-            run_dir.parent.mkdir(parents=True, exist_ok=True)
-            run_dir.mkdir()  # exclusive: two processes starting the same run cannot both win
-        except FileExistsError:
-            error = "exists"
-        else:
+            _check_data_fits(config, data)
             record = provenance.run_metadata(config.to_dict(), seed=config.seed, device=device,
                                              run_id=config.run_id, world_size=context.world_size,
-                                             data={"source": str(data.source), "md5": getattr(data, "md5", None),
-                                                   "train_images": int(data.train_images.shape[0]),
-                                                   "test_images": int(data.test_images.shape[0])})
+                                             data=_data_identity(data))
             record["sessions"] = []
-            provenance.atomic_write_json(run_dir / CONFIG_NAME, record)
-    if broadcast_object(error, context) is not None:
-        _refuse_existing(run_dir)
+            if run_dir.is_dir() and _run_files(run_dir):
+                _restart_never_started(run_dir, record)
+            else:
+                if run_dir.is_dir():  # an empty folder (at most a lock or debris of a killed write): replaced
+                    for leftover in run_dir.iterdir():
+                        if leftover.is_file():
+                            leftover.unlink()
+                provenance.create_folder_atomically(
+                    run_dir, lambda folder: provenance.atomic_write_json(folder / CONFIG_NAME, record))
+        except FileExistsError:
+            try:
+                _refuse_existing(run_dir)
+            except FileExistsError as refused:
+                error = refused
+        except (ValueError, OSError, RunBusyError) as caught:
+            error = caught
+    _raise_everywhere(error, context)
+
+
+def _restart_never_started(run_dir: Path, record: dict[str, Any]) -> None:
+    """Start a run folder that never finished an epoch afresh with ``record`` (nothing computed is lost)."""
+    import fcntl
+
+    with open(run_dir / LOCK_NAME, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusyError(f"Run {run_dir} is being trained by another process; wait for it to finish or "
+                               f"stop it") from None
+        if not _never_started(run_dir):  # another process finished an epoch meanwhile
+            _refuse_existing(run_dir)
+        print(f"{run_dir}: this run never finished an epoch; starting it afresh with the configuration given",
+              file=sys.stderr, flush=True)
+        provenance.atomic_write_json(run_dir / CONFIG_NAME, record)
+        (run_dir / METRICS_NAME).unlink(missing_ok=True)
 
 
 def _resolve_progress(progress: str, context: DistContext) -> str:
@@ -491,8 +767,13 @@ def _train_loop(config: TrainConfig, run_dir: Path, data, device: torch.device, 
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if checkpoint is not None:
-        engine.model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
+        try:
+            engine.model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as error:
+            raise CheckpointError(f"Checkpoint {run_dir / CHECKPOINT_NAME} does not fit this run's model and "
+                                  f"optimizer ({' '.join(str(error).split())[:160]}); "
+                                  f"{_checkpoint_fix(run_dir)}") from None
         states = checkpoint["rng"]
         _set_rng_state(states[context.rank] if context.rank < len(states) else states[0], device)
         history = list(checkpoint["history"])
@@ -511,9 +792,13 @@ def _train_loop(config: TrainConfig, run_dir: Path, data, device: torch.device, 
                            context, progress)
         if not (math.isfinite(row["train_loss"]) and math.isfinite(row["test_loss"])):
             _diverged(config, run_dir, row, epoch, context)
+        # a good checkpoint has finite parameters AND buffers (BatchNorm statistics), not only a finite loss
+        bad_tensors = _non_finite(engine.model.state_dict(), context)
+        if bad_tensors:
+            _diverged(config, run_dir, row, epoch, context, tensors=bad_tensors)
         history.append(row)
         if context.is_main:
-            provenance.atomic_torch_save({
+            _save_checkpoint({
                 "format": CHECKPOINT_FORMAT,
                 "config": config.to_dict(),
                 "epoch": epoch + 1,  # epochs done
@@ -525,7 +810,7 @@ def _train_loop(config: TrainConfig, run_dir: Path, data, device: torch.device, 
                              "iterations_per_epoch": iterations},
                 "data_order": {"seed": config.seed, "next_epoch": epoch + 1,
                                "rule": "DeviceLoader.epoch(e) is a function of (seed, e)"},
-            }, run_dir / CHECKPOINT_NAME)
+            }, run_dir)
             _write_metrics(run_dir, history)
         else:
             gather_objects(_rng_state(device), context)  # matches rank 0's collective
@@ -599,11 +884,14 @@ def _train_epoch(config: TrainConfig, engine: Engine, train_loader, test_loader,
     }
 
 
-def _diverged(config: TrainConfig, run_dir: Path, row: dict[str, Any], epoch: int, context: DistContext) -> None:
+def _diverged(config: TrainConfig, run_dir: Path, row: dict[str, Any], epoch: int, context: DistContext,
+              tensors: list[str] | None = None) -> None:
     kept = (f"its last good checkpoint (epoch {epoch}) is kept in {run_dir / CHECKPOINT_NAME}" if epoch > 0
             else "no checkpoint was written (it diverged in the first epoch)")
     bad = [f"{name} {row[key]}" for key, name in (("train_loss", "mean training loss"), ("test_loss", "test loss"))
            if not math.isfinite(row[key])]
+    if tensors:
+        bad.append(f"{len(tensors)} parameter/buffer tensor(s) ({_shown(tensors)})")
     message = (f"Training diverged in epoch {epoch + 1}: {' and '.join(bad)} (not finite) with lr {config.lr} "
                f"and optimizer {config.optimizer}; the run stopped and {kept}. Lower --lr (or change the "
                f"optimizer) and start a new run")
