@@ -54,6 +54,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "grid": ("lcamlab.train.grid_cli", "create, resume and complete the run set of a paper figure"),
     "paper": ("lcamlab.paper.cli", "the LCAM paper's published curves: extract and summarise them"),
     "claims": ("lcamlab.experiments.claims_cli", "the claims ledger: print it, write the README's findings from it"),
+    "lab": ("lcamlab.lab", "open JupyterLab on the repository with the notebooks in front"),
 }
 
 # lcamlab bench NAME: benchmarks are scripts that print ratios measured side by side in one run.
@@ -279,7 +280,7 @@ def preflight(args: argparse.Namespace) -> None:
     module = getattr(getattr(args, "_handler", None), "__module__", "")
     if isinstance(getattr(args, "device", None), str):
         check_device(args.device)
-    if hasattr(args, "seed"):
+    if isinstance(getattr(args, "seed", None), int):  # one integer seed (a list or None is the command's own)
         check_seed(args.seed)
     escape_command = getattr(args, "escape_command", None)
     if module == "lcamlab.escape.cli" and escape_command == "show" and Path(args.path).is_dir():

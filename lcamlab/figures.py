@@ -6,7 +6,8 @@ Each notebook in ``notebooks/`` has a cell tagged ``parameters``; papermill
 injects the values given here after it. The runner always passes absolute
 ``figures_dir`` and ``data_dir``, so figures land in ``figures/`` (PNG for the
 README, PDF for papers) and results in ``data/``. Executed copies (with outputs)
-go to the git-ignored ``notebooks/_build/``. Notebooks run in parallel with
+go to the git-ignored ``notebooks/.build/`` (hidden, so JupyterLab's file
+browser shows only the notebooks). Notebooks run in parallel with
 ``--jobs``; when one fails (a failing cell, or a notebook file that cannot be
 read) the others still finish, and the command exits non-zero naming the
 notebook and the failing cell.
@@ -59,6 +60,7 @@ import math
 import os
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -90,7 +92,7 @@ __all__ = [
 ]
 
 # Executed copies of the notebooks (git-ignored).
-BUILD_DIR = NOTEBOOKS_DIR / "_build"
+BUILD_DIR = NOTEBOOKS_DIR / ".build"  # hidden: JupyterLab's file browser shows only the notebooks
 #: Seconds a running kernel gets to stop after Ctrl-C before it is killed.
 INTERRUPT_GRACE_SECONDS = 5.0
 
@@ -365,13 +367,17 @@ def _check_one(kind: str, value: Any, name: str, spec: Parameter, element: str |
     if kind == "str":
         return (True, value, "") if isinstance(value, str) else (False, value, "expected a string")
     if kind == "dict":
-        return (True, value, "") if isinstance(value, dict) else (False, value, "expected a dict literal, e.g. {'a': 1}")
+        if not isinstance(value, dict):
+            return False, value, "expected a dict literal, e.g. {'a': 1}"
+        return True, value, ""
     if kind == "list":
         if not isinstance(value, (list, tuple)):
             return False, value, "expected a list literal, e.g. [1, 2]"
         value = list(value)
         default = spec.default_value
-        element_kinds = {_kind_of_value(v) for v in default} if isinstance(default, (list, tuple)) and default else set()
+        element_kinds = set()
+        if isinstance(default, (list, tuple)) and default:
+            element_kinds = {_kind_of_value(v) for v in default}
         if element_kinds == {"int", "float"}:
             element_kinds = {"float"}
         if element is not None:
@@ -440,6 +446,11 @@ class _Cancellation:
             async def start_kernel(self, **kwargs):  # type: ignore[override]
                 if cancellation.event.is_set():
                     raise BuildCancelled("interrupted before its kernel started")
+                # The kernel's own log lines on stderr (e.g. "running over TCP without encryption",
+                # about a loopback-only connection) are noise in a headless build; a failing cell or a
+                # dead kernel is reported through papermill. LCAMLAB_DEBUG=1 keeps them.
+                if not os.environ.get("LCAMLAB_DEBUG"):
+                    kwargs.setdefault("stderr", subprocess.DEVNULL)
                 await super().start_kernel(**kwargs)
                 with cancellation._lock:
                     cancellation._managers.append(self)
@@ -517,7 +528,7 @@ def execute_notebook(
         quick: apply ``metadata.lcamlab.quick_parameters`` first.
         figures_dir: where figures go (default ``figures/``); passed as ``figures_dir``.
         data_dir: where results and caches go (default ``data/``); passed as ``data_dir``.
-        build_dir: where the executed copy goes (default ``notebooks/_build/``).
+        build_dir: where the executed copy goes (default ``notebooks/.build/``).
         kernel_name: the Jupyter kernel to run.
         progress: show papermill's per-cell progress bar.
     """
@@ -684,7 +695,8 @@ def build(
         results = []
         for nb in notebooks:
             if nb in unreadable:
-                results.append(BuildResult(nb, False, 0.0, Path(build_dir or BUILD_DIR) / nb.name, error=unreadable[nb]))
+                results.append(BuildResult(nb, False, 0.0, Path(build_dir or BUILD_DIR) / nb.name,
+                                           error=unreadable[nb]))
                 continue
             own = {k: v for k, v in parameters.items() if k in specs[nb]}
             own_text = {k: v for k, v in text_parameters.items() if k in specs[nb]}
@@ -805,7 +817,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--figures-dir", default=None, help="where figures are written (default: figures/)")
     parser.add_argument("--data-dir", default=None, help="where results and caches go (default: data/)")
     parser.add_argument("--build-dir", default=None,
-                        help="where executed copies go (default: notebooks/_build/, git-ignored)")
+                        help="where executed copies go (default: notebooks/.build/, git-ignored and hidden)")
     parser.add_argument("--list", action="store_true", help="list the notebooks and their parameters, then exit")
     parser.add_argument("--dry-run", action="store_true",
                         help="check the notebooks and every -p value, print what would run, execute nothing")
@@ -842,10 +854,8 @@ def main(args: argparse.Namespace) -> int:
             shown = {k: v for k, v in result.parameters.items() if k not in ("figures_dir", "data_dir")}
             print(f"  would run {result.notebook.name} with {shown}" if result.ok else "  " + result.describe())
         return 1 if failed else 0
-    print(f"\n{len(results) - len(failed)} of {len(results)} notebooks built in "
-          f"{time.perf_counter() - start:.1f} s")
-    for result in results:
-        print("  " + result.describe())
+    # one line per notebook was printed as it finished; this is the one summary
+    print(f"{len(results) - len(failed)} of {len(results)} notebooks built in {time.perf_counter() - start:.1f} s")
     if failed:
         print(" ".join((f"lcamlab figures: {len(failed)} notebook(s) failed: " + ", ".join(
             f"{r.notebook.name} ({'cell ' + str(r.cell_index) if r.cell_index is not None else r.error})"

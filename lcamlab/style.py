@@ -153,6 +153,12 @@ def default_figures_dir() -> Path:
     return FIGURES_DIR
 
 
+# Metadata that would make two renderings of the same figure differ: the PDF's creation date
+# (PNG carries only the matplotlib version). Leaving it out makes rebuilds byte-identical, so
+# git sees a figure as changed only when what it shows changed.
+_REPRODUCIBLE_METADATA: dict[str, dict[str, None]] = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
+
+
 def save_figure(
     fig,
     name: str,
@@ -167,7 +173,8 @@ def save_figure(
     written atomically and as a set: every format is rendered to a temporary file
     first, then all are renamed into place with Ctrl-C held back, so an
     interrupted build leaves the previous PNG and PDF or the new ones, never a
-    half-written file or a PNG without its PDF.
+    half-written file or a PNG without its PDF. The same figure gives the same
+    bytes every time (no creation date is embedded).
     """
     import signal
     import tempfile
@@ -184,7 +191,7 @@ def save_figure(
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
             os.close(fd)
             temporaries.append(tmp)
-            fig.savefig(tmp, format=fmt)
+            fig.savefig(tmp, format=fmt, metadata=_REPRODUCIBLE_METADATA.get(fmt))
         umask = os.umask(0)
         os.umask(umask)
         main_thread = threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask")

@@ -36,3 +36,14 @@ def test_no_subcommand_prints_help_and_fails(capsys):
 def test_python_dash_m_matches_console_script():
     result = subprocess.run([sys.executable, "-m", "lcamlab", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("lcamlab ")
+
+
+def test_lab_opens_the_repository_with_the_notebooks_in_front(capsys):
+    from lcamlab import lab, paths
+
+    command = lab.lab_command(no_browser=True, extra=["--", "--port", "8890"])
+    assert f"--ServerApp.root_dir={paths.REPO_ROOT}" in command
+    assert "--LabApp.default_url=/lab/tree/notebooks" in command
+    assert command[-2:] == ["--port", "8890"] and "--no-browser" in command
+    assert main(["lab", "--print-command"]) == 0
+    assert "jupyterlab" in capsys.readouterr().out

@@ -133,3 +133,63 @@ def test_paired_interval_and_read_only_input():
         assert mean_ci(frozen)[0] == 3.0 and median_ci(frozen)[0] == 3.0
     with pytest.raises(ValueError, match="paired"):
         paired_ci([1.0, 2.0], [1.0])
+
+
+# -- Kramers' law on censored escape times (escape v2) ------------------------------------------
+
+from lcamlab.experiments.stats import censored_ks, exponential_gof, kramers_fit  # noqa: E402
+
+
+def _kramers_data(alpha, seed, *, trials=1000, kmax=4.0, c=12.0, p=1.0, a=math.log(0.01), points=12):
+    """Censored exponential escape counts from log rate = a + p log k - c k^-alpha (budget 5 mean times)."""
+    rng = np.random.default_rng(seed)
+    k = np.geomspace(1.0, kmax, points)
+    rate = np.exp(a + p * np.log(k) - c * k ** -alpha)
+    escapes, exposure = [], []
+    for r in rate:
+        times = rng.exponential(1.0 / r, size=trials)
+        budget = 5.0 / r
+        escapes.append(int((times <= budget).sum()))
+        exposure.append(float(np.minimum(times, budget).sum()))
+    return k, np.array(escapes), np.array(exposure)
+
+
+@pytest.mark.parametrize("alpha, kmax, c", [(1.0, 4.0, 12.0), (0.5, 16.0, 11.0)])
+def test_kramers_fit_interval_covers_alpha_about_95_percent(alpha, kmax, c):
+    replications = 80
+    covered = 0
+    estimates = []
+    for seed in range(replications):
+        fit = kramers_fit(*_kramers_data(alpha, seed, kmax=kmax, c=c), grid=100)
+        covered += fit.alpha_low <= alpha <= fit.alpha_high
+        estimates.append(fit.alpha)
+    # binomial(80, 0.95): 95% of runs give 72..80 covered
+    assert covered / replications >= 0.88, covered
+    assert abs(np.median(estimates) - alpha) < 0.1 * alpha + 0.05
+
+
+def test_kramers_fit_distinguishes_1_from_half_and_recovers_the_parameters():
+    k, d, E = _kramers_data(1.0, 0, trials=20_000)
+    fit = kramers_fit(k, d, E)
+    assert fit.alpha_low <= 1.0 <= fit.alpha_high
+    assert fit.excludes(0.5) and not fit.excludes(1.0)
+    assert abs(fit.c - 12.0) < 2.0 and abs(fit.p - 1.0) < 0.5
+    assert fit.deviance_p > 0.001
+
+
+def test_kramers_fit_rejects_bad_input():
+    with pytest.raises(ValueError, match="need >= 5"):
+        kramers_fit([1, 2, 3], [1, 2, 3], [10, 10, 10])
+    with pytest.raises(ValueError, match="must be > 0"):
+        kramers_fit([1, 2, 3, 4, -5], [1] * 5, [10] * 5)
+
+
+def test_censored_ks_equals_the_grid_test_and_rejects_a_gamma():
+    rng = np.random.default_rng(3)
+    times = np.ceil(rng.exponential(40.0, size=400))
+    escaped = times <= 150
+    grid = exponential_gof(times, escaped, 150, bootstraps=50)
+    jumps = censored_ks(times, escaped, 150, bootstraps=50)
+    assert jumps.ks == pytest.approx(grid.ks, abs=1e-12)
+    gamma = np.ceil(rng.gamma(4.0, 10.0, size=400))
+    assert censored_ks(gamma, gamma <= 150, 150, bootstraps=100).p_value < 0.05

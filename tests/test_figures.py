@@ -314,6 +314,9 @@ def test_quick_build_leaves_the_repository_alone_and_a_malformed_notebook_is_one
     assert not root.resolve().is_relative_to(REPO_ROOT)
     assert (root / "figures" / "demo_line.png").exists() and (root / "figures" / "demo_line.pdf").exists()
     assert not (REPO_ROOT / "figures" / "demo_line.png").exists() and "demo_line" not in before
+    import shutil
+
+    shutil.rmtree(root)
 
 
 SHARED_TABLE = """
@@ -330,9 +333,12 @@ assert entry.frame["x"].tolist() == [0.1, 0.2, 0.3]
 """
 
 
-def test_two_identical_quick_builds_at_once_both_succeed(tmp_path):
+def test_two_identical_quick_builds_at_once_both_succeed(tmp_path, monkeypatch):
     """Two builds computing the same table into one data folder at once: both finish, one verified table."""
+    import tempfile
     from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(figures, "_quick_root", lambda: Path(tempfile.mkdtemp(dir=tmp_path)))
 
     d = tmp_path / "nb"
     d.mkdir()

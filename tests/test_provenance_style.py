@@ -105,3 +105,35 @@ def test_figures_are_written_as_a_pair_or_not_at_all(tmp_path, failing):
         style.save_figure(fig, "fresh", tmp_path)
     assert not list(tmp_path.glob("fresh*")) and not list(tmp_path.glob(".fresh*"))  # neither of a new pair
     plt.close(fig)
+
+
+_DIGEST_SCRIPT = """
+import hashlib, sys, matplotlib
+matplotlib.use("Agg")
+from lcamlab import style
+from lcamlab.experiments import preset
+from lcamlab.toys import SpringPair, run_many
+from lcamlab.toys.animation import write_trajectory_gif
+style.apply()
+fig, ax = style.new_figure()
+ax.plot([0, 1, 2], [1, 3, 2], label="Θn α"); ax.legend(); ax.set_title("title $x^2$")
+paths = style.save_figure(fig, "x", sys.argv[1])
+runs = run_many(SpringPair(3), [preset("momentum", 0.02), preset("lcam-above", 0.02)], steps=30)
+gif = write_trajectory_gif(runs, sys.argv[1] + "/t.gif", frames=4)
+print(" ".join(hashlib.sha256(p.read_bytes()).hexdigest() for p in [*paths, gif]))
+"""
+
+
+def test_rebuilt_figures_are_byte_identical(tmp_path):
+    """Same inputs, two separate processes: the PNG, PDF and GIF files are the same bytes (no dates embedded)."""
+    import subprocess
+    import sys
+
+    digests = []
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        folder.mkdir()
+        done = subprocess.run([sys.executable, "-c", _DIGEST_SCRIPT, str(folder)], capture_output=True, text=True,
+                              timeout=300, check=True)
+        digests.append(done.stdout.split())
+    assert len(digests[0]) == 3 and digests[0] == digests[1]

@@ -1,6 +1,15 @@
-"""Benchmark: the batched escape experiment against a straightforward per-trial Python loop.
+"""Benchmark: the fused escape runner against today's eager runner (and the eager runner against a loop).
 
-``lcamlab bench escape [--trials N] [--budget B] [--loop-trials M | --full-loop] [--dtype float64]``
+``lcamlab bench escape [--trials N] [--steps S] [--repeats R]`` (default): trial-steps per second of
+the fused kernel (:func:`lcamlab.escape.fused.simulate_fused`, float32, Philox stream, one thread)
+and of the eager batched runner (:func:`lcamlab.escape.simulate_batched`, float32, one thread), side
+by side in one run, for SGD, Adam and LCAM on the same workload (v2's sharp valley at k = 1, the
+design's learning rates, no trial dropped, so both do the same trial-steps); each is timed
+``--repeats`` times, interleaved, and the best is kept (the machine is shared). It then checks that
+the fused runner gives the eager runner's escape steps on the eager runner's own stream (float64).
+
+``lcamlab bench escape --vs-loop [--trials N] [--budget B] [--loop-trials M | --full-loop]``: the
+previous benchmark, described below.
 
 Both variants run the *same* valley-escape experiment (the default configuration
 of :class:`lcamlab.escape.EscapeConfig`: 8 optimizer settings x 8 sharpness values x
@@ -96,11 +105,75 @@ def compare(config: EscapeConfig, *, loop_trials: int | None = 1, log=print) -> 
     return rows
 
 
+RUNNER_KEYS = ("sgd", "adam", "lcam-above")
+
+
+def compare_runners(*, trials: int = 8192, steps: int = 2048, repeats: int = 3, keys=RUNNER_KEYS,
+                    diagnostics: bool = False, log=print) -> list[dict]:
+    """Trial-steps per second of the fused and the eager runner on the same workload, best of ``repeats``."""
+    from lcamlab.escape.design import DesignConfig, make_design_landscape, sharp_valley_region
+    from lcamlab.escape.fused import kernel_library, simulate_fused
+
+    design = DesignConfig()
+    landscape = make_design_landscape(design)
+    region = sharp_valley_region(landscape)
+    kernel_library()  # build (or load) the kernel before any timing
+    sqrt_k = np.ones(trials)
+    rows = []
+    for key in keys:
+        spec = design.spec(key)
+        # one untimed short run of each first (allocator, first-call costs)
+        simulate_batched(landscape, spec, torch.as_tensor(sqrt_k), region, budget=16)
+        simulate_fused(landscape, spec, sqrt_k, region, budget=16, drop=False)
+        eager, fused = 0.0, 0.0
+        for _ in range(repeats):
+            e = simulate_batched(landscape, spec, torch.as_tensor(sqrt_k), region, budget=steps, chunk=256)
+            eager = max(eager, trials * e.iterations / e.seconds)
+            f = simulate_fused(landscape, spec, sqrt_k, region, budget=steps, drop=False, chunk=1024,
+                               diagnostics=diagnostics)
+            fused = max(fused, f.trial_steps / f.seconds)
+        rows.append({"optimizer": key, "eager": eager, "fused": fused, "speedup": fused / eager})
+        if log is not None:
+            log(f"  {key:<11} eager {eager:9.3e} trial-steps/s | fused {fused:9.3e} trial-steps/s | "
+                f"{fused / eager:5.1f}x")
+    return rows
+
+
+def check_parity(keys=RUNNER_KEYS, log=print) -> bool:
+    """Fused (on the eager runner's torch stream) and eager escape steps agree, float64, shallow-valley default."""
+    from lcamlab.escape.fused import simulate_fused
+
+    config = EscapeConfig(dtype="float64", n_samples=5000)
+    landscape = make_landscape(config)
+    region = valley_region(landscape)
+    sqrt_k = torch.as_tensor(np.sqrt(np.repeat([2.5, 3.5, 5.0], 32)))
+    agree = True
+    for key in keys:
+        spec = config.spec(key)
+        options = dict(budget=1500, warmup=200, chunk=256, epoch_length=500)
+        e = simulate_batched(landscape, spec, sqrt_k, region, **options)
+        f = simulate_fused(landscape, spec, sqrt_k.numpy(), region, stream="torch", drop=False, **options)
+        same = bool(np.array_equal(e.escape_step, f.escape_step))
+        agree &= same
+        if log is not None:
+            log(f"  {key:<11} {int(e.escaped.sum())}/{len(e.escaped)} escaped; escape steps "
+                f"{'identical' if same else 'DIFFER'}")
+    return agree
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``lcamlab bench escape``."""
     defaults = EscapeConfig()
-    parser.add_argument("--trials", type=int, default=defaults.trials,
-                        help=f"trials per (optimizer, k) in the batched run (default {defaults.trials})")
+    parser.add_argument("--vs-loop", action="store_true",
+                        help="the previous benchmark: the eager batched runner against a per-trial Python loop")
+    parser.add_argument("--steps", type=int, default=2048,
+                        help="steps per timed run of the fused-vs-eager comparison (default 2048)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each runner, best kept (default 3)")
+    parser.add_argument("--diagnostics", action="store_true",
+                        help="time the fused runner with its kick diagnostics on (as the v2 design runs it)")
+    parser.add_argument("--trials", type=int, default=None,
+                        help=f"fused vs eager: trials (default 8192); --vs-loop: trials per (optimizer, k) "
+                             f"(default {defaults.trials})")
     parser.add_argument("--sharpness-count", type=int, default=len(defaults.sharpness),
                         help=f"number of sharpness values, the default grid (default {len(defaults.sharpness)})")
     parser.add_argument("--budget", type=int, default=defaults.budget,
@@ -119,6 +192,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the benchmark and print the table; exit status 1 if the variants disagree."""
+    if not args.vs_loop:
+        trials = args.trials or 8192
+        torch.set_num_threads(1)
+        print(f"lcamlab bench escape: fused kernel vs eager runner, {trials} trials x {args.steps} steps, float32, "
+              f"cpu, 1 thread, sharp valley at k = 1, best of {args.repeats} (interleaved)"
+              + (", fused with kick diagnostics" if args.diagnostics else ""))
+        started = time.perf_counter()
+        rows = compare_runners(trials=trials, steps=args.steps, repeats=args.repeats, diagnostics=args.diagnostics)
+        print()
+        print(f"{'optimizer':<11} {'eager trial-steps/s':>20} {'fused trial-steps/s':>20} {'speed-up':>9}")
+        for r in rows:
+            print(f"{r['optimizer']:<11} {r['eager']:>20.3e} {r['fused']:>20.3e} {r['speedup']:>8.1f}x")
+        print("\nagreement on the eager runner's stream (float64):")
+        agree = check_parity()
+        print(f"benchmark wall time {time.perf_counter() - started:.0f} s")
+        return 0 if agree else 1
+    args.trials = args.trials or EscapeConfig().trials
     keys = [k.strip() for k in args.optimizers.split(",") if k.strip()]
     base = EscapeConfig()
     unknown = [k for k in keys if k not in base.keys]

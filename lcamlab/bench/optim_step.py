@@ -154,6 +154,8 @@ def main(args: argparse.Namespace) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"Invalid device: {device!r} (CUDA is not available here; use --device cpu)")
+    if args.steps < 1 or args.rounds < 1:  # before anything is printed or measured
+        raise ValueError(f"Invalid --steps/--rounds: {args.steps}/{args.rounds} (both must be >= 1)")
     shapes = wrn_parameter_shapes(args.depth, args.widen)
     n_params = sum(torch.Size(s).numel() for s in shapes)
     from lcamlab.provenance import describe_device

@@ -8,7 +8,11 @@ Subcommands:
 * ``lcamlab escape saddle`` runs the saddle experiment and prints the mean
   exit times and their power law in the negative curvature;
 * ``lcamlab escape points`` prints the exact critical points of the training loss;
-* ``lcamlab escape show FILE.csv`` prints the tables of a saved result.
+* ``lcamlab escape show FILE.csv`` prints the tables of a saved result;
+* ``lcamlab escape run`` runs (or resumes, or reads from the cache) escape v2, the
+  sharp-valley design of :mod:`lcamlab.escape.design` on the fused kernel, with a
+  checkpoint per (optimizer, arm, k) and progress with an ETA, and prints the
+  Kramers fits, the jump diagnostics and LCAM against its controls.
 
 Results go to ``<data-dir>/escape/<experiment>_<config hash>.csv`` (+ ``.json``);
 the same configuration is a cache hit, a different one a new file.
@@ -134,6 +138,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     points.add_argument("--seed", type=int, default=0, help="seed of the training set (default 0)")
     points.add_argument("--sharpness", type=float, default=1.0,
                         help="also show positions and Hessian eigenvalues in theta at this k (default 1)")
+    run = sub.add_parser("run", help="escape v2: is escape diffusive? (sharp valley, noise arms, Kramers fits)",
+                         description="Run, resume or read from data/escape/ the v2 design (lcamlab.escape.design): "
+                                     "one checkpoint per (optimizer, arm, k); prints alpha per optimizer and arm, "
+                                     "the jump diagnostics and LCAM against its controls.")
+    run.add_argument("--quick", action="store_true", help="a small design (3 optimizers, 64 trials, short times)")
+    run.add_argument("--trials", type=int, default=None, help="trials per (optimizer, arm, k) (default 6400)")
+    run.add_argument("--optimizers", default=None, metavar="KEYS",
+                     help="comma-separated (default sgd,adam,momentum,lcam-above,lcam-below,adai,adarem)")
+    run.add_argument("--arms", default=None, metavar="ARMS", help="comma-separated noise arms (default data,gauss)")
+    run.add_argument("--no-controls", action="store_true", help="leave out LCAM's shuffled and matched controls")
+    run.add_argument("--data-dir", type=Path, default=None,
+                     help=f"results folder; checkpoints and the table go to DATA_DIR/escape/ "
+                          f"(default {escape_dir().parent})")
+    run.add_argument("--overwrite", action="store_true", help="rebuild the cached table (checkpoints are reused)")
     show = sub.add_parser("show", help="print the tables of a saved result",
                           description="Print the rate and fit tables (valley) or exit-time tables (saddle) of a "
                                       "CSV written by `lcamlab escape valley|saddle`.")
@@ -229,11 +247,59 @@ def _points(args: argparse.Namespace) -> int:
     return 0
 
 
+def design_from_args(args: argparse.Namespace):
+    """The :class:`~lcamlab.escape.design.DesignConfig` an ``escape run`` command line asks for."""
+    from lcamlab.escape.design import DESIGN_LRS, DesignConfig, quick_design
+    from lcamlab.escape.fused import ARMS
+
+    design = quick_design() if args.quick else DesignConfig()
+    changes = {}
+    if args.trials is not None:
+        if args.trials < 2:
+            raise ValueError(f"Invalid --trials: {args.trials} (must be >= 2)")
+        changes["trials"] = args.trials
+    if args.optimizers:
+        keys = tuple(k.strip() for k in args.optimizers.split(",") if k.strip())
+        unknown = [k for k in keys if k not in DESIGN_LRS]
+        if unknown or not keys:
+            raise ValueError(f"Invalid --optimizers {args.optimizers!r} (choose from {','.join(DESIGN_LRS)})")
+        changes["optimizers"] = keys
+    if args.arms:
+        arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
+        if not arms or any(a not in ARMS for a in arms):
+            raise ValueError(f"Invalid --arms {args.arms!r} (choose from {','.join(ARMS)})")
+        changes["arms"] = arms
+    if args.no_controls:
+        changes["controls"] = False
+    return design.replace(**changes)
+
+
+def _run_v2(args: argparse.Namespace) -> int:
+    from lcamlab.escape import analysis, report
+    from lcamlab.escape.design import load_or_run_design
+
+    design = design_from_args(args)
+    entry = load_or_run_design(design, args.data_dir, overwrite=args.overwrite, log=print)
+    points = entry.frame
+    alphas = analysis.alpha_table(points)
+    print()
+    print(report.design_summary(points, entry.metadata))
+    print()
+    print(report.alpha_summary(alphas))
+    print()
+    print(report.jump_summary(analysis.jump_table(points)))
+    controls = analysis.control_table(points, alphas)
+    if len(controls):
+        print()
+        print(report.control_summary(controls))
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the chosen ``escape`` subcommand; returns the exit status."""
     command = getattr(args, "escape_command", None)
     if command is None:
-        raise ValueError("Missing escape command: choose one of valley, saddle, points, show (see lcamlab escape --help)")
+        raise ValueError("Missing escape command: choose one of valley, saddle, points, show, run (see lcamlab escape --help)")
     if command == "points":
         return _points(args)
     if command == "show":
@@ -244,6 +310,8 @@ def main(args: argparse.Namespace) -> int:
         else:
             _print_saddle(result)
         return 0
+    if command == "run":
+        return _run_v2(args)
     config = config_from_args(args, command)
     result = load_or_run(config, args.data_dir, overwrite=args.overwrite, progress=args.progress, log=print)
     if command == "valley":

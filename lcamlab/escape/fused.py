@@ -74,7 +74,6 @@ _KIND = {"sgd": 0, "lcam": 1, "adam": 2, "adai": 3, "adarem": 4, "bernoulli": 5}
 _SOURCE = Path(__file__).with_name("fused_kernel.cpp")
 _FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off",
           "-fopenmp-simd", "-shared", "-fPIC", "-std=c++17"]
-_LIB: ctypes.CDLL | None = None
 RING = 32
 
 
@@ -100,14 +99,24 @@ def _cache_dir() -> Path:
     return Path(base)
 
 
-def kernel_library() -> ctypes.CDLL:
-    """The compiled kernel (built on first use, cached by source, flags and machine)."""
-    global _LIB
-    if _LIB is not None:
-        return _LIB
+_LIBS: dict[tuple, ctypes.CDLL] = {}
+
+
+def kernel_library(variant: tuple = (torch.float32, "sgd", "data", False, True, True)) -> ctypes.CDLL:
+    """The compiled kernel of one variant ``(dtype, kind, arm, diagnostics, batch 1, plain SGD)``.
+
+    Each variant is its own small library, built on first use (about a second) and cached by
+    source, flags, variant and machine under ``~/.cache/lcamlab`` (or ``$LCAMLAB_KERNEL_DIR``).
+    """
+    if variant in _LIBS:
+        return _LIBS[variant]
+    dtype, kind, arm, diag, b1, plain = variant
+    defines = [f"-DESC_T={'float' if dtype == torch.float32 else 'double'}", f"-DESC_KIND={_KIND[kind]}",
+               f"-DESC_ARM={_ARM_CODE[arm]}", f"-DESC_DIAG={int(bool(diag))}", f"-DESC_B1={int(bool(b1))}",
+               f"-DESC_PLAIN={int(bool(plain))}"]
     source = _SOURCE.read_bytes()
     machine = os.uname().machine + os.uname().nodename  # -march=native: one build per machine
-    tag = hashlib.sha256(source + " ".join(_FLAGS).encode() + machine.encode()).hexdigest()[:16]
+    tag = hashlib.sha256(source + " ".join(_FLAGS + defines).encode() + machine.encode()).hexdigest()[:20]
     folder = _cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"escape_kernel_{tag}.so"
@@ -116,7 +125,7 @@ def kernel_library() -> ctypes.CDLL:
         with tempfile.TemporaryDirectory(dir=folder) as tmp:
             out = Path(tmp) / target.name
             try:
-                subprocess.run([compiler, *_FLAGS, str(_SOURCE), "-o", str(out)], check=True,
+                subprocess.run([compiler, *_FLAGS, *defines, str(_SOURCE), "-o", str(out)], check=True,
                                capture_output=True, text=True)
             except FileNotFoundError:
                 raise RuntimeError(f"No C++ compiler {compiler!r} for the fused escape kernel "
@@ -125,10 +134,9 @@ def kernel_library() -> ctypes.CDLL:
                 raise RuntimeError(f"Compiling {_SOURCE.name} failed:\n{error.stderr}") from None
             os.replace(out, target)  # atomic: concurrent builds end with one complete library
     lib = ctypes.CDLL(str(target))
-    for name in ("escape_run_f32", "escape_run_f64"):
-        getattr(lib, name).argtypes = [ctypes.POINTER(_Args)]
-        getattr(lib, name).restype = ctypes.c_int
-    _LIB = lib
+    lib.escape_run.argtypes = [ctypes.POINTER(_Args)]
+    lib.escape_run.restype = ctypes.c_int
+    _LIBS[variant] = lib
     return lib
 
 
@@ -254,6 +262,7 @@ def simulate_fused(
     below_probability: np.ndarray | None = None,
     pair: tuple[float, float] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    start_step: int = 0,
 ) -> FusedResult:
     r"""Run every trial of one optimizer in the fused kernel until it escapes or reaches its budget.
 
@@ -281,6 +290,8 @@ def simulate_fused(
         momentum: per-trial fixed momentum (``kind="sgd"``: the mean-matched control per trial).
         below_probability, pair: the shuffled control's per-trial below-fraction and momentum pair.
         progress: ``progress(steps_done, active_trials)`` after every call.
+        start_step: the main-run step the trials are at (their stream position; ``region.start`` is
+            then where they are): continues a stateless optimizer's (SGD's) trajectory.
     """
     if arm not in ARMS:
         raise ValueError(f"Invalid noise arm: {arm!r} (choose from {', '.join(ARMS)})")
@@ -292,6 +303,10 @@ def simulate_fused(
         raise ValueError(f"Invalid optimizer for the fused runner: {spec} (weight decay, Nesterov, AMSGrad "
                          f"and the EMA mean run on the eager runner)")
     settings = _settings(spec)
+    if below_probability is not None:  # the shuffled control: SGD with a drawn momentum
+        if spec.kind not in ("sgd", "scheduled"):
+            raise ValueError("below_probability (the shuffled control) goes with an SGD or scheduled spec")
+        settings = {"kind": "bernoulli"}
     kind = settings["kind"]
     if kind in ("lcam", "bernoulli") and arm != "data":
         raise ValueError(f"Invalid arm {arm!r} for {spec.style_key}: LCAM and its shuffled control need a "
@@ -300,9 +315,11 @@ def simulate_fused(
         raise ValueError("The shuffled control needs below_probability (per trial) and the momentum pair")
     if landscape.device.type != "cpu":
         raise ValueError("The fused kernel runs on the CPU (CUDA: use simulate_batched)")
-    lib = kernel_library()
     dtype = landscape.dtype
-    run = lib.escape_run_f32 if dtype == torch.float32 else lib.escape_run_f64
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"Invalid dtype for the fused runner: {dtype} (float32 or float64)")
+    plain = kind == "sgd" and momentum is None and settings.get("beta", 0.0) == 0.0
+    run = kernel_library((dtype, kind, arm, bool(diagnostics), int(batch_size) == 1, plain)).escape_run
     dim = landscape.dim
     root_all = torch.as_tensor(np.asarray(sqrt_k, dtype=np.float64).reshape(-1)).to(dtype)
     n_all = int(root_all.numel())
@@ -417,7 +434,7 @@ def simulate_fused(
             indices = torch.randint(landscape.n_samples, (warmup, n_all, batch_size), generator=generator)
         call(warmup, 0, True, indices)
         trial_steps += warmup * n_all
-    t = 0
+    t = int(start_step)
     top = int(budgets_all.max())
     while root.numel() and t < top:
         steps = min(chunk, top - t)

@@ -480,45 +480,37 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
     }
 }
 
-template <typename T, int KIND, int ARM, bool DIAG>
-void run_arm(const EscapeArgs& a, int64_t i0, int64_t lanes) {
-    const bool b1 = a.batch == 1;
-    const bool plain = KIND == SGD && a.momentum == nullptr && a.beta == 0.0;
-    if (b1 && plain) run_tile<T, KIND, ARM, DIAG, true, true>(a, i0, lanes);
-    else if (b1) run_tile<T, KIND, ARM, DIAG, true, false>(a, i0, lanes);
-    else if (plain) run_tile<T, KIND, ARM, DIAG, false, true>(a, i0, lanes);
-    else run_tile<T, KIND, ARM, DIAG, false, false>(a, i0, lanes);
-}
+}  // namespace
 
-template <typename T, int KIND>
-void run_kind(const EscapeArgs& a) {
-    for (int64_t i0 = 0; i0 < a.n; i0 += W) {
-        const int64_t lanes = std::min<int64_t>(W, a.n - i0);
-        const bool diag = a.diagnostics != 0;
-        if (a.arm == DATA) { if (diag) run_arm<T, KIND, DATA, true>(a, i0, lanes); else run_arm<T, KIND, DATA, false>(a, i0, lanes); }
-        else if (a.arm == GAUSS) { if (diag) run_arm<T, KIND, GAUSS, true>(a, i0, lanes); else run_arm<T, KIND, GAUSS, false>(a, i0, lanes); }
-        else { if (diag) run_arm<T, KIND, ISO, true>(a, i0, lanes); else run_arm<T, KIND, ISO, false>(a, i0, lanes); }
-    }
-}
+// One compiled variant per library (the build passes -DESC_T=... etc.; compiling every combination of
+// kinds, arms and flags into one library took minutes, one variant takes about a second).
+#ifndef ESC_T
+#define ESC_T float
+#endif
+#ifndef ESC_KIND
+#define ESC_KIND 0
+#endif
+#ifndef ESC_ARM
+#define ESC_ARM 0
+#endif
+#ifndef ESC_DIAG
+#define ESC_DIAG 0
+#endif
+#ifndef ESC_B1
+#define ESC_B1 1
+#endif
+#ifndef ESC_PLAIN
+#define ESC_PLAIN 0
+#endif
 
-template <typename T>
-int run(const EscapeArgs& a) {
-    if (a.dim < 1 || a.dim > MAXD || a.batch < 1 || a.batch > MAXB || a.window > RING) return 1;
-    switch (a.kind) {
-        case SGD: run_kind<T, SGD>(a); break;
-        case LCAM: run_kind<T, LCAM>(a); break;
-        case ADAM: run_kind<T, ADAM>(a); break;
-        case ADAI: run_kind<T, ADAI>(a); break;
-        case ADAREM: run_kind<T, ADAREM>(a); break;
-        case BERNOULLI: run_kind<T, BERNOULLI>(a); break;
-        default: return 2;
+extern "C" int escape_run(const EscapeArgs* a) {
+    if (a->dim < 1 || a->dim > MAXD || a->batch < 1 || a->batch > MAXB || a->window > RING) return 1;
+    if ((a->batch == 1) != (ESC_B1 != 0)) return 3;
+    for (int64_t i0 = 0; i0 < a->n; i0 += W) {
+        const int64_t lanes = std::min<int64_t>(W, a->n - i0);
+        run_tile<ESC_T, ESC_KIND, ESC_ARM, ESC_DIAG != 0, ESC_B1 != 0, ESC_PLAIN != 0>(*a, i0, lanes);
     }
     return 0;
 }
-
-}  // namespace
-
-extern "C" int escape_run_f32(const EscapeArgs* a) { return run<float>(*a); }
-extern "C" int escape_run_f64(const EscapeArgs* a) { return run<double>(*a); }
 extern "C" int escape_tile_width() { return W; }
 extern "C" int escape_ring() { return RING; }

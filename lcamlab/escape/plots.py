@@ -16,7 +16,7 @@ import pandas as pd
 
 from lcamlab import style
 
-__all__ = ["MARKERS", "plot_rates", "plot_histograms", "plot_saddle"]
+__all__ = ["MARKERS", "plot_rates", "plot_histograms", "plot_saddle", "plot_kramers", "plot_alpha", "plot_jumps"]
 
 MARKERS = {"sgd": "o", "momentum": "s", "momentum-0.925": "p", "adam": "D", "adai": "^", "adarem": "v", "lcam-above": "P",
            "lcam-below": "X"}
@@ -168,4 +168,119 @@ def plot_saddle(table: pd.DataFrame, exponents: pd.DataFrame):
     axes[1].set_title("relative to SGD (below 1: faster)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3)
+    return fig, axes
+
+
+# --------------------------------------------------------------------------------------
+# Escape v2
+# --------------------------------------------------------------------------------------
+
+_ARM_STYLE = {"data": ("-", "o"), "gauss": ("--", "s"), "iso": (":", "^")}
+
+
+def _control_style(key: str) -> tuple[str, str]:
+    base, _, control = key.partition(":")
+    colour = style.optimizer_color(base)
+    return colour, {"": "-", "shuffled": ":", "matched": "--"}[control]
+
+
+def plot_kramers(points: pd.DataFrame, alphas: pd.DataFrame, *, optimizers=None):
+    r"""Escape rate against k (log-log) with the maximum-likelihood Kramers fits, one panel per noise arm.
+
+    Points: censored rate with its 95% interval; curves: :math:`\exp(a + p\log k - c k^{-\hat\alpha})`.
+    Returns ``(fig, axes)``.
+    """
+    arms = [a for a in ("data", "gauss", "iso") if a in set(points["arm"])]
+    fig, axes = style.new_figure(1, len(arms), width="double", aspect=0.5 * len(arms) / 2 + 0.2, squeeze=False)
+    axes = axes[0]
+    fits = alphas.set_index(["optimizer", "arm"])
+    keys = optimizers or [k for k in dict.fromkeys(points["optimizer"]) if ":" not in k]
+    for ax, arm in zip(axes, arms):
+        for key in keys:
+            group = points[(points["optimizer"] == key) & (points["arm"] == arm)].sort_values("k")
+            if group.empty:
+                continue
+            colour = style.optimizer_color(key)
+            err = np.vstack([group["rate"] - group["rate_lower"], group["rate_upper"] - group["rate"]])
+            label = style.optimizer_label(key)
+            if (key, arm) in fits.index:
+                label += f"  α={fits.loc[(key, arm), 'alpha']:.2f}"
+            ax.errorbar(group["k"], group["rate"], yerr=err, fmt=_marker(key), color=colour, markersize=3,
+                        capsize=1.5, elinewidth=0.7, label=label)
+            if (key, arm) in fits.index:
+                f = fits.loc[(key, arm)]
+                grid = np.geomspace(group["k"].min(), group["k"].max(), 80)
+                ax.plot(grid, np.exp(f["a"] + f["p"] * np.log(grid) - f["c"] * grid ** -f["alpha"]), color=colour,
+                        linewidth=0.9)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _plain_log_ticks(ax.xaxis)
+        ax.set_xlabel("sharpness k")
+        ax.set_title(f"{arm} noise" + (" (batch 1 from the training set)" if arm == "data" else
+                                       " (Gaussian, the data's covariance)" if arm == "gauss" else ""))
+        ax.legend(fontsize=6, loc="lower right")
+    axes[0].set_ylabel("escape rate Γ per iteration")
+    return fig, axes
+
+
+def plot_alpha(alphas: pd.DataFrame):
+    r"""The fitted :math:`\alpha` with its 95% profile interval per optimizer and arm, against 1, 2/3 and 1/2."""
+    fig, ax = style.new_figure(1, 1, width="double", aspect=0.45)
+    rows = alphas.reset_index(drop=True)
+    y = np.arange(len(rows))[::-1]
+    for yi, row in zip(y, rows.itertuples()):
+        colour, _ = _control_style(row.optimizer)
+        marker = _ARM_STYLE.get(row.arm, ("-", "o"))[1]
+        ax.errorbar(row.alpha, yi, xerr=[[row.alpha - row.alpha_low], [row.alpha_high - row.alpha]], fmt=marker,
+                    color=colour, capsize=2, markersize=4, elinewidth=1.0,
+                    markerfacecolor=colour if row.deviance_p >= 0.01 else "white")
+    for value, name in ((1.0, "1: diffusion, T ∝ ηk"), (2 / 3, "2/3: single jumps"), (0.5, "1/2: diffusion, T ∝ η√k")):
+        ax.axvline(value, color="0.5", linewidth=0.7, linestyle=":")
+        ax.text(value, len(rows) - 0.3, name, rotation=90, fontsize=6, va="top", ha="right", color="0.35")
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{r.optimizer} / {r.arm}" for r in rows.itertuples()], fontsize=7)
+    ax.set_xscale("log")
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ticks = [t for t in (0.25, 0.5, 2 / 3, 1.0, 1.5, 2.0, 3.0, 4.0)
+             if rows["alpha_low"].min() * 0.8 <= t <= rows["alpha_high"].max() * 1.2]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "2/3" if abs(v - 2 / 3) < 1e-9 else f"{v:g}"))
+    ax.set_xlabel("α in log Γ = a + p log k − c k^(−α)   (open marker: Kramers form rejected, fit p < 0.01)")
+    return fig, ax
+
+
+def plot_jumps(points: pd.DataFrame, trace: dict):
+    """Left: one jump-driven escape (u of the escaping coordinate and the kicks); right: kick fraction vs k."""
+    fig, axes = style.new_figure(1, 2, width="double", aspect=0.55)
+    ax = axes[0]
+    steps = np.asarray(trace["steps"]) - trace["escape_step"]
+    ax.plot(steps, trace["u"], color="black", linewidth=1.0, marker="o", markersize=2.5, label="u of the escaping coordinate")
+    ax.axhline(trace["boundary"], color="0.5", linestyle="--", linewidth=0.7)
+    ax.axhline(trace["start"], color="0.5", linestyle=":", linewidth=0.7)
+    ax.set_xlabel("iterations relative to the escape")
+    ax.set_ylabel("u = √k θ")
+    twin = ax.twinx()
+    twin.bar(steps[1:] - 0.5, np.abs(trace["kick"]), width=0.8, color=style.optimizer_color("sgd"), alpha=0.5,
+             label="|kick| (noise SDs)")
+    twin.set_ylabel("|gradient kick| in noise SDs")
+    ax.set_title(f"SGD, k = {trace['k']:.2f}: one kick of {abs(trace['kick'][int(np.argmax(np.abs(trace['kick'])))]):.1f} SDs",
+                 fontsize=8)
+    ax = axes[1]
+    data = points[points["arm"] == "data"]
+    for key, group in data.groupby("optimizer", sort=False):
+        if ":" in key:
+            continue
+        group = group.sort_values("k")
+        ax.plot(group["mean_time"], group["kick_fraction"], marker=_marker(key), markersize=3,
+                color=style.optimizer_color(key), label=style.optimizer_label(key), linewidth=0.9)
+    chance = data.groupby("k_index")["kick_chance"].mean().mean()
+    ax.axhline(chance, color="0.4", linestyle="--", linewidth=0.8, label=f"chance ({chance:.0%})")
+    ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis)
+    ax.set_xlabel("mean escape time (iterations; flatter valleys →)")
+    ax.set_ylabel("escapes after a kick > 6 SDs (20 steps)")
+    ax.set_ylim(0, 1.25)
+    ax.legend(fontsize=5.5, loc="upper left", ncol=2)
     return fig, axes

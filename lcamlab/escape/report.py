@@ -8,6 +8,8 @@ narrative and calls, and the wording of a verdict lives in one tested place.
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from lcamlab.escape.landscape import StyblinskiTangLandscape, styblinski_tang
@@ -22,6 +24,15 @@ __all__ = [
     "gof_summary",
     "saddle_summary",
     "lcam_summary",
+    "ALTERNATIVES",
+    "alpha_verdict",
+    "design_summary",
+    "alpha_summary",
+    "jump_summary",
+    "control_summary",
+    "two_line_summary",
+    "readme_statements",
+    "claim_rows",
 ]
 
 SLOPE_COLUMNS = ["optimizer", "slope_inv_k", "slope_inv_k_lower", "slope_inv_k_upper", "r2_inv_k",
@@ -134,3 +145,189 @@ def lcam_summary(comparison: pd.DataFrame) -> str:
                      f"average (range {row.rate_ratio_min:.2f}-{row.rate_ratio_max:.2f}){certainty}; slope vs 1/k "
                      f"{row.slope_lcam:.2f} vs {row.slope_reference:.2f} ({slope_text}){saddle_text}.")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------
+# Escape v2: is escape diffusive, and at which temperature?
+# --------------------------------------------------------------------------------------
+
+#: The theory's alternatives for alpha: diffusion at the temperature of 004 (1, or 1/2 for Adam) and
+#: single-sample jumps (2/3).
+ALTERNATIVES = {"1": 1.0, "1/2": 0.5, "2/3": 2.0 / 3.0}
+
+
+def alpha_verdict(row) -> str:
+    """One verdict per fit, from its interval, its goodness of fit and the theory's alpha."""
+    expected = row.expected
+    other = 0.5 if expected == 1.0 else 1.0
+    name = "1" if expected == 1.0 else "1/2"
+    if row.deviance_p < 0.01:
+        return (f"Kramers' form does not describe these rates (deviance p = {row.deviance_p:.2g}): "
+                f"not diffusive escape")
+    inside = row.alpha_low <= expected <= row.alpha_high
+    if inside and (row.alpha_low <= other <= row.alpha_high):
+        return f"consistent with alpha = {name}, but cannot tell it from {other:g} at this n"
+    if inside:
+        return f"consistent with diffusion at the theory's temperature (alpha = {name})"
+    side = "steeper" if row.alpha_low > expected else "shallower"
+    return f"not at the theory's temperature: alpha excludes {name} ({side} dependence on k)"
+
+
+def design_summary(points: pd.DataFrame, metadata: dict) -> str:
+    """The design actually run: optimizers, arms, k grids, trials per k, work and time."""
+    info = metadata.get("calibration") or {}
+    lines = [f"escape v2 (sharp valley, batch 1): {points['trials'].iloc[0]} trials per (optimizer, arm, k), "
+             f"{points.groupby(['optimizer', 'arm']).ngroups} (optimizer, arm) settings x "
+             f"{points['k_index'].nunique()} k values; {metadata.get('trial_steps', 0):.3g} trial-steps in "
+             f"{metadata.get('simulation_seconds', float('nan')):.0f} s of simulation (one core, fused kernel)"]
+    for (optimizer, arm), group in points.groupby(["optimizer", "arm"], sort=False):
+        ks = group["k"]
+        lines.append(f"  {optimizer:>20} / {arm:<5}: k {ks.min():.3g} .. {ks.max():.3g} (ratio {ks.max() / ks.min():.2f}); "
+                     f"mean escape time {group['mean_time'].max():.3g} .. {group['mean_time'].min():.3g} it; "
+                     f"budgets {group['budget'].min()} .. {group['budget'].max()}; "
+                     f"censored {1 - group['escapes'].sum() / group['trials'].sum():.2%}")
+    if info:
+        lines.append(f"  ({len(info)} calibrations: k range from mean escape time about 1e5 down to about 30 it)")
+    return "\n".join(lines)
+
+
+def alpha_summary(alphas: pd.DataFrame) -> str:
+    """Alpha with its 95% profile interval per optimizer and arm, what it excludes, and the verdict."""
+    lines = ["log Gamma = a + p log k - c k^(-alpha), maximum likelihood on censored escape times:"]
+    for row in alphas.itertuples():
+        low = f"{row.alpha_low:.2f}" + ("(open)" if row.open_low else "")
+        high = f"{row.alpha_high:.2f}" + ("(open)" if row.open_high else "")
+        lines.append(
+            f"  {row.optimizer:>20} / {row.arm:<5}: alpha {row.alpha:5.2f} [{low}, {high}] (se {row.alpha_se:.2f}); "
+            f"excludes 1: {'yes' if row.excludes_1 else 'no'}, 1/2: {'yes' if row.excludes_half else 'no'}; "
+            f"p {row.p:+.2f}; exponent {row.exponent_high:.1f} -> {row.exponent_low:.1f}; "
+            f"fit p {row.deviance_p:.2f}; KS rejects {row.ks_rejected}/{row.points}: {alpha_verdict(row)}")
+    return "\n".join(lines)
+
+
+def jump_summary(jumps: pd.DataFrame) -> str:
+    """Escapes preceded by a kick above the threshold within the window, against chance, per optimizer and arm."""
+    lines = ["escapes with a kick > 6 noise SDs in the 20 steps before (pooled over k) vs chance:"]
+    for row in jumps.itertuples():
+        if row.arm != "data":
+            lines.append(f"  {row.optimizer:>20} / {row.arm:<5}: no kick above 6 SDs is possible (Gaussian, |z| <= 5.8); "
+                         f"median largest kick before an escape {row.kick_median:.1f} SDs")
+            continue
+        lines.append(f"  {row.optimizer:>20} / {row.arm:<5}: {row.kick_fraction:.1%} "
+                     f"[{row.kick_fraction_lower:.1%}, {row.kick_fraction_upper:.1%}] vs chance {row.kick_chance:.1%} "
+                     f"(flattest k {row.kick_fraction_flattest:.0%}, sharpest k {row.kick_fraction_sharpest:.0%}); "
+                     f"median largest kick {row.kick_median:.1f} SDs; kicks > 6 SDs on {row.kick_per_step:.1%} of steps")
+    return "\n".join(lines)
+
+
+def control_summary(controls: pd.DataFrame) -> str:
+    """LCAM's escape rate against its phase-shuffled and mean-matched controls (same lr, same mini-batches)."""
+    lines = []
+    for row in controls.itertuples():
+        if row.ratio_lower > 1:
+            how = "faster than"
+        elif row.ratio_upper < 1:
+            how = "slower than"
+        else:
+            how = "indistinguishable from"
+        alpha = (f"; alpha {row.alpha_lcam:.2f} vs {row.alpha_control:.2f} "
+                 f"[{row.alpha_control_low:.2f}, {row.alpha_control_high:.2f}]" if hasattr(row, "alpha_lcam")
+                 and row.alpha_lcam == row.alpha_lcam else "")
+        lines.append(f"{row.lcam} leaves the sharp valley {row.rate_ratio:.2f}x [{row.ratio_lower:.2f}, "
+                     f"{row.ratio_upper:.2f}] the rate of its {row.control} control ({how}; per-k ratios "
+                     f"{row.ratio_min:.2f}-{row.ratio_max:.2f}; LCAM below-fraction {row.below_fraction:.2f}, "
+                     f"mean momentum {row.momentum_mean:.3f}){alpha}.")
+    return "\n".join(lines)
+
+
+def two_line_summary(lines_table: pd.DataFrame) -> str:
+    """The old comparison (secondary): which of 1/k and 1/sqrt(k) fits log rate better, and by how much R^2."""
+    out = ["secondary view, least squares of log rate on 1/k vs 1/sqrt(k) (both lines fixed by algebra, see above):"]
+    for row in lines_table.itertuples():
+        out.append(f"  {row.optimizer:>20} / {row.arm:<5}: R2 {row.r2_inv_k:.4f} vs {row.r2_inv_sqrt_k:.4f} "
+                   f"-> {row.better} (difference {row.r2_difference:+.4f})")
+    return "\n".join(out)
+
+
+def readme_statements(alphas: pd.DataFrame, jumps: pd.DataFrame, lines_table: pd.DataFrame) -> str:
+    """What the README may say about escape, computed from the data (replaces "slope 0.45x SGD's", "linear in 1/k")."""
+    fits = alphas.set_index(["optimizer", "arm"])
+    jump = jumps.set_index(["optimizer", "arm"])
+    out = []
+    for key in ("sgd", "adam"):
+        parts = []
+        for arm in ("data", "gauss"):
+            if (key, arm) in fits.index:
+                r = fits.loc[(key, arm)]
+                parts.append(f"{arm} noise alpha {r.alpha:.2f} [{r.alpha_low:.2f}, {r.alpha_high:.2f}] "
+                             f"(fit p {r.deviance_p:.2g})")
+        if parts:
+            theory = "1/2" if key == "adam" else "1"
+            out.append(f"- {key}: log escape rate = a + p log k - c k^-alpha with " + "; ".join(parts)
+                       + f" (diffusion theory: alpha = {theory}).")
+    if ("sgd", "data") in jump.index:
+        j = jump.loc[("sgd", "data")]
+        out.append(f"- With batch-1 data noise, {j.kick_fraction:.0%} of SGD's escapes follow a kick above 6 noise "
+                   f"SDs within 20 steps (chance {j.kick_chance:.0%}): escape from the sharp valley is driven by "
+                   f"single large kicks, not by diffusion.")
+    out.append("- Which of 1/k and 1/sqrt(k) a straight line of log rate prefers is fixed by the algebra "
+               "(the dynamics depend on eta k, Adam's on eta sqrt(k)) and is not evidence for the theory; "
+               "the ratio of Adam's slope to SGD's depends on Adam's calibrated learning rate.")
+    return "\n".join(out)
+
+
+def claim_rows(alphas: pd.DataFrame, jumps: pd.DataFrame, controls: pd.DataFrame,
+               notebook: str = "02_saddle_escape") -> list[dict]:
+    """Notebook 02's rows of the claims ledger (:mod:`lcamlab.experiments.claims`), verdicts computed here."""
+    from lcamlab.experiments.claims import claim_row
+
+    rows = []
+    for row in alphas.itertuples():
+        if ":" in row.optimizer:
+            continue
+        expected = row.expected
+        if row.deviance_p < 0.01 or (not row.open_low and not row.open_high and not
+                                     (row.alpha_low <= expected <= row.alpha_high)):
+            decided = "does not hold"
+        elif row.alpha_low <= expected <= row.alpha_high and not (
+                row.alpha_low <= (0.5 if expected == 1.0 else 1.0) <= row.alpha_high):
+            decided = "holds"
+        else:
+            decided = "cannot tell at this n"
+        rows.append(claim_row(
+            f"escape.kramers_alpha.{row.optimizer}.{row.arm}", notebook=notebook,
+            paper="Adai" if not row.optimizer.startswith("lcam") else "LCAM",
+            section="Theorem 3, Propositions 2 and 4; Appendix E" if not row.optimizer.startswith("lcam")
+            else "Algorithm 1 (escape measured against 004's diffusion theory)",
+            claim=(f"{row.optimizer}'s escape from a sharp valley is diffusive at a temperature proportional to "
+                   f"{'eta sqrt(k)' if expected == 0.5 else 'eta k'}: log rate = a + p log k - c k^-alpha with "
+                   f"alpha = {'1/2' if expected == 0.5 else '1'}"),
+            measured=f"alpha (ML on censored escape times, {row.arm} noise, {row.points} k values)",
+            control=f"alternatives alpha = {'1' if expected == 0.5 else '1/2'} and 2/3 (jumps); Kramers-form fit p",
+            estimate=row.alpha, low=row.alpha_low, high=row.alpha_high, n=int(row.escapes), predicted=1,
+            verdict_text=decided))
+    for row in jumps.itertuples():
+        if row.arm != "data" or ":" in row.optimizer:
+            continue
+        excess = row.kick_fraction - row.kick_chance
+        half = (row.kick_fraction_upper - row.kick_fraction_lower) / 2
+        rows.append(claim_row(
+            f"escape.no_jumps.{row.optimizer}", notebook=notebook, paper="Adai",
+            section="Theorem 3 (Gaussian diffusion assumption); Appendix E",
+            claim=f"{row.optimizer}'s escapes are diffusive: not preceded by large single kicks more often than chance",
+            measured="fraction of escapes with a kick > 6 noise SDs in the 20 steps before, minus its chance rate",
+            control="chance rate of such a kick in a 20-step window (from the kicks' frequency)",
+            estimate=excess, low=excess - half, high=excess + half, n=int(row.escapes), predicted=-1,
+            verdict_text="does not hold" if excess - half > 0 else ("holds" if excess + half < 0.02 else
+                                                                   "cannot tell at this n")))
+    for row in controls.itertuples():
+        rows.append(claim_row(
+            f"escape.lcam_vs_{row.control}.{row.lcam}", notebook=notebook, paper="LCAM",
+            section="Algorithm 1 (the loss-controlled switch)",
+            claim=f"{row.lcam}'s loss control, not its momentum values, changes how fast it leaves a sharp valley",
+            measured="log escape-rate ratio LCAM / control, mean over 12 k (data noise)",
+            control=f"{row.control} control ({'same two momenta at LCAM proportions, choice independent of the loss' if row.control == 'shuffled' else 'fixed momentum at LCAM realised mean'})",
+            estimate=math.log(row.rate_ratio), low=math.log(row.ratio_lower), high=math.log(row.ratio_upper),
+            n=int(row.points), predicted=1 if row.rate_ratio >= 1 else -1,
+            verdict_text=None))
+    return rows

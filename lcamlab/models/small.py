@@ -25,7 +25,6 @@ without bias, BatchNorm 1/0, linear bias 0.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 __all__ = ["FMNet"]

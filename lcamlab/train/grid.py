@@ -92,8 +92,9 @@ FIGURE_SCHEDULES = {"fig3": "step", "fig4": "step", "fig5": "lcam-exp"}
 _FIXED_BY_FIGURE = ("momentum", "seed", "figure", "run_id", "optimizer", "dataset", "control",
                     "control_reference", "control_values")
 
-#: The Fashion-MNIST protocol's defaults (README: sized so the committed grid trains in about an
-#: hour on one CPU core); every one can be overridden (``--epochs``, ``--train-subset``, ...).
+#: The Fashion-MNIST protocol's defaults, sized to fit the whole 72-run grid (8 seeds) in about an hour
+#: on one CPU core (it took 42 minutes; notebooks 03/04 give the measurements); every one can be
+#: overridden (``--epochs``, ``--train-subset``, ...).
 FMNIST_DEFAULTS: dict[str, Any] = {
     "arch": "fmnet", "epochs": 12, "train_subset": 8000, "test_subset": 5000, "batch_size": 128, "lr": 0.1,
     "weight_decay": 5e-4, "runs_dir": "data/runs-fmnist", "channels_last": True,

@@ -348,7 +348,8 @@ class FmnistRuns:
         s = self.settings
         seeds = int(self.frame.seed.nunique()) if len(self.frame) else 0
         data = "generated Fashion-MNIST-format data (quick mode)" if self.synthetic else "Fashion-MNIST"
-        return (f"{data}, {s['arch']} CNN, {s['epochs']} epochs, {s['train_subset'] or 60000} training and "
+        model = "FMNet CNN" if s["arch"] == "fmnet" else "Wide-ResNet"
+        return (f"{data}, {model}, {s['epochs']} epochs, {s['train_subset'] or 60000} training and "
                 f"{s['test_subset'] or 10000} test images, batch {s['batch_size']}, {seeds} seeds")
 
 

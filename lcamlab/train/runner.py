@@ -10,7 +10,15 @@ A run lives in ``<runs_dir>/<run_id>/`` (file names: :mod:`lcamlab.train.runs`):
   optimizer (LCAM's running mean and decision included), the epoch, the RNG
   states and the configuration (nanoGPT style), and the metric history;
 * ``finished.json`` once every epoch is done, ``diverged.json`` if the loss
-  became NaN or infinite.
+  became NaN or infinite, or a parameter or buffer (BatchNorm statistics) did:
+  a checkpoint is only written, and only read back, when every tensor is finite.
+
+The folder appears complete or not at all: everything is validated first (the
+subsets against the data), ``config.json`` is written into a temporary folder
+that is then renamed into place; a folder that never finished an epoch is
+started afresh by ``train`` with the same run id. A resumed run continues on the
+data it started with (``config.json`` records its identity), and the temporary
+files of writes a killed process left are removed under the run's lock.
 
 Exact resume. The data order and augmentation of epoch ``e`` are a pure
 function of ``(seed, e)`` (:class:`lcamlab.data.DeviceLoader`), the learning

@@ -204,7 +204,8 @@ def read_run(run_dir: str | os.PathLike) -> Run:
 
     Raises:
         FileNotFoundError: ``run_dir`` has no ``config.json``.
-        ValueError: ``metrics.jsonl`` is damaged before its last line.
+        ValueError: ``config.json`` is not a JSON object, or ``metrics.jsonl`` is damaged
+            before its last line (the message names the file).
     """
     import pandas as pd
 
@@ -212,7 +213,14 @@ def read_run(run_dir: str | os.PathLike) -> Run:
     config_path = run_dir / CONFIG_NAME
     if not config_path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder: {config_path} is missing")
-    metadata = json.loads(config_path.read_text(encoding="utf-8"))
+    try:
+        metadata = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{config_path} is not valid JSON ({error}): restore it from a copy, or move the run "
+                         f"folder {run_dir} away and train the run again") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{config_path} does not hold a JSON object: restore it from a copy, or move the run "
+                         f"folder {run_dir} away and train the run again")
     config = dict(metadata["config"] if isinstance(metadata.get("config"), dict) else metadata)
     if config.get("seed") is None and metadata.get("seed") is not None:
         config["seed"] = metadata["seed"]

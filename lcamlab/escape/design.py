@@ -1,0 +1,449 @@
+r"""Escape v2: the sharp-valley experiment that tests the diffusion theory, run checkpointed on the fused kernel.
+
+**The question.** In :math:`u = \sqrt k\,\theta` the dynamics of SGD, momentum, Adai,
+AdaRem and LCAM depend on :math:`k` only through the effective step
+:math:`s = \eta k` (Adam's through :math:`\eta\sqrt k`), so "log rate linear in
+:math:`1/k` or in :math:`1/\sqrt k`" is settled by algebra. What the experiment can test
+is the diffusion theory itself: Kramers' law in the effective step,
+:math:`\log\Gamma = a + p\log s - C/s`. In :math:`k`,
+
+.. math:: \log\Gamma(k) = a + p\log k - c\,k^{-\alpha},
+
+with :math:`\alpha = 1` for the SGD-like optimizers and :math:`\alpha = 1/2` for Adam if
+escape is diffusive (a temperature proportional to the step); single-sample jumps
+from the valley bottom predict :math:`\alpha \approx 2/3` (a kick of size
+:math:`s\,|x|^3` must cover the valley: :math:`\log\Gamma \sim -(1/s)^{2/3}`).
+:func:`lcamlab.experiments.stats.kramers_fit` fits :math:`(a, p, c, \alpha)` by maximum
+likelihood on the censored escape times (Poisson likelihood of the escapes given
+the exposure) with a profile-likelihood interval for :math:`\alpha`.
+
+**Design** (:class:`DesignConfig`):
+
+* start at the bottom of the *sharp* valley (the global minimum of the training
+  loss, 004 Appendix E: "from Sharp Valley a1 to Flat Valley a2"; with
+  :math:`\sigma = 1` data it sits near :math:`u = -2.35`, curvature 23.2, barrier 18.6
+  per coordinate); a trial escapes when any coordinate crosses its ridge;
+* noise arms: ``data`` (batch 1 from the training set, as 004) and ``gauss`` (the
+  same state-dependent variance and mean gradient, Gaussian; the diffusion
+  theory's assumption); LCAM and its controls run in the data arm (they need a
+  mini-batch loss);
+* learning rates (:data:`DESIGN_LRS`) follow 004's rule (the same temperature:
+  :math:`\eta_\text{momentum} = \eta/10`, Adai :math:`\eta`, LCAM :math:`\eta(1 - 0.925)`
+  at its mean momentum, Adam from :math:`\eta\sqrt k\,\sqrt D`); then each
+  (optimizer, arm) gets its **own k grid**, found by :func:`calibrate`: 12 values,
+  geometric from the k whose mean escape time is about ``slow`` (1e5 iterations)
+  to the k whose mean escape time is about ``fast`` (30 iterations). Pilot runs
+  showed that the naive Kramers exponent :math:`2\Delta L/(sD)` is far off in the
+  data arm (at :math:`s = 0.0045` SGD's mean escape time is 1.7e6 iterations where
+  the naive exponent 11 predicts about 1e5), so the grid is set by measured
+  escape times, not by a formula;
+* per-k budgets: 5 times the calibrated mean escape time at that k (at least 200);
+  escaped trials drop out, so the work is about trials x mean time per k;
+* trials per k: ``trials`` (default 6400).
+
+**Power** (:func:`alpha_standard_error`, the Fisher information of the four-parameter
+Poisson model, :math:`\mathcal I = \sum_k d_k\,x_k x_k^\top`,
+:math:`x_k = (1, \log k, -k^{-\alpha}, c\,k^{-\alpha}\log k)`, with :math:`d_k` the expected
+escapes). For 12 k values geometric over a ratio of 4 and an exponent
+:math:`c\,k^{-\alpha}` from 12 down to 3 (:math:`\alpha = 1`), the standard error of
+:math:`\alpha` is 0.206 at 500 trials per k, 0.145 at 1000, 0.115 at 1600, 0.081 at
+3200 and 0.057 at 6400 (at 98% escapes per point); for Adam (:math:`\alpha = 1/2`, k
+ratio 16, exponent 11 down to 2.75) 0.112, 0.079, 0.063, 0.044 and 0.031. The
+standard error falls with the exponent's span, so the narrower measured spans of
+the calibrated grids give larger errors; the run reports the achieved error of
+every fit (the profile interval's half width).
+
+**Checkpoints.** :func:`run_design` runs one unit per (optimizer, arm, k) and writes
+it to ``<run folder>/<optimizer>__<arm>__k<index>.npz`` (atomic) as soon as it is
+done; a rerun skips finished units. Every unit is a pure function of the design
+(the Philox stream is keyed by the seed and the trial's id), so an interrupted
+run resumes to identical results. The calibration is a checkpoint too
+(``calibration.json``). Progress lines give the work done and an ETA from the
+calibrated expected work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lcamlab.escape.fused import FusedResult, simulate_fused
+from lcamlab.escape.landscape import StyblinskiTangLandscape
+from lcamlab.escape.regions import ExitRegion
+from lcamlab.experiments.registry import OptimizerSpec, preset
+
+__all__ = ["DESIGN_LRS", "DATA_ONLY", "CONTROL_KEYS", "DesignConfig", "sharp_valley_region", "make_design_landscape",
+           "calibrate", "run_design", "unit_path", "alpha_standard_error", "design_units", "load_units",
+           "run_folder", "escape_trace", "load_or_run_design", "quick_design", "VERSION"]
+
+#: Learning rates of the v2 design (004's same-temperature rule around SGD's eta = 0.005).
+DESIGN_LRS: dict[str, float] = {
+    "sgd": 5e-3,
+    "momentum": 5e-4,       # eta (1 - 0.9)
+    "adam": 0.105,          # 2 dL / (E sqrt(D)) at the sharp valley bottom for an exponent about 11 at k = 1
+    "adai": 5e-3,           # eta, ten times momentum's (004 Appendix E)
+    "adarem": 3e-3,         # 0.6 eta, as the v1 calibration
+    "lcam-above": 3.75e-4,  # eta (1 - 0.925), LCAM's mean momentum
+    "lcam-below": 3.75e-4,
+}
+
+#: Settings that run in the data arm only (they need a mini-batch loss).
+DATA_ONLY = ("lcam-above", "lcam-below")
+
+#: The controls of each LCAM orientation (lcamlab.experiments.controls): shuffled and matched.
+CONTROL_KEYS = ("shuffled", "matched")
+
+
+@dataclass(frozen=True)
+class DesignConfig:
+    """Everything the v2 result depends on (its cache key)."""
+
+    optimizers: tuple[str, ...] = ("sgd", "adam", "momentum", "lcam-above", "lcam-below", "adai", "adarem")
+    arms: tuple[str, ...] = ("data", "gauss")
+    lrs: tuple[tuple[str, float], ...] = tuple(DESIGN_LRS.items())
+    controls: bool = True
+    points: int = 12
+    trials: int = 6400
+    slow: float = 1e5
+    fast: float = 30.0
+    budget_factor: float = 5.0
+    calibration_trials: int = 48
+    warmup: int = 1000
+    dim: int = 10
+    n_samples: int = 50_000
+    noise_scale: float = 1.0
+    seed: int = 0
+    dtype: str = "float32"
+    window: int = 20
+    kick_threshold: float = 6.0
+
+    def lr(self, key: str) -> float:
+        return dict(self.lrs)[key]
+
+    def spec(self, key: str) -> OptimizerSpec:
+        return preset(key, self.lr(key))
+
+    def combos(self) -> list[tuple[str, str]]:
+        """(optimizer, arm) pairs in run order: the arms of each optimizer together."""
+        return [(key, arm) for key in self.optimizers for arm in self.arms
+                if not (key in DATA_ONLY and arm != "data")]
+
+    def to_config(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["lrs"] = dict(self.lrs)
+        out["optimizers"] = list(self.optimizers)
+        out["arms"] = list(self.arms)
+        return out
+
+    def replace(self, **changes: Any) -> "DesignConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def make_design_landscape(config: DesignConfig) -> StyblinskiTangLandscape:
+    return StyblinskiTangLandscape(config.dim, config.n_samples, config.noise_scale, seed=config.seed,
+                                   dtype=torch.float32 if config.dtype == "float32" else torch.float64)
+
+
+def sharp_valley_region(landscape: StyblinskiTangLandscape) -> ExitRegion:
+    """Start at the sharp (global) minimum of every coordinate; outside once past the ridge toward the flat valley."""
+    points = landscape.points
+    return ExitRegion("halfspace", points.deep_min.copy(), points.boundary.copy(), -points.direction.copy())
+
+
+def alpha_standard_error(trials: int, ks: np.ndarray, c: float, alpha: float, escaped_fraction: float = 0.98) -> float:
+    r"""Standard error of :math:`\hat\alpha` from the Fisher information of the four-parameter Poisson model."""
+    k = np.asarray(ks, dtype=float)
+    x = np.stack([np.ones_like(k), np.log(k), -k ** -alpha, c * k ** -alpha * np.log(k)], 1)
+    info = (trials * escaped_fraction * x).T @ x
+    return float(math.sqrt(np.linalg.inv(info)[3, 3]))
+
+
+# --------------------------------------------------------------------------------------
+# Calibration: each (optimizer, arm) gets the k range its escape times call for
+# --------------------------------------------------------------------------------------
+
+
+def _mean_time(landscape, region, spec, k, arm, config: DesignConfig, budget: int, ident: int) -> tuple[float, int]:
+    n = config.calibration_trials
+    ids = 900_000_000 + ident * 1000 + np.arange(n)  # calibration trials are not reused in the main run
+    result = simulate_fused(landscape, spec, np.full(n, math.sqrt(k)), region, budget=budget, arm=arm,
+                            seed=config.seed, warmup=config.warmup, chunk=2048, trial_ids=ids)
+    escapes = int(result.escaped.sum())
+    return (result.exposure.sum() / escapes if escapes else math.inf), result.trial_steps
+
+
+def calibrate(config: DesignConfig, key: str, arm: str, landscape, region,
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The k grid of ``(key, arm)``: geometric from mean escape time ``slow`` down to ``fast``; with probes."""
+    spec = config.spec(key)
+    probes: list[tuple[float, float]] = []
+    budget = int(4 * config.slow)
+    counter = [0]
+
+    def probe(k: float) -> float:
+        counter[0] += 1
+        mean, _ = _mean_time(landscape, region, spec, k, arm, config, budget, hash((key, arm, counter[0])) % 100000)
+        probes.append((k, mean))
+        return mean
+
+    factor = 1.25
+    k = 1.0
+    m = probe(k)
+    if m > config.slow:
+        while m > config.slow and k < 1e4:
+            k *= factor
+            m = probe(k)
+    else:
+        while m <= config.slow and k > 1e-4:
+            k /= factor
+            m = probe(k)
+        k *= factor  # the last k with mean <= slow
+    k_min = k
+    k_hi = k_min
+    m = dict(probes).get(k_hi, probe(k_hi))
+    while m > config.fast and k_hi < 1e5:
+        k_hi *= factor
+        m = probe(k_hi)
+    k_max = k_hi
+    if log is not None:
+        log(f"calibrated {key}/{arm}: k in [{k_min:.4g}, {k_max:.4g}] (ratio {k_max / k_min:.2f}) from "
+            f"{len(probes)} probes")
+    return {"k_min": k_min, "k_max": k_max, "probes": sorted(probes)}
+
+
+def _expected_mean(probes: list[tuple[float, float]], k: float) -> float:
+    """Mean escape time at k, log-log interpolated between finite probes."""
+    finite = [(a, b) for a, b in probes if math.isfinite(b) and b > 0]
+    ks = np.log([a for a, _ in finite])
+    ms = np.log([b for _, b in finite])
+    order = np.argsort(ks)
+    return float(np.exp(np.interp(math.log(k), ks[order], ms[order])))
+
+
+def design_units(config: DesignConfig, calibration: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every unit (optimizer or control, arm, k index, k, budget, expected work) in run order."""
+    units = []
+    for key, arm in config.combos():
+        cal = calibration[f"{key}/{arm}"]
+        ks = np.geomspace(cal["k_min"], cal["k_max"], config.points)
+        settings = [key] + ([f"{key}:{c}" for c in CONTROL_KEYS] if key in DATA_ONLY and config.controls else [])
+        for i, k in enumerate(ks):
+            mean = _expected_mean(cal["probes"], float(k))
+            budget = int(max(200, config.budget_factor * mean))
+            for setting in settings:
+                units.append({"optimizer": setting, "arm": arm, "k_index": i, "k": float(k), "budget": budget,
+                              "expected_work": config.trials * min(mean, budget) + config.trials * config.warmup})
+    return units
+
+
+def unit_path(folder: Path, unit: dict[str, Any]) -> Path:
+    name = unit["optimizer"].replace(":", "--")
+    return folder / f"{name}__{unit['arm']}__k{unit['k_index']:02d}.npz"
+
+
+def _save_npz(path: Path, **arrays: Any) -> None:
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _run_unit(config: DesignConfig, unit: dict[str, Any], landscape, region, folder: Path) -> FusedResult:
+    n = config.trials
+    ids = unit["k_index"] * 1_000_000 + np.arange(n)
+    base, _, control = unit["optimizer"].partition(":")
+    kwargs: dict[str, Any] = {}
+    if control:
+        lcam = np.load(unit_path(folder, {**unit, "optimizer": base}))
+        pair = config.spec(base).momentum
+        if control == "shuffled":
+            # SGD whose momentum is drawn per trial and step: below with LCAM's realised fraction
+            spec = OptimizerSpec("sgd", config.lr(base), (("momentum", 0.925),))
+            kwargs = {"below_probability": lcam["below_fraction"], "pair": pair}
+        else:
+            spec = OptimizerSpec("sgd", config.lr(base), (("momentum", 0.925),))
+            kwargs = {"momentum": lcam["momentum_mean"]}
+    else:
+        spec = config.spec(unit["optimizer"])
+    return simulate_fused(landscape, spec, np.full(n, math.sqrt(unit["k"])), region, budget=unit["budget"],
+                          arm=unit["arm"], seed=config.seed, warmup=config.warmup, chunk=2048, trial_ids=ids,
+                          diagnostics=True, window=config.window, kick_threshold=config.kick_threshold, **kwargs)
+
+
+def run_design(config: DesignConfig, folder: str | os.PathLike, *, log: Callable[[str], None] | None = print,
+               max_units: int | None = None) -> pd.DataFrame:
+    """Run (or resume) every unit of ``config`` into ``folder``; returns the per-unit summary of what is done.
+
+    ``max_units``: stop after running so many new units (for tests of the resume).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    meta_path = folder / "design.json"
+    if meta_path.exists():
+        stored = json.loads(meta_path.read_text())
+        if stored != config.to_config():
+            raise ValueError(f"{folder} holds another design (design.json differs); use a new folder")
+    else:
+        meta_path.write_text(json.dumps(config.to_config(), indent=1, sort_keys=True))
+    landscape = make_design_landscape(config)
+    region = sharp_valley_region(landscape)
+    cal_path = folder / "calibration.json"
+    calibration = json.loads(cal_path.read_text()) if cal_path.exists() else {}
+    started = time.perf_counter()
+    for key, arm in config.combos():
+        if f"{key}/{arm}" not in calibration:
+            calibration[f"{key}/{arm}"] = calibrate(config, key, arm, landscape, region, log)
+            tmp = cal_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(calibration, indent=1))
+            os.replace(tmp, cal_path)
+    units = design_units(config, calibration)
+    total = sum(u["expected_work"] for u in units)
+    done_work = sum(u["expected_work"] for u in units if unit_path(folder, u).exists())
+    ran = 0
+    run_work = 0.0
+    for unit in units:
+        path = unit_path(folder, unit)
+        if path.exists():
+            continue
+        if max_units is not None and ran >= max_units:
+            break
+        result = _run_unit(config, unit, landscape, region, folder)
+        _save_npz(path, escape_step=result.escape_step, escaped=result.escaped, budget=result.budget,
+                  kick_at_escape=result.kick_at_escape, kick_lag=result.kick_lag, kick_count=result.kick_count,
+                  momentum_mean=result.momentum_mean, below_fraction=result.below_fraction,
+                  trial_steps=np.int64(result.trial_steps), seconds=np.float64(result.seconds),
+                  k=np.float64(unit["k"]))
+        ran += 1
+        run_work += unit["expected_work"]
+        done_work += unit["expected_work"]
+        elapsed = time.perf_counter() - started
+        rate = run_work / elapsed if elapsed > 0 else float("nan")
+        eta = (total - done_work) / rate if rate > 0 else float("nan")
+        if log is not None:
+            log(f"[{done_work / total:6.1%}] {unit['optimizer']}/{unit['arm']} k={unit['k']:.4g} "
+                f"escaped {result.escaped.mean():.3f} in {result.seconds:.1f} s "
+                f"({result.trial_steps / max(result.seconds, 1e-9):.2e} trial-steps/s); ETA {eta / 60:.1f} min")
+    return load_units(config, folder, calibration)
+
+
+def load_units(config: DesignConfig, folder: str | os.PathLike, calibration: dict | None = None) -> pd.DataFrame:
+    """One row per trial of every finished unit (optimizer, arm, k, trial, escape step, diagnostics)."""
+    folder = Path(folder)
+    if calibration is None:
+        calibration = json.loads((folder / "calibration.json").read_text())
+    frames = []
+    for unit in design_units(config, calibration):
+        path = unit_path(folder, unit)
+        if not path.exists():
+            continue
+        z = np.load(path)
+        n = len(z["escape_step"])
+        frames.append(pd.DataFrame({
+            "optimizer": unit["optimizer"], "arm": unit["arm"], "k_index": unit["k_index"], "k": unit["k"],
+            "trial": np.arange(n), "budget": z["budget"], "escape_step": z["escape_step"], "escaped": z["escaped"],
+            "kick_at_escape": z["kick_at_escape"], "kick_lag": z["kick_lag"], "kick_count": z["kick_count"],
+            "momentum_mean": z["momentum_mean"], "below_fraction": z["below_fraction"],
+            "trial_steps": int(z["trial_steps"]), "seconds": float(z["seconds"]),
+        }))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# --------------------------------------------------------------------------------------
+# The cached result: the per-point table of a finished design, with a jump-driven escape's trace
+# --------------------------------------------------------------------------------------
+
+#: Definition version of the v2 table (part of the cache key).
+VERSION = 1
+
+
+def run_folder(config: DesignConfig, data_dir: str | os.PathLike | None = None) -> Path:
+    """``<data_dir>/escape/v2_<hash>/``: the checkpoints of ``config`` (ignored by git; the cache is committed)."""
+    from lcamlab.escape.cache import escape_dir
+    from lcamlab.experiments.cache import config_hash
+
+    return escape_dir(data_dir) / f"v2_{config_hash({'version': VERSION, 'config': config.to_config()})}"
+
+
+def escape_trace(config: DesignConfig, frame: pd.DataFrame, *, optimizer: str = "sgd", k_index: int | None = None,
+                 before: int = 40, after: int = 3) -> dict[str, Any]:
+    """The last ``before`` steps of one jump-driven SGD escape (data arm): u of the escaping coordinate and the kicks.
+
+    Re-simulates the trial from its stream (SGD has no optimizer state, so its position is the whole state).
+    """
+    landscape = make_design_landscape(config)
+    region = sharp_valley_region(landscape)
+    rows = frame[(frame["optimizer"] == optimizer) & (frame["arm"] == "data") & frame["escaped"]]
+    if k_index is None:
+        k_index = int(rows["k_index"].median())
+    rows = rows[(rows["k_index"] == k_index) & (rows["escape_step"] > before + 5)]
+    chosen = rows.sort_values("kick_at_escape", ascending=False).iloc[len(rows) // 4]  # a typical large kick
+    k, step, trial = float(chosen["k"]), int(chosen["escape_step"]), int(chosen["trial"])
+    spec = config.spec(optimizer)
+    root = math.sqrt(k)
+    ident = np.array([k_index * 1_000_000 + trial])
+    start = simulate_fused(landscape, spec, np.array([root]), region, budget=step - before - 1, drop=False,
+                           seed=config.seed, warmup=config.warmup, trial_ids=ident)
+    theta = start.final_theta[0]
+    from lcamlab.escape.fused import gradient_noise
+
+    us, kicks = [theta * root], []
+    for t in range(step - before - 1, step + after - 1):
+        moved = simulate_fused(landscape, spec, np.array([root]), dataclasses.replace(region, start=theta * root),
+                               budget=t + 1, drop=False, seed=config.seed, trial_ids=ident, start_step=t)
+        new = moved.final_theta[0]
+        u = theta * root
+        mu, var = gradient_noise(landscape, u)
+        fprime = (theta - new) / spec.lr / root
+        kicks.append(((fprime - mu) / np.sqrt(var)).tolist())
+        theta = new
+        us.append(theta * root)
+    us_arr = np.array(us)
+    crossed = int(np.argmax(us_arr[before + 1] > region.boundary))  # the coordinate that crossed at the escape
+    return {"optimizer": optimizer, "k": k, "trial": trial, "escape_step": step,
+            "steps": list(range(step - before - 1, step + after)), "u": us_arr[:, crossed].tolist(),
+            "kick": [kk[crossed] for kk in kicks], "coordinate": crossed,
+            "boundary": float(region.boundary[crossed]), "start": float(region.start[crossed]),
+            "kick_at_escape": float(chosen["kick_at_escape"]), "kick_lag": int(chosen["kick_lag"])}
+
+
+def load_or_run_design(config: DesignConfig, data_dir: str | os.PathLike | None = None, *, overwrite: bool = False,
+                       recompute: bool = True, log: Callable[[str], None] | None = print):
+    """The verified cached point table of ``config``, else run (or resume) the design and store it.
+
+    Returns :class:`lcamlab.experiments.cache.CachedTable`; its metadata holds the calibration,
+    the work and time of the run, and one jump-driven escape's trace.
+    """
+    from lcamlab.escape.analysis import point_table
+    from lcamlab.escape.cache import escape_dir
+    from lcamlab.experiments.cache import cached_table
+
+    def compute() -> tuple[pd.DataFrame, dict[str, Any]]:
+        folder = run_folder(config, data_dir)
+        frame = run_design(config, folder, log=log)
+        points = point_table(frame, window=config.window, threshold=config.kick_threshold)
+        calibration = json.loads((folder / "calibration.json").read_text())
+        units = frame.groupby(["optimizer", "arm", "k_index"]).first()
+        info = {"calibration": calibration, "trial_steps": int(units["trial_steps"].sum()),
+                "simulation_seconds": round(float(units["seconds"].sum()), 1),
+                "trace": escape_trace(config, frame), "run_folder": folder.name}
+        return points, info
+
+    return cached_table("valley_v2", config.to_config(), compute, escape_dir(data_dir), seed=config.seed,
+                        device="cpu", version=VERSION, refresh=overwrite, recompute=recompute, log=log)
+
+
+def quick_design() -> DesignConfig:
+    """A small design for smoke tests and ``--quick`` (SGD and LCAM with its controls, short escape times)."""
+    return DesignConfig(optimizers=("sgd", "lcam-above"), trials=48, points=5, slow=1500.0, calibration_trials=12,
+                        warmup=50)
