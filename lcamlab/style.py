@@ -35,6 +35,8 @@ __all__ = [
     "save_figure",
     "show",
     "optimizer_color",
+    "table_html",
+    "show_table",
     "optimizer_label",
     "paper_group_color",
     "default_figures_dir",
@@ -222,6 +224,55 @@ def show(fig, name: str, figures_dir: str | os.PathLike | None = None) -> None:
     paths = save_figure(fig, name, figures_dir)
     plt.close(fig)
     display(Image(filename=str(paths[0]), width=760))
+
+
+def table_html(frame, *, digits: int = 3, columns: Sequence[str] | None = None,
+               names: dict[str, str] | None = None, caption: str | None = None, max_width: int = 960) -> str:
+    """A table as HTML that fits a 1000-pixel notebook: rounded numbers, wrapped headers.
+
+    Integers print without decimals (``k = 5``, not ``5.000000``); floats to ``digits``
+    significant digits; long headers wrap instead of widening the table, which
+    scrolls sideways inside its own box if it still does not fit.
+
+    Args:
+        frame: a pandas DataFrame.
+        digits: significant digits of floats.
+        columns: the columns to show, in order (default all).
+        names: display names for columns.
+        caption: a caption above the table.
+        max_width: the box's width in pixels.
+    """
+    import html
+    import math as _math
+
+    shown = frame[list(columns)] if columns is not None else frame
+    names = names or {}
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            if _math.isnan(value):
+                return "–"
+            if _math.isinf(value):
+                return "∞" if value > 0 else "−∞"
+            if value == int(value) and abs(value) < 1e6:
+                return str(int(value))
+            return f"{value:.{digits}g}"
+        return html.escape(str(value))
+
+    head = "".join(f'<th style="white-space:normal;max-width:9em;text-align:right">'
+                   f"{html.escape(str(names.get(c, c)).replace('_', ' '))}</th>" for c in shown.columns)
+    rows = "".join("<tr>" + "".join(f'<td style="text-align:right">{cell(v)}</td>' for v in record) + "</tr>"
+                   for record in shown.itertuples(index=False))
+    title = f"<caption style='text-align:left'>{html.escape(caption)}</caption>" if caption else ""
+    return (f'<div style="max-width:{max_width}px;overflow-x:auto"><table style="font-size:12px">{title}'
+            f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>")
+
+
+def show_table(frame, **kwargs) -> None:
+    """In a notebook: display ``frame`` as :func:`table_html` (headless builds keep it in the executed copy)."""
+    from IPython.display import HTML, display
+
+    display(HTML(table_html(frame, **kwargs)))
 
 
 def _normalise(name: str) -> str:

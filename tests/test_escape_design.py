@@ -80,5 +80,5 @@ def test_command_line_run(tmp_path, capsys):
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "alpha" in out and "ETA" in out
-    with pytest.raises((ValueError, SystemExit)):
-        cli.main(["escape", "run", "--arms", "levy", "--data-dir", str(tmp_path)])
+    assert cli.main(["escape", "run", "--arms", "levy", "--data-dir", str(tmp_path)]) != 0
+    assert "Invalid --arms 'levy'" in capsys.readouterr().err

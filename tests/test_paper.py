@@ -1,4 +1,4 @@
-"""The extraction of 000's Figures 3-5 and Table 1 (lcamlab.paper, data/paper/)."""
+"""The extraction of the LCAM paper's Figures 3-5 and Table 1 (lcamlab.paper, data/paper/)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_twenty_curves_with_their_point_counts(extracted):
     keys = ["figure", "dataset", "metric", "group"]
     counts = extracted.groupby(keys, sort=False).size()
     assert len(counts) == 20
-    # every point of 000 section 4, counted in the pgfplots blocks
+    # every point of the paper's section 4, counted in the pgfplots blocks
     expected = {
         ("fig3", "cifar10", "test_error"): [89, 89, 89, 89],
         ("fig3", "cifar10", "train_loss"): [89, 88, 89, 89],
@@ -84,7 +84,7 @@ def test_start_epochs_and_ranges(extracted):
     assert error[error.dataset == "cifar10"].value.between(3.9, 6.0).all()
     assert error[error.dataset == "cifar100"].value.between(18.7, 63.0).all()
     assert loss.value.between(1e-3, 4.1).all()
-    # exact values at both ends of one curve (000 line 175, black)
+    # exact values at both ends of one curve (line 175 of the paper's text, black)
     black = _curve(extracted, "fig4", "cifar100", "train_loss", "0.9-0.9")
     assert black.value.iloc[0] == 3.909233331680298
     assert black.value.iloc[-1] == pytest.approx(0.007178, rel=1e-3)
@@ -174,3 +174,33 @@ def test_group_labels_round_trip():
     with pytest.raises(ValueError, match="Invalid momentum group label"):
         paper.parse_group("fast")
     assert math.isclose(sum(paper.parse_group(paper.group_label((0.93, 0.9)))), 1.83)
+
+
+def test_reading_tables_of_the_published_panels(committed):
+    fig3 = paper.panel_table(committed, "fig3", "cifar10")
+    assert fig3.group.tolist() == ["Fixed 0.9", "Fixed 0.95", "0.95-0.9", "0.9-0.95"]
+    assert fig3["first epoch"].between(60, 64).all() and fig3["loss 32/31"].isna().all()  # CIFAR-10 starts after 62
+    assert (fig3["loss 92/91"] > 0).all()
+    fig4 = paper.panel_table(committed, "fig4", "cifar100")
+    assert (fig4["loss 62/61"] < 0.5).all()  # every group's loss falls by more than half across the second drop
+    final = paper.final_training_table(committed)
+    assert final.group.tolist() == ["Fixed 0.9", "LCAM 0.9-0.95", "Fixed 0.9", "LCAM 0.93-0.9"]
+    assert final.dataset.tolist() == ["CIFAR-10", "CIFAR-10", "CIFAR-100", "CIFAR-100"]
+    wide = paper.table1_wide(paper.load_table1())
+    assert wide.loc[wide.method == "Ours LCAM", "CIFAR-100"].item() == "19.22 (18.92 in 50%)"
+    text = paper.describe_panels(committed, {"cifar10": "fig3"}) + paper.describe_final_training(
+        committed, paper.load_table1())
+    assert "The LCAM paper's Figure 3 (CIFAR-10)" in text
+
+
+def test_user_facing_text_cites_the_paper_not_a_file_number(capsys):
+    import re
+
+    from lcamlab.cli import build_parser
+
+    help_text = build_parser(["paper"])._subparsers._group_actions[0].choices["paper"].format_help()
+    assert "extract" in help_text
+    assert cli_main(["paper", "show", "--figure", "fig5"]) == 0
+    shown = capsys.readouterr().out
+    for text in (help_text, shown, paper.__doc__):
+        assert not re.search(r"(?<![\d.])(?<!\d )00[0-4](?![\d.])", text), text

@@ -184,7 +184,11 @@ def test_comparison_markdown_and_cached_save(tmp_path, paper_table1):
     comparison = reports.table1_comparison(paper_table1, rows)
     assert len(comparison) == 6 + 2
     text = reports.table1_markdown(comparison)
-    assert "| 000 Table 1 | Ours LCAM | 120 | 3.98 | 19.22 (18.92 in 50%) |" in text
+    assert "| LCAM paper | Ours LCAM | 120 | 3.98 | 19.22 (18.92 in 50%) |" in text
+    shown = reports.table1_display(comparison)
+    assert list(shown.columns) == ["source", "method", "epochs", "CIFAR-10", "CIFAR-100"]
+    assert shown.loc[shown.method == "Ours LCAM", "CIFAR-100"].item() == "19.22 (18.92 in 50%)"
+    assert "<table" in style.table_html(shown)
     assert "4.07 ± 0.15 (best 3.90; n=3; win 67%)" in text
     finals = reports.final_values(frame, epoch=120)
     first = reports.save_table1(comparison, tmp_path / "data", finals=finals, config={"epoch": 120})
@@ -248,7 +252,7 @@ def test_plot_groups_without_paper_metric_and_plot_table1(tmp_path, paper_curves
     fig, axes = reports.plot_groups(frame, paper_curves, dataset="cifar10", groups=["0.9-0.9", "0.9-0.95"],
                                     figure="fig5")
     texts = [t.get_text() for t in axes[1].texts]
-    assert any("no train loss curve" in t for t in texts)  # 000 Figure 5 has no loss panel
+    assert any("no train loss curve" in t for t in texts)  # the paper's Figure 5 has no loss panel
     assert len([l for l in axes[0].lines if l.get_linestyle() == "--"]) == 2
     plt.close(fig)
     finals = reports.final_values(frame, epoch=120)
@@ -282,14 +286,20 @@ def test_notebook_panels_figures_summary_and_table1(tmp_path, paper_curves, pape
     frame = reports.runs_frame(load_runs(tmp_path / "runs"))
     panels = {"cifar10": "fig5", "cifar100": "fig5"}
     drawn = reports.plot_panels(frame, paper_curves, panels, tmp_path / "figures",
-                                title="000 Figure {number}: final training on {dataset}", show=False)
-    assert [fig._suptitle.get_text() for fig, _ in drawn] == ["000 Figure 5: final training on CIFAR-10",
-                                                              "000 Figure 5: final training on CIFAR-100"]
+                                title="Figure {number} of the LCAM paper: final training on {dataset}", show=False)
+    assert [fig._suptitle.get_text() for fig, _ in drawn] == ["Figure 5 of the LCAM paper: final training on CIFAR-10",
+                                                              "Figure 5 of the LCAM paper: final training on CIFAR-100"]
+    legend = [t.get_text() for fig, _ in drawn for t in fig.legends[0].get_texts()]
+    assert "the LCAM paper's Figure 5" in legend and not any("000" in t for t in legend)
     assert (tmp_path / "figures" / "fig5_cifar100.pdf").exists() and (tmp_path / "figures" / "fig5_cifar10.png").exists()
     text = reports.describe_groups(frame, paper_curves, panels, epochs_planned=150, drop_epochs=())
     assert text.startswith("CIFAR-10 at epoch 120 (of 150 planned):")
     assert "lowest mean test error in our runs: LCAM 0.9-0.95; in the paper at epoch 120: LCAM 0.9-0.95" in text
     assert "No runs yet" in reports.describe_groups(frame.iloc[:0], paper_curves, panels, epochs_planned=150)
+    (shown,) = reports.show_groups(frame, paper_curves, {"cifar10": "fig5"}, epochs_planned=150, drop_epochs=(),
+                                   show=False)
+    assert shown["epoch"] == 120 and shown["lowest"] == "LCAM 0.9-0.95"
+    assert shown["table"].set_index("group").loc["LCAM 0.9-0.95", "test error, mean (%)"] == pytest.approx(4.0)
     provenance = {"runs_dir": "runs", "seeds": 2, "epochs": 150, "depth": 28, "widen": 10, "synthetic_cifar": False}
     table = reports.table1_report(frame, paper_table1, paper_curves, ["cifar10", "cifar100"], epoch=120,
                                   data_dir=tmp_path / "data", figures_dir=tmp_path / "figures", provenance=provenance,
@@ -304,7 +314,7 @@ def test_notebook_panels_figures_summary_and_table1(tmp_path, paper_curves, pape
     words = reports.describe_table1(table.rows, paper_table1)
     assert "CIFAR-10 LCAM 0.9-0.95 at epoch 120: 4.00 % mean over 2 seed(s)" in words
     assert "beats fixed 0.9 on 2/2 seeds (100 %, paper: about 80 %)" in words
-    assert "CIFAR-10: our LCAM mean minus 000's LCAM row (3.98 %): +0.02 points at epoch 120" in words
+    assert "CIFAR-10: our LCAM mean minus the paper's LCAM row (3.98 %): +0.02 points at epoch 120" in words
     plt.close("all")
 
 
@@ -395,3 +405,57 @@ def test_fmnist_claims_verdicts_and_report(tmp_path):
     assert reports.drop_epochs_for("step-scaled", 12) == [3, 6, 8]
     assert reports.drop_epochs_for("lcam-exp-scaled", 12) == [3]
     plt.close("all")
+
+
+def test_paper_tables_for_the_notebooks(paper_curves, paper_table1):
+    tables = reports.show_paper_panels(paper_curves, {"cifar10": "fig3", "cifar100": "fig4"}, show=False)
+    assert list(tables) == ["cifar10", "cifar100"] and len(tables["cifar100"]) == 4
+    figure5, table1 = reports.show_paper_final(paper_curves, paper_table1, show=False)
+    assert len(figure5) == 4 and table1.method.tolist() == ["WRN", "Cosine Annealing", "Ours LCAM"]
+
+
+def test_fmnist_display_speed_and_exercise_effects(tmp_path):
+    fixed, lcam = [20.0, 21.0, 19.0, 20.5], [19.5, 21.5, 18.0, 20.0]
+    for seed in range(4):
+        write_fmnist_run(tmp_path, momentum=(0.9, 0.9), seed=seed, test_error=fixed[seed])
+        write_fmnist_run(tmp_path, momentum=(0.9, 0.95), seed=seed, test_error=lcam[seed])
+        write_fmnist_run(tmp_path, momentum=(0.9, 0.95), seed=seed, test_error=lcam[seed] + 1, control="shuffled")
+    frame = reports.fmnist_frame(sorted(tmp_path.iterdir()))
+    table = reports.fmnist_table(frame, figure="fig5")
+    shown = reports.fmnist_table_display(table).set_index("series")
+    assert shown.loc["LCAM 0.9-0.95", "lower than fixed 0.9 on"] == "3/4 seeds (75%)"
+    assert shown.loc["LCAM 0.9-0.95, shuffled control", "LCAM minus this control (pp) [95% CI]"].startswith("-1.00 [")
+    assert "LCAM minus this control (pp) [95% CI]" not in reports.fmnist_table_display(table.iloc[:2]).columns
+    speed = reports.training_speed(frame)
+    assert (speed["runs"], speed["epochs"], speed["median"]) == (12, 24, 100.0)
+    assert speed["run_median_s"] == 2.0 and speed["total_s"] == 24.0
+
+    class Runs:
+        pass
+
+    runs = Runs()
+    runs.frame = frame
+    from_runs = reports.effect_vs_fixed(runs, "0.9-0.95", figure="fig5")
+    from_table = reports.effect_vs_fixed(table, "0.9-0.95")
+    assert from_runs == from_table and (from_runs.wins, from_runs.seeds) == (3, 4)
+    assert from_runs.mean == pytest.approx(np.mean(np.subtract(lcam, fixed)), rel=1e-12)
+    assert from_runs.coin_probability == pytest.approx(5 / 16)  # 3 or 4 heads of 4 fair coins
+    assert "lower than fixed 0.9 on 3 of 4 seeds" in from_runs.text
+    missing = reports.effect_vs_fixed(None, "0.95-0.95")
+    assert missing.seeds == 0 and math.isnan(missing.low) and "not measured" in missing.text
+    assert reports.effect_vs_fixed(table, "0.95-0.95").seeds == 0
+
+
+def test_notebooks_03_04_cite_papers_not_file_numbers():
+    import re
+
+    from lcamlab import figures
+
+    for stem in ("03_momentum_groups", "04_final_training"):
+        nb = json.loads((figures.NOTEBOOKS_DIR / f"{stem}.ipynb").read_text())
+        text = "\n".join("".join(c["source"]) for c in nb["cells"])
+        assert not re.search(r"(?<![\d.])(?<!\d )00[0-4](?![\d.])", text), stem
+        assert "Asymmetric Momentum: A Rethinking of Gradient Descent" in text and "## References" in text
+        headings = [int(m) for m in re.findall(r"^## (\d+)\.", text, flags=re.M)]
+        assert headings == list(range(1, len(headings) + 1)), (stem, headings)
+        assert "references_markdown" in text and "print(" not in text.replace("print(claims", "")

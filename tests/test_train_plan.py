@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,71 @@ def test_prepare_fmnist_plans_trains_and_reads_controls(tmp_path):
     assert "generated Fashion-MNIST-format data" in runs.setting_text and "1 seeds" in runs.setting_text
     with pytest.raises(ValueError, match="Invalid run set"):
         prepare_fmnist(("fig3",), seeds=1, data_dir=tmp_path)
+
+
+def test_data_locations_follow_the_notebooks_data_dir(tmp_path, monkeypatch):
+    from lcamlab.data import fashion_mnist
+    from lcamlab.train.plan import data_locations
+
+    monkeypatch.delenv("LCAMLAB_DATA_DIR", raising=False)
+    monkeypatch.delenv("LCAMLAB_FASHION_MNIST_DIR", raising=False)
+    system = tmp_path / "system"  # stands in for /usr/share/datasets/fashion-mnist
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_SYSTEM_DIR", system)
+    checkout = tmp_path / "other-checkout" / "data"
+    where = data_locations(checkout)
+    assert where["cifar"] == checkout / "cifar"  # not the data/ of the checkout lcamlab is installed from
+    assert where["fashion-mnist"] == where["fashion-mnist-cache"] == checkout / "fashion-mnist"
+    fashion_mnist.write_synthetic_fashion_mnist(system, n_train=20, n_test=10)  # the system package installed
+    where = data_locations(checkout)
+    assert where["fashion-mnist"] == system and where["fashion-mnist-cache"] == checkout / "fashion-mnist"
+    assert data_locations(checkout, cifar_dir=tmp_path / "c", fashion_dir=tmp_path / "f") == {
+        "cifar": tmp_path / "c", "fashion-mnist": tmp_path / "f", "fashion-mnist-cache": tmp_path / "f"}
+    monkeypatch.setenv("LCAMLAB_DATA_DIR", str(tmp_path / "env-cifar"))
+    monkeypatch.setenv("LCAMLAB_FASHION_MNIST_DIR", str(tmp_path / "env-fashion"))
+    where = data_locations(checkout)
+    assert (where["cifar"], where["fashion-mnist"]) == (tmp_path / "env-cifar", tmp_path / "env-fashion")
+
+
+def test_prepare_panels_looks_for_cifar_under_data_dir_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.delenv("LCAMLAB_DATA_DIR", raising=False)
+    printed = []
+    runs = prepare_panels(panel_figures(("fig3",), ["cifar10"]), seeds=[0, 2], data_dir=tmp_path / "data",
+                          log=printed.append, epochs=3, depth=10, widen=1)
+    plan = runs.plans["cifar10"]
+    assert {c.data_dir for c in plan.configs} == {str((tmp_path / "data" / "cifar").resolve())}
+    assert f"--data-dir {(tmp_path / 'data' / 'cifar').resolve()}" in plan.command
+    assert "--seed-list 0 2" in plan.command
+    assert f"CIFAR-10 is not in {(tmp_path / 'data' / 'cifar').resolve()}" in runs.text
+
+
+def test_prepare_fmnist_caches_under_data_dir_when_the_files_are_read_only(tmp_path, monkeypatch):
+    from lcamlab.data import fashion_mnist
+    from lcamlab.train.plan import prepare_fmnist
+
+    monkeypatch.delenv("LCAMLAB_FASHION_MNIST_DIR", raising=False)
+    system = tmp_path / "system"
+    monkeypatch.setattr(fashion_mnist, "FASHION_MNIST_SYSTEM_DIR", system)
+    _, digest = fashion_mnist.write_synthetic_fashion_mnist(system, n_train=32, n_test=16)
+    data = tmp_path / "data"
+    planned = prepare_fmnist(("fig3-fmnist",), seeds=[1], data_dir=data, log=None, data_md5=digest, epochs=1,
+                             train_subset=32, test_subset=16, batch_size=16, device="cpu", channels_last=False)
+    assert planned.runs_dir == data.resolve() / "runs-fmnist" and set(planned.status.state) == {"missing"}
+    assert planned.command.startswith("lcamlab grid fig3-fmnist --seeds 1 --first-seed 1 --threads 1 --epochs 1")
+    assert "--no-channels-last" in planned.command
+    assert f"--runs-dir {data.resolve() / 'runs-fmnist'}" in planned.command
+    runs = prepare_fmnist(("fig3-fmnist",), seeds=[1], data_dir=data, log=None, run=True, data_md5=digest, epochs=1,
+                          train_subset=32, test_subset=16, batch_size=16, device="cpu", channels_last=False)
+    assert set(runs.status.state) == {"finished"}
+    assert list((data / "fashion-mnist" / "cache").glob("fashion-mnist-*.npz"))  # the notebook's data_dir
+    assert not (system / "cache").exists()  # nothing written beside the system package's files
+    assert all(Path(c.data_dir) == (data / "fashion-mnist").resolve() for c in runs.configs)
+
+
+def test_figures_accepts_a_list_of_seeds_for_03_and_04(capsys):
+    from lcamlab.cli import main as cli_main
+
+    assert cli_main(["figures", "03", "--dry-run", "-p", "seeds", "[0, 1]"]) == 0
+    assert "'seeds': [0, 1]" in capsys.readouterr().out
+    assert cli_main(["figures", "04", "--dry-run", "-p", "seeds", "2", "-p", "fmnist_seeds", "[0, 3]"]) == 0
+    assert cli_main(["figures", "04", "--dry-run", "-p", "seeds", "[0, 1.5]"]) == 2
+    assert "list elements must be int" in capsys.readouterr().err

@@ -189,11 +189,21 @@ def _check_md5(md5: str) -> str:
     return text
 
 
-def default_data_dir() -> Path:
-    """The CIFAR folder: ``$LCAMLAB_DATA_DIR`` if set, else ``<repository>/data/cifar``."""
+def default_data_dir(results_dir: str | os.PathLike | None = None) -> Path:
+    """The CIFAR folder when none is given: ``$LCAMLAB_DATA_DIR`` if set, else ``<results_dir>/cifar``.
+
+    Args:
+        results_dir: the results folder of the caller (a notebook's ``data_dir``); None: the
+            ``data/`` folder of the checkout lcamlab is installed from (what ``lcamlab train``
+            without ``--data-dir`` uses). Notebooks pass their own ``data_dir``, so a notebook
+            run from another checkout looks in that checkout's ``data/cifar``, not in the one the
+            package happens to be installed from.
+    """
     env = os.environ.get(DATA_DIR_ENV, "").strip()
     if env:
         return Path(env).expanduser()
+    if results_dir is not None:
+        return Path(results_dir).expanduser() / "cifar"
     return paths.data_dir("cifar")
 
 

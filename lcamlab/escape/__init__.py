@@ -42,7 +42,24 @@ adding a drift.
   verified cache (:mod:`lcamlab.experiments.cache`).
 * :mod:`lcamlab.escape.report`: the notebook's printed findings, computed from the tables.
 * :mod:`lcamlab.escape.plots`: the notebook's figures.
-* :mod:`lcamlab.escape.cli`: ``lcamlab escape valley|saddle|points|show``.
+* :mod:`lcamlab.escape.cli`: ``lcamlab escape valley|saddle|points|show|run``.
+
+**Escape v2** (the experiment that tests the diffusion theory itself; the
+sections above describe the first experiment, which the saddle part and
+``lcamlab escape valley`` still run):
+
+* :mod:`lcamlab.escape.fused`: the fused runner, gradient, optimizer update,
+  escape check and kick diagnostics in one compiled loop (:file:`fused_kernel.cpp`),
+  float32, a counter-based Philox stream per trial (or the eager runner's stream
+  for the parity tests), noise arms ``data`` / ``gauss`` / ``iso``;
+* :mod:`lcamlab.escape.design`: the sharp-valley design (start at the global
+  minimum, 004 Appendix E), per-(optimizer, arm) k grids calibrated by measured
+  escape times, per-k budgets, LCAM with its controls, the power calculation,
+  checkpoints per (optimizer, arm, k) and the cached point table;
+* :mod:`lcamlab.escape.analysis`: per point rates, exponential tests and jump
+  diagnostics; per (optimizer, arm) the maximum-likelihood Kramers fit
+  :math:`\log\Gamma = a + p\log k - c\,k^{-\alpha}` with a profile interval of
+  :math:`\alpha`; LCAM against its controls; the old two-line view.
 
 **Decisions** (004 Appendix E lost its formulas in extraction; the project's choices):
 
@@ -84,10 +101,17 @@ from lcamlab.escape.experiment import calibration_report, run_escape, run_saddle
 from lcamlab.escape.landscape import CriticalPoints, StyblinskiTangLandscape, critical_points, styblinski_tang
 from lcamlab.escape.rates import rate_table, saddle_exponent_table, saddle_table, slope_table
 from lcamlab.escape.regions import ExitRegion, saddle_region, valley_region
+from lcamlab.escape.design import DesignConfig, load_or_run_design, run_design, sharp_valley_region
+from lcamlab.escape.fused import simulate_fused
 from lcamlab.escape.simulate import EscapeProblem, simulate_batched, simulate_looped
 from lcamlab.experiments.stats import EscapeRate, LinearFit, censored_exponential_rate, exponential_gof, fit_log_rate
 
 __all__ = [
+    "DesignConfig",
+    "load_or_run_design",
+    "run_design",
+    "sharp_valley_region",
+    "simulate_fused",
     "ESCAPE_LRS",
     "OPTIMIZER_KEYS",
     "EscapeConfig",

@@ -66,6 +66,12 @@ def point_table(frame: pd.DataFrame, *, window: int = 20, threshold: float = 6.0
     return pd.DataFrame(rows)
 
 
+_ALPHA_COLUMNS = ["optimizer", "arm", "alpha", "alpha_low", "alpha_high", "alpha_se", "open_low", "open_high",
+                  "expected", "excludes_1", "excludes_half", "excludes_two_thirds", "p", "c", "a", "exponent_high",
+                  "exponent_low", "k_min", "k_max", "k_ratio", "deviance", "deviance_p", "points", "escapes",
+                  "trials_per_k", "ks_rejected"]
+
+
 def alpha_table(points: pd.DataFrame, *, min_mean_time: float = 0.0) -> pd.DataFrame:
     """Per (optimizer, arm): the Kramers fit, its alpha interval, and what it excludes.
 
@@ -92,7 +98,7 @@ def alpha_table(points: pd.DataFrame, *, min_mean_time: float = 0.0) -> pd.DataF
             "escapes": fit.escapes, "trials_per_k": int(group["trials"].iloc[0]),
             "ks_rejected": int((group["ks_p"] < 0.05).sum()),
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=_ALPHA_COLUMNS)
 
 
 def two_line_table(points: pd.DataFrame) -> pd.DataFrame:

@@ -142,7 +142,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                          description="Run, resume or read from data/escape/ the v2 design (lcamlab.escape.design): "
                                      "one checkpoint per (optimizer, arm, k); prints alpha per optimizer and arm, "
                                      "the jump diagnostics and LCAM against its controls.")
-    run.add_argument("--quick", action="store_true", help="a small design (3 optimizers, 64 trials, short times)")
+    run.add_argument("--quick", action="store_true",
+                     help="a small design (SGD and LCAM with its controls, 32 trials, short escape times)")
     run.add_argument("--trials", type=int, default=None, help="trials per (optimizer, arm, k) (default 6400)")
     run.add_argument("--optimizers", default=None, metavar="KEYS",
                      help="comma-separated (default sgd,adam,momentum,lcam-above,lcam-below,adai,adarem)")

@@ -152,6 +152,31 @@ struct Tile {
     int64_t klag[W];
 };
 
+// The mini-batch indices of main-run (or warm-up) step t for a tile's lanes: the Philox stream, or the
+// eager runner's pre-drawn block (row st of it).
+inline void draw_indices(const EscapeArgs& a, int64_t t, int64_t i0, int64_t lanes, int64_t st,
+                         const uint32_t* id32, uint32_t phase, uint32_t k0, uint32_t k1, int32_t (*out)[16]) {
+    const int64_t B = a.batch, n = a.n;
+    if (a.stream == 1) {
+        for (int64_t b = 0; b < B; ++b)
+            for (int w = 0; w < W; ++w) {
+                const int64_t i = i0 + std::min<int64_t>(w, lanes - 1);
+                out[b][w] = (int32_t)a.indices[(st * n + i) * B + b];
+            }
+        return;
+    }
+    const uint64_t ns = (uint64_t)a.n_samples;
+    const uint32_t tlo = (uint32_t)t, thi = (uint32_t)((uint64_t)t >> 32) ^ phase;
+    for (int64_t b = 0; b < B; ++b) {
+#pragma omp simd
+        for (int w = 0; w < W; ++w) {
+            uint32_t c0 = tlo, c1 = thi, c2 = id32[w], c3 = (uint32_t)b;
+            philox(c0, c1, c2, c3, k0, k1);
+            out[b][w] = (int32_t)(((uint64_t)c0 * ns) >> 32);
+        }
+    }
+}
+
 template <typename T, int KIND, int ARM, bool DIAG, bool B1, bool PLAIN>
 void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
     const int64_t n = a.n, D = a.dim, B = a.batch;
@@ -204,6 +229,7 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
     const T invB = T(1) / T(B);
     const T lr = (T)a.lr;
     const int32_t D32 = (int32_t)D;
+    int32_t ahead[MAXB][W];
     for (int64_t st = 0; st < a.steps; ++st) {
         const int64_t t = a.t0 + st;
         const int64_t opt_t = a.opt_step + st + 1;  // this step's optimizer step count (1-based)
@@ -218,22 +244,17 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
         T z[MAXD][W];
         float ubern[W];
         if (ARM == DATA) {
-            if (a.stream == 1) {
+            // this step's indices were drawn (and their rows prefetched) one step ahead
+            if (st == 0) draw_indices(a, t, i0, lanes, st, id32, phase, k0, k1, ahead);
+            std::memcpy(idx, ahead, sizeof(idx));
+            if (st + 1 < a.steps) {
+                draw_indices(a, t + 1, i0, lanes, st + 1, id32, phase, k0, k1, ahead);
                 for (int64_t b = 0; b < B; ++b)
                     for (int w = 0; w < W; ++w) {
-                        int64_t i = i0 + std::min<int64_t>(w, lanes - 1);
-                        idx[b][w] = (int32_t)a.indices[(st * n + i) * B + b];
+                        const T* row = data + (int64_t)ahead[b][w] * D;
+                        __builtin_prefetch(row);
+                        __builtin_prefetch(row + D - 1);
                     }
-            } else {
-                const uint64_t ns = (uint64_t)a.n_samples;
-                for (int64_t b = 0; b < B; ++b) {
-#pragma omp simd
-                    for (int w = 0; w < W; ++w) {
-                        uint32_t c0 = tlo, c1 = thi, c2 = id32[w], c3 = (uint32_t)b;
-                        philox(c0, c1, c2, c3, k0, k1);
-                        idx[b][w] = (int32_t)(((uint64_t)c0 * ns) >> 32);
-                    }
-                }
             }
         } else {
             for (int64_t c4 = 0; c4 < D; c4 += 4) {
@@ -280,6 +301,7 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
                 const T u = s.th[c][w] * s.root[w];
                 T gv;
                 T mu = 0, sd = 1;
+                T lc = 0;  // this coordinate's loss (LCAM)
                 if (ARM != DATA || DIAG) {
                     // mean and standard deviation of f'(u - x) over the training set
                     const T b0 = (T(2) * u * u - T(16)) * u + T(2.5);
@@ -287,13 +309,13 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
                     mu = b0 + bb1 * m1 + bb2 * m2 + bb3 * m3;
                     const T var = C0 * bb1 * bb1 + C1 * bb2 * bb2 + C2 * bb3 * bb3
                                   + T(2) * (C3 * bb1 * bb2 + C4 * bb1 * bb3 + C5 * bb2 * bb3);
-                    sd = std::sqrt(std::max(var, T(1e-30)) * invB);
+                    sd = std::sqrt((var > T(1e-30) ? var : T(1e-30)) * invB);
                 }
                 if (ARM == DATA) {
                     if (B1) {
                         const T y = u - col[idx[0][w] * D32];
                         gv = T(2.5) + (T(-16) + T(2) * y * y) * y;  // torch.addcmul(2.5, addcmul(-16, y, y, 2), y)
-                        if (KIND == LCAM) { const T y2 = y * y; loss[w] += (y2 - T(16)) * y2 + T(5) * y; }
+                        if (KIND == LCAM) { const T y2 = y * y; lc = (y2 - T(16)) * y2 + T(5) * y; }
                     } else {
                         T acc = 0, lacc = 0;
                         for (int64_t b = 0; b < B; ++b) {
@@ -303,15 +325,16 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
                             lacc += (y2 - T(16)) * y2 + T(5) * y;
                         }
                         gv = acc / T(B);
-                        if (KIND == LCAM) loss[w] += lacc / T(B);
+                        if (KIND == LCAM) lc = lacc / T(B);
                     }
-                    if (DIAG) kick[w] = std::max(kick[w], (float)std::abs((gv - mu) / sd));
+                    if (DIAG) { const float kz = (float)std::fabs((gv - mu) / sd); kick[w] = kick[w] > kz ? kick[w] : kz; }
                 } else {
                     const T scale = (ARM == GAUSS) ? sd : iso;
                     gv = mu + scale * z[c][w];
-                    if (DIAG) kick[w] = std::max(kick[w], (float)std::abs(z[c][w]));
+                    if (DIAG) { const float kz = (float)std::fabs(z[c][w]); kick[w] = kick[w] > kz ? kick[w] : kz; }
                 }
                 g[c][w] = gv * s.root[w];
+                if (KIND == LCAM) loss[w] = loss[w] + lc;
             }
         }
         // ---- the optimizer update
@@ -442,7 +465,9 @@ void run_tile(const EscapeArgs& a, int64_t i0, int64_t lanes) {
                 out[w] |= (uint8_t)((o - u * d) > T(0));
             }
         }
-        for (int w = 0; w < W; ++w) {
+        int fresh = 0;  // any lane outside that has not escaped yet (rare: skip the lane loop otherwise)
+        for (int w = 0; w < W; ++w) fresh |= (int)out[w] & (int)(s.esc[w] == 0);
+        if (fresh) for (int w = 0; w < W; ++w) {
             if (out[w] && s.esc[w] == 0 && t + 1 <= s.budget[w]) {
                 s.esc[w] = t + 1;
                 if (DIAG) {

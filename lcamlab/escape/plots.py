@@ -66,8 +66,8 @@ def plot_rates(rates: pd.DataFrame, slopes: pd.DataFrame):
         _plain_log_ticks(ax.yaxis)
         ax.set_xlabel(xlabel)
     axes[0].set_ylabel("escape rate Γ per iteration")
-    axes[0].set_title("log Γ against 1/k (004: SGD, momentum, Adai)")
-    axes[1].set_title("log Γ against 1/√k (004: Adam)")
+    axes[0].set_title("log Γ against 1/k (Adai paper: SGD, momentum, Adai)")
+    axes[1].set_title("log Γ against 1/√k (Adai paper: Adam)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=4)
     return fig, axes

@@ -1,9 +1,12 @@
-"""The LCAM paper's published curves (000 Figures 3, 4, 5) and Table 1, as data.
+"""The LCAM paper's published curves (Figures 3, 4, 5) and Table 1, as data.
+
+The paper: Zhang et al. (2023), "Asymmetric Momentum: A Rethinking of Gradient Descent"
+(:data:`lcamlab.experiments.claims.PAPERS` ``"LCAM"``).
 
 ===========================  ===============================================================
 module                       concern
 ===========================  ===============================================================
-:mod:`.parse`                000's text -> every ``\\addplot`` curve and Table 1 (tidy tables)
+:mod:`.parse`                the paper's text -> every ``\\addplot`` curve and Table 1 (tidy tables)
 :mod:`.analysis`             panels, learning-rate drops, the extraction's checks, summaries
 :mod:`.store`                ``data/paper/curves.csv`` / ``table1.csv``: extract, load back
 :mod:`.cli`                  ``lcamlab paper extract|show``
@@ -25,6 +28,9 @@ from lcamlab.paper.analysis import (
     curve_summary,
     describe_final_training,
     describe_panels,
+    final_training_table,
+    panel_table,
+    table1_wide,
     detect_lr_drops,
     drop_ratios,
     paper_curve,

@@ -4,7 +4,7 @@ Everything here works on the tidy table of :mod:`lcamlab.paper.parse`
 (columns figure, dataset, metric, group, epoch, value), whether freshly parsed
 or loaded from ``data/paper/curves.csv`` (:func:`lcamlab.paper.store.load_curves`).
 
-The "saddle trap" step schedule of Figures 3/4 (000 section 4) multiplies the
+The "saddle trap" step schedule of Figures 3/4 (the LCAM paper, section 4) multiplies the
 learning rate by 0.2 after 31, 61 and 91 epochs; :func:`detect_lr_drops` finds
 those drops in the published curves themselves and :func:`check_curves` checks
 that an extraction shows them at :data:`STEP_DROP_EPOCHS`.
@@ -29,12 +29,15 @@ __all__ = [
     "detect_lr_drops",
     "drop_ratios",
     "check_curves",
+    "panel_table",
+    "final_training_table",
+    "table1_wide",
     "describe_panels",
     "describe_final_training",
 ]
 
 #: 1-based epochs at which the "saddle trap" schedule (lr x0.2 after 31, 61, 91
-#: epochs; 000 section 4) starts a lower learning rate: the step schedule's
+#: epochs; the LCAM paper, section 4) starts a lower learning rate: the step schedule's
 #: 0-based milestones (:data:`lcamlab.train.schedules.STEP_MILESTONES`) plus one.
 STEP_DROP_EPOCHS = tuple(milestone + 1 for milestone in STEP_MILESTONES)
 
@@ -92,8 +95,8 @@ def detect_lr_drops(
 
     and the ``count`` most negative scores are returned, greedily skipping
     epochs within ``separation`` of one already chosen (the epochs right after a
-    drop keep falling). The median ignores one group's own oscillation (000
-    Figure 4's red curve), and ``min_epoch`` skips the first epochs where every
+    drop keep falling). The median ignores one group's own oscillation (the
+    paper's Figure 4, red curve), and ``min_epoch`` skips the first epochs where every
     loss falls fast anyway.
 
     Args:
@@ -155,7 +158,7 @@ def drop_ratios(
     return pd.DataFrame(rows, columns=["group", "epoch", "before", "after", "ratio"])
 
 
-# What the extraction must find (000 section 4; digest section 2): number of
+# What the extraction must find (the paper's section 4; digest section 2): number of
 # points per curve, the range the first epoch must fall in, and the last epoch.
 _EXPECTED_START = {
     ("fig3", "cifar10"): (60, 64),
@@ -166,7 +169,7 @@ _EXPECTED_START = {
 
 
 def check_curves(frame: pd.DataFrame) -> list[str]:
-    """Check an extraction against what 000 shows; returns the findings, raises on a failure.
+    """Check an extraction against what the paper shows; returns the findings, raises on a failure.
 
     Checked: 20 curves (8 in each of Figures 3 and 4, 4 in Figure 5); every
     curve runs over consecutive epochs to 150; the CIFAR-10 panels start around
@@ -222,7 +225,7 @@ def check_curves(frame: pd.DataFrame) -> list[str]:
         if set(found) != expected:
             problems.append(f"{figure} {dataset} {metric}: drops at {sorted(found)}, expected {sorted(expected)}")
     if problems:
-        raise ValueError("extraction of 000's curves failed its checks: " + "; ".join(problems))
+        raise ValueError("extraction of the LCAM paper's curves failed its checks: " + "; ".join(problems))
     return findings
 
 
@@ -233,34 +236,79 @@ def _numbers(frame: pd.DataFrame, digits: str) -> str:
     return frame.to_string(index=False, float_format=lambda v: f"{v:{digits}}")
 
 
-def describe_panels(frame: pd.DataFrame, panels: Mapping[str, str], metric: str = "train_loss") -> str:
-    """What the paper published in each panel, as text (notebook 03).
+def panel_table(frame: pd.DataFrame, figure: str, dataset: str,
+                drop_epochs: Sequence[int] = STEP_DROP_EPOCHS) -> pd.DataFrame:
+    """One published panel of Figures 3/4, one row per group, for reading (notebook 03).
 
-    Per panel: the :func:`curve_summary` of its curves with the group's name, then
-    :func:`drop_ratios` of ``metric`` across the learning-rate drops, one row per group.
+    Columns: ``group`` (its name, e.g. "Fixed 0.9"), ``points`` (of the test-error curve),
+    ``first epoch``, ``test error at 120 (%)``, ``final test error (%)`` (epoch 150),
+    ``final loss`` and, per learning-rate drop ``e``, the average-loss ratio
+    ``loss e/e-1`` (:func:`drop_ratios`; NaN where the curve does not cover the drop).
+    """
+    panel = frame[(frame.figure == figure) & (frame.dataset == dataset)]
+    summary = curve_summary(panel)
+    ratios = drop_ratios(frame, figure=figure, dataset=dataset, metric="train_loss", epochs=drop_epochs)
+    rows = []
+    for group in dict.fromkeys(panel.group):
+        error = summary[(summary.group == group) & (summary.metric == "test_error")]
+        loss = summary[(summary.group == group) & (summary.metric == "train_loss")]
+        record: dict[str, object] = {"group": group_name(group, figure)}
+        if len(error):
+            e = error.iloc[0]
+            record.update({"points": int(e.points), "first epoch": int(e.first_epoch),
+                           "test error at 120 (%)": float(e.at_120), "final test error (%)": float(e.final)})
+        record["final loss"] = float(loss.iloc[0].final) if len(loss) else np.nan
+        for epoch in drop_epochs:
+            hit = ratios[(ratios.group == group) & (ratios.epoch == epoch)]
+            record[f"loss {epoch}/{epoch - 1}"] = float(hit.ratio.iloc[0]) if len(hit) else np.nan
+        rows.append(record)
+    return pd.DataFrame(rows)
+
+
+def final_training_table(frame: pd.DataFrame, figure: str = "fig5") -> pd.DataFrame:
+    """Figure 5's published test-error curves, one row per (dataset, group), for reading (notebook 04).
+
+    Columns: ``dataset``, ``group`` (its name), ``points``, ``first epoch``, ``min (%)``,
+    ``at 120 (%)`` and ``at 150 (%)``.
+    """
+    summary = curve_summary(frame[(frame.figure == figure) & (frame.metric == "test_error")])
+    return pd.DataFrame({
+        "dataset": [DATASET_TITLES.get(d, d) for d in summary.dataset],
+        "group": [group_name(g, figure) for g in summary.group],
+        "points": summary.points.astype(int).to_numpy(), "first epoch": summary.first_epoch.astype(int).to_numpy(),
+        "min (%)": summary["min"].to_numpy(float), "at 120 (%)": summary.at_120.to_numpy(float),
+        "at 150 (%)": summary.final.to_numpy(float),
+    })
+
+
+def table1_wide(table1: pd.DataFrame) -> pd.DataFrame:
+    """The published Table 1 as the paper prints it: method, epochs, one column per dataset (notes kept)."""
+    rows = []
+    for (method, epochs), part in table1.groupby(["method", "epochs"], sort=False):
+        record = {"method": method, "epochs": str(int(epochs))}
+        for row in part.itertuples(index=False):
+            note = f" ({row.note})" if isinstance(row.note, str) and row.note else ""
+            record[DATASET_TITLES.get(row.dataset, row.dataset)] = f"{row.test_error:.2f}{note}"
+        rows.append(record)
+    return pd.DataFrame(rows)
+
+
+def describe_panels(frame: pd.DataFrame, panels: Mapping[str, str], metric: str = "train_loss") -> str:
+    """What the paper published in each panel, as text (:func:`panel_table` per panel).
 
     Args:
         frame: the published curves.
         panels: ``{dataset: figure}``, e.g. ``{"cifar10": "fig3", "cifar100": "fig4"}``.
-        metric: the curves whose drop ratios are shown (000's average loss).
+        metric: unused (kept for compatibility): the drop ratios are those of the average loss.
     """
     blocks = []
     for dataset, figure in panels.items():
-        summary = curve_summary(frame[(frame.figure == figure) & (frame.dataset == dataset)])
-        summary.insert(3, "name", [group_name(g) for g in summary.group])
-        ratios = drop_ratios(frame, figure=figure, dataset=dataset, metric=metric)
-        blocks.append("\n".join([
-            f"000 Figure {figure[3:]} ({DATASET_TITLES[dataset]}):",
-            _numbers(summary.drop(columns=["figure", "dataset"]), ".4g"),
-            "average loss across the drops, after / before:",
-            ratios.pivot(index="group", columns="epoch", values="ratio").round(3).to_string(),
-        ]))
+        blocks.append(f"The LCAM paper's Figure {figure[3:]} ({DATASET_TITLES[dataset]}):\n"
+                      + _numbers(panel_table(frame, figure, dataset), ".4g"))
     return "\n\n".join(blocks) + "\n"
 
 
 def describe_final_training(frame: pd.DataFrame, table1: pd.DataFrame, figure: str = "fig5") -> str:
-    """000 Figure 5's curves (:func:`curve_summary` with the groups' names) and Table 1, as text (notebook 04)."""
-    summary = curve_summary(frame[frame.figure == figure])
-    summary.insert(4, "name", [group_name(g, figure) for g in summary.group])
-    return "\n".join([_numbers(summary.drop(columns=["figure", "metric"]), ".4g"), "",
-                      _numbers(table1, ".2f")])
+    """The paper's Figure 5 curves (:func:`final_training_table`) and Table 1 (:func:`table1_wide`), as text."""
+    return "\n".join([_numbers(final_training_table(frame, figure), ".4g"), "",
+                      table1_wide(table1).to_string(index=False)])

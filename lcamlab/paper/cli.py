@@ -24,8 +24,9 @@ __all__ = ["configure_parser", "main"]
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """``lcamlab paper extract|show``."""
     sub = parser.add_subparsers(dest="paper_command", metavar="ACTION", required=True)
-    ext = sub.add_parser("extract", help="extract 000's Figure 3-5 curves and Table 1 into CSV (+ JSON provenance)",
-                         description="Extract every point of 000's Figures 3-5 and its Table 1 into "
+    ext = sub.add_parser("extract",
+                         help="extract the LCAM paper's Figure 3-5 curves and Table 1 into CSV (+ JSON provenance)",
+                         description="Extract every point of the LCAM paper's Figures 3-5 and its Table 1 into "
                                      "curves.csv / table1.csv with provenance sidecars, and check them.")
     ext.add_argument("--source", default=None,
                      help=f"path of {SOURCE_NAME} (default: $LCAMLAB_SEEDS_DIR or ../shared/seeds/)")
@@ -63,6 +64,6 @@ def main(args: argparse.Namespace) -> int:
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         for line in check_curves(curves):
             print(line)
-        print("\n000 Table 1 (test error %):")
+        print("\nThe LCAM paper's Table 1 (test error %):")
         print(table1.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return 0

@@ -1,6 +1,7 @@
-r"""Parsing 000's text: every published curve of Figures 3-5 and Table 1.
+r"""Parsing the LCAM paper's text: every published curve of Figures 3-5 and Table 1.
 
-000 (``000_2880b3189dc1ab7c.txt``, section 4) draws its WRN-28-10 results with
+The LCAM paper (Zhang et al., 2023, "Asymmetric Momentum: A Rethinking of Gradient
+Descent"; the text ``000_2880b3189dc1ab7c.txt``, section 4) draws its WRN-28-10 results with
 pgfplots, and the text keeps every ``\addplot[smooth,COLOR] plot coordinates
 (epoch, value)...`` block. :func:`parse_curves` turns those blocks into
 :class:`PaperCurve` records and :func:`curves_frame` into one tidy table, the
@@ -15,9 +16,9 @@ Conventions of the tidy table (one row per published point):
   mini-batch loss), the same names as a training run's ``metrics.jsonl``;
 * ``group``: the momentum pair written ``"<below>-<above>"``, e.g. ``"0.9-0.95"``
   (:func:`lcamlab.train.groups.group_label`): ``below`` is used after an
-  iteration whose loss was below the epoch's running mean (000's right / sparse
+  iteration whose loss was below the epoch's running mean (the paper's right / sparse
   phase), ``above`` otherwise (left / non-sparse). This is exactly the order of
-  000's own legend ("0.95-0.9" is the green group, 0.95 in the sparse phase) and
+  the paper's own legend ("0.95-0.9" is the green group, 0.95 in the sparse phase) and
   of Algorithm 1; fixed momentum 0.9 is ``"0.9-0.9"``;
 * ``epoch``: 1-based epoch; ``value``: the plotted number, unrounded.
 """
@@ -58,7 +59,7 @@ SOURCE_SHA256 = "5a8b5fac53a3bcc84e41d0e774044a1ea3325b76d62b9120463ac6fb303a6b9
 
 METRICS = {"test_error": "Test error (%)", "train_loss": "Average training loss"}
 
-# Panel captions that follow each pgfplots block in 000, and the metric they plot.
+# Panel captions that follow each pgfplots block in the paper, and the metric they plot.
 # Figure 5's panels are named by dataset; its caption says they show the test error.
 _PANEL_METRICS = {
     "Test Error / Epoch": "test_error",
@@ -69,7 +70,7 @@ _PANEL_METRICS = {
 
 _STEP_COLOURS = ("black", "blue", "green", "red")
 
-#: The groups the paper's colours stand for, (below, above). 000 section 4.1 names
+#: The groups the paper's colours stand for, (below, above). The paper's section 4.1 names
 #: the colours (black, blue: fixed 0.9, 0.95; green: 0.95 in the sparse phase;
 #: red: 0.95 in the non-sparse phase); the legends of Figures 3-5 must agree with
 #: this (checked during extraction). Figure 5 draws LCAM in green on both panels.
@@ -92,7 +93,7 @@ _DATASET = re.compile(r"Cifar\s*(100|10)\b", re.I)
 
 
 def _legend_group(legend: str, dataset: str) -> tuple[float, float]:
-    """The momentum pair a legend entry of 000 names."""
+    """The momentum pair a legend entry of the paper names."""
     text = legend.strip()
     fixed = re.fullmatch(rf"Fixed\s+({_NUMBER})", text)
     if fixed:
@@ -103,7 +104,7 @@ def _legend_group(legend: str, dataset: str) -> tuple[float, float]:
         return float(pair.group(1)), float(pair.group(2))
     if text == "LCAM":
         return LCAM_FINAL_PAIRS[dataset]
-    raise ValueError(f"Unrecognised legend entry in 000: {legend!r}")
+    raise ValueError(f"Unrecognised legend entry in the paper's text: {legend!r}")
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -111,7 +112,7 @@ def _legend_group(legend: str, dataset: str) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class PaperCurve:
-    """One published curve: an ``\\addplot`` block of 000 with its panel and group."""
+    """One published curve: an ``\\addplot`` block of the paper with its panel and group."""
 
     figure: str
     dataset: str
@@ -129,7 +130,7 @@ class PaperCurve:
 
 
 def find_source(path: str | os.PathLike | None = None) -> Path:
-    """Locate 000's text: ``path``, else ``$LCAMLAB_SEEDS_DIR/<SOURCE_NAME>``, else ``../shared/seeds/``.
+    """Locate the paper's text: ``path``, else ``$LCAMLAB_SEEDS_DIR/<SOURCE_NAME>``, else ``../shared/seeds/``.
 
     Raises:
         FileNotFoundError: naming every place looked at.
@@ -155,12 +156,12 @@ def find_source(path: str | os.PathLike | None = None) -> Path:
 
 def _epoch(x: float) -> int:
     if not math.isfinite(x) or x != round(x):
-        raise ValueError(f"Non-integer epoch {x} in a pgfplots block of 000")
+        raise ValueError(f"Non-integer epoch {x} in a pgfplots block of the paper's text")
     return int(round(x))
 
 
 def parse_curves(text: str) -> list[PaperCurve]:
-    """Every ``\\addplot ... plot coordinates`` curve of 000 section 4, with its panel and group.
+    """Every ``\\addplot ... plot coordinates`` curve of the paper's section 4, with its panel and group.
 
     Each line of the text that holds a pgfplots axis ends with the panel's
     caption ("Test Error / Epoch", "Average Loss / Epoch", "Cifar10", "Cifar100");
@@ -182,16 +183,17 @@ def parse_curves(text: str) -> list[PaperCurve]:
             continue
         blocks = list(_ADDPLOT.finditer(line))
         if not blocks:
-            raise ValueError(f"000 line {number}: \\addplot without a readable coordinate list")
+            raise ValueError(f"{SOURCE_NAME} line {number}: \\addplot without a readable coordinate list")
         tail = blocks[-1].group("after")
         panel = next((name for name in _PANEL_METRICS if tail.rstrip().endswith(name)), None)
         if panel is None:
-            raise ValueError(f"000 line {number}: pgfplots panel without a known caption (ends {tail[-40:]!r})")
+            raise ValueError(f"{SOURCE_NAME} line {number}: pgfplots panel without a known caption "
+                             f"(ends {tail[-40:]!r})")
         for index, block in enumerate(blocks):
             options = [o.strip() for o in block.group("options").split(",")]
             colours = [o for o in options if o not in ("smooth", "")]
             if len(colours) != 1:
-                raise ValueError(f"000 line {number}: cannot tell the colour from options {options}")
+                raise ValueError(f"{SOURCE_NAME} line {number}: cannot tell the colour from options {options}")
             points = [(float(a), float(b)) for a, b in _POINT.findall(block.group("coords"))]
             after = block.group("after")
             if index == len(blocks) - 1:
@@ -210,12 +212,12 @@ def parse_curves(text: str) -> list[PaperCurve]:
             (m for m in (_CAPTION.match(l.strip()) for l in lines[number:]) if m is not None), None
         )
         if caption is None:
-            raise ValueError(f"000 line {number}: no 'Figure N:' caption after the plot")
+            raise ValueError(f"{SOURCE_NAME} line {number}: no 'Figure N:' caption after the plot")
         figure = f"fig{caption.group(1)}"
         panel_dataset = _DATASET.fullmatch(panel)
         dataset_match = panel_dataset or _DATASET.search(caption.group(2))
         if dataset_match is None:
-            raise ValueError(f"000 line {number}: cannot tell the dataset of {figure}")
+            raise ValueError(f"{SOURCE_NAME} line {number}: cannot tell the dataset of {figure}")
         dataset = f"cifar{dataset_match.group(1)}"
         if legend:
             legends[(figure, colour)] = legend
@@ -224,14 +226,14 @@ def parse_curves(text: str) -> list[PaperCurve]:
     for number, colour, epochs, values, figure, dataset, metric in located:
         legend = legends.get((figure, colour))
         if legend is None:
-            raise ValueError(f"000 {figure}: no legend entry for the {colour} curves")
+            raise ValueError(f"{SOURCE_NAME} {figure}: no legend entry for the {colour} curves")
         pair = _legend_group(legend, dataset)
         expected_key = f"{figure}-{dataset}" if figure == "fig5" else figure
         expected = PAPER_COLOR_GROUPS.get(expected_key, {}).get(colour)
         if expected is None or not np.allclose(expected, pair):
             raise ValueError(
-                f"000 {figure} {dataset}: legend {legend!r} of the {colour} curve gives momentum {pair}, "
-                f"expected {expected} (000 section 4)"
+                f"{SOURCE_NAME} {figure} {dataset}: legend {legend!r} of the {colour} curve gives momentum {pair}, "
+                f"expected {expected} (the paper's section 4)"
             )
         curves.append(
             PaperCurve(
@@ -253,18 +255,18 @@ def curves_frame(curves: Sequence[PaperCurve]) -> pd.DataFrame:
 
 
 def parse_table1(text: str) -> pd.DataFrame:
-    """000 Table 1 as a tidy table: method, epochs, dataset, test_error (%), note.
+    """The paper's Table 1 as a tidy table: method, epochs, dataset, test_error (%), note.
 
-    The rows of 000 read ``<method> <epochs> <cifar10> <cifar100> [(<note>)]``;
+    The rows of the paper read ``<method> <epochs> <cifar10> <cifar100> [(<note>)]``;
     the note ("18.92 in 50%") belongs to the CIFAR-100 entry of LCAM.
     """
     lines = text.splitlines()
     start = next((i for i, l in enumerate(lines) if l.startswith("Table 1:")), None)
     if start is None:
-        raise ValueError("000: 'Table 1:' caption not found")
+        raise ValueError(f"{SOURCE_NAME}: 'Table 1:' caption not found")
     header = lines[start + 1]
     if not re.match(r"Test Error \(%\)\s+Epochs\s+Cifar10\s+Cifar100", header):
-        raise ValueError(f"000 Table 1: unexpected header {header!r}")
+        raise ValueError(f"{SOURCE_NAME} Table 1: unexpected header {header!r}")
     row_re = re.compile(
         rf"^(?P<method>\D+?)\s+(?P<epochs>\d+)\s+(?P<c10>{_NUMBER})\s+(?P<c100>{_NUMBER})(?:\s+\((?P<note>[^)]*)\))?\s*$"
     )
@@ -274,11 +276,11 @@ def parse_table1(text: str) -> pd.DataFrame:
             break
         match = row_re.match(line.strip())
         if match is None:
-            raise ValueError(f"000 Table 1: unreadable row {line!r}")
+            raise ValueError(f"{SOURCE_NAME} Table 1: unreadable row {line!r}")
         method = match.group("method").strip()
         epochs = int(match.group("epochs"))
         rows.append((method, epochs, "cifar10", float(match.group("c10")), ""))
         rows.append((method, epochs, "cifar100", float(match.group("c100")), match.group("note") or ""))
     if not rows:
-        raise ValueError("000 Table 1: no rows")
+        raise ValueError(f"{SOURCE_NAME} Table 1: no rows")
     return pd.DataFrame(rows, columns=["method", "epochs", "dataset", "test_error", "note"])

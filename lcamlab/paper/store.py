@@ -1,9 +1,9 @@
-"""000's curves and Table 1 on disk: ``data/paper/curves.csv`` and ``table1.csv``, written and read back.
+"""The LCAM paper's curves and Table 1 on disk: ``data/paper/curves.csv`` and ``table1.csv``, written and read back.
 
-:func:`extract` parses 000's text (:mod:`lcamlab.paper.parse`), checks the
+:func:`extract` parses the paper's text (:mod:`lcamlab.paper.parse`), checks the
 result (:func:`lcamlab.paper.analysis.check_curves`: 20 curves, the epochs each
 starts at, and the learning-rate drops at epochs 32, 62 and 92 of the "saddle
-trap" schedule, 000 section 4) and writes the tidy tables with JSON provenance
+trap" schedule, the paper's section 4) and writes the tidy tables with JSON provenance
 sidecars; per curve, the sidecar keeps the paper's colour, its legend entry,
 the source line and the point count, and the source file's name and SHA-256.
 :func:`load_curves` and :func:`load_table1` read them back, so every
@@ -42,7 +42,7 @@ def extract(
     *,
     overwrite: bool = False,
 ) -> dict[str, object]:
-    """Extract 000's curves and Table 1 into ``out_dir`` (``curves.csv``, ``table1.csv`` + sidecars).
+    """Extract the paper's curves and Table 1 into ``out_dir`` (``curves.csv``, ``table1.csv`` + sidecars).
 
     Files identical in content to a fresh extraction are left alone (reported
     as ``"up to date"``); differing ones are replaced only with ``overwrite``.
@@ -83,13 +83,13 @@ def extract(
         "curves": (
             frame,
             provenance.run_metadata(
-                config, description="000 Figures 3-5: every point of every published curve",
+                config, description="The LCAM paper's Figures 3-5: every point of every published curve",
                 columns={
                     "figure": "fig3 (CIFAR-10 groups), fig4 (CIFAR-100 groups), fig5 (final training)",
                     "dataset": "cifar10 | cifar100",
                     "metric": "test_error (%) | train_loss (epoch average of mini-batch losses)",
-                    "group": "momentum pair '<below>-<above>' (below: loss < epoch running mean, 000's "
-                             "sparse phase; above: otherwise); the order of 000's legend",
+                    "group": "momentum pair '<below>-<above>' (below: loss < epoch running mean, the paper's "
+                             "sparse phase; above: otherwise); the order of the paper's legend",
                     "epoch": "1-based epoch",
                     "value": "the plotted value, unrounded",
                 },
@@ -99,7 +99,7 @@ def extract(
         "table1": (
             table1,
             provenance.run_metadata(
-                config, description="000 Table 1: test error (%) of WRN-28-10 on CIFAR-10/100",
+                config, description="The LCAM paper's Table 1: test error (%) of WRN-28-10 on CIFAR-10/100",
                 columns={"method": "row of Table 1", "epochs": "training epochs",
                          "dataset": "cifar10 | cifar100", "test_error": "percent",
                          "note": "remark printed beside the value"},
@@ -160,7 +160,7 @@ def load_curves(paper_dir: str | os.PathLike | None = None) -> pd.DataFrame:
 
     Args:
         paper_dir: folder holding ``curves.csv`` (default: the repository's ``data/paper``;
-            if that file is missing, the curves are extracted from 000's text in memory).
+            if that file is missing, the curves are extracted from the paper's text in memory).
     """
     frame = _read("curves", paper_dir)
     frame["group"] = frame["group"].astype(str)
@@ -168,7 +168,7 @@ def load_curves(paper_dir: str | os.PathLike | None = None) -> pd.DataFrame:
 
 
 def load_table1(paper_dir: str | os.PathLike | None = None) -> pd.DataFrame:
-    """000 Table 1 (method, epochs, dataset, test_error, note)."""
+    """The paper's Table 1 (method, epochs, dataset, test_error, note)."""
     frame = _read("table1", paper_dir)
     frame["note"] = frame["note"].fillna("").astype(str)
     return frame

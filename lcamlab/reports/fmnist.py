@@ -16,7 +16,10 @@ and mean-matched controls). This module reads them (planning and training is
   initialisation and the mini-batch order), and for each control the paired
   difference LCAM minus control;
 * :func:`fmnist_claims`: the rows these runs add to the claims ledger, with
-  verdicts from :func:`lcamlab.experiments.claims.verdict`.
+  verdicts from :func:`lcamlab.experiments.claims.verdict`;
+* :func:`training_speed`: the measured training speed (images/s) and run times;
+* :func:`effect_vs_fixed`: one series against fixed 0.9, paired by seed, for the
+  notebooks' predict-then-check exercises.
 
 A *series* is a momentum group (``"0.9-0.95"``) or a control of one
 (``"0.9-0.95 shuffled"``). Test errors are in percent, differences in
@@ -49,7 +52,11 @@ __all__ = [
     "plot_fmnist",
     "fmnist_table",
     "fmnist_table_markdown",
+    "fmnist_table_display",
     "describe_fmnist",
+    "training_speed",
+    "Effect",
+    "effect_vs_fixed",
     "fmnist_claims",
     "drop_epochs_for",
     "FmnistReport",
@@ -175,7 +182,11 @@ def plot_fmnist(frame: pd.DataFrame, *, figure: str | None = None, series: Seque
         if shown_low and all(map(math.isfinite, shown_low + shown_high)) and max(shown_high) > min(shown_low):
             pad = 0.15 * (max(shown_high) - min(shown_low))
             low = min(shown_low) - pad
-            ax.set_ylim(low if metric != "train_loss" else max(low, min(shown_low) * 0.8), max(shown_high) + pad)
+            if metric == "train_loss":  # a log axis: keep the lower limit positive (few seeds: wide intervals)
+                positive = [v for v in shown_low if v > 0]
+                low = max(low, min(positive) * 0.8) if positive else None
+            if low is not None:
+                ax.set_ylim(low, max(shown_high) + pad)
         ax.set_xlabel("Epoch")
         ax.set_ylabel({"test_error": "Test error (%)", "train_loss": "Training loss"}.get(metric, metric))
         ax.set_title(f"Fashion-MNIST: {metric.replace('_', ' ')}")
@@ -273,6 +284,120 @@ def fmnist_table_markdown(table: pd.DataFrame) -> str:
         lines.append(f"| {r.name} | {r.seeds} | {r.epoch} | {r.mean:.2f} | {std} | {r.best:.2f} | {wins} | {diff} "
                      f"| {ctrl} |")
     return "\n".join(lines)
+
+
+def fmnist_table_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The table for reading (:func:`lcamlab.style.show_table`): numbers as text with fixed decimals."""
+    rows = []
+    for r in table.itertuples(index=False):
+        rows.append({
+            "series": r.name, "seeds": str(int(r.seeds)), "epoch": str(int(r.epoch)),
+            "mean test error (%)": f"{r.mean:.2f}", "std": "" if not math.isfinite(r.std) else f"{r.std:.2f}",
+            "best": f"{r.best:.2f}",
+            "lower than fixed 0.9 on": "" if not math.isfinite(r.win_rate) else
+            f"{int(r.wins)}/{r.seeds} seeds ({100 * r.win_rate:.0f}%)",
+            "minus fixed 0.9 (pp) [95% CI]": "" if not math.isfinite(r.diff_vs_fixed) else
+            f"{_pp(r.diff_vs_fixed)} [{_pp(r.diff_low)}, {_pp(r.diff_high)}]",
+            "LCAM minus this control (pp) [95% CI]": "" if not math.isfinite(r.lcam_minus_control) else
+            f"{_pp(r.lcam_minus_control)} [{_pp(r.control_low)}, {_pp(r.control_high)}]",
+        })
+    columns = ["series", "seeds", "epoch", "mean test error (%)", "std", "best", "lower than fixed 0.9 on",
+               "minus fixed 0.9 (pp) [95% CI]", "LCAM minus this control (pp) [95% CI]"]
+    shown = pd.DataFrame(rows, columns=columns)
+    if len(shown) and not (shown["LCAM minus this control (pp) [95% CI]"] != "").any():
+        shown = shown.drop(columns="LCAM minus this control (pp) [95% CI]")
+    return shown
+
+
+def training_speed(frame: pd.DataFrame) -> dict[str, float]:
+    """How fast the runs trained, from their logs (``images_per_second``, ``epoch_seconds``).
+
+    Returns:
+        ``runs``, ``epochs`` (logged), ``median``, ``low``, ``high`` (training images/s over all
+        epochs), ``run_median_s`` (median seconds of training per run) and ``total_s`` (the
+        sum of all epochs' seconds, training and test pass); NaN without logs.
+    """
+    nan = math.nan
+    if frame.empty or "images_per_second" not in frame or frame.images_per_second.dropna().empty:
+        return {"runs": 0, "epochs": 0, "median": nan, "low": nan, "high": nan, "run_median_s": nan,
+                "total_s": nan}
+    speed = frame.images_per_second.dropna().astype(float)
+    seconds = frame.groupby("run_id").epoch_seconds.sum()
+    return {"runs": int(frame.run_id.nunique()), "epochs": int(len(speed)), "median": float(speed.median()),
+            "low": float(speed.min()), "high": float(speed.max()), "run_median_s": float(seconds.median()),
+            "total_s": float(frame.epoch_seconds.sum())}
+
+
+def _speed_sentence(frame: pd.DataFrame) -> str:
+    speed = training_speed(frame)
+    if not speed["runs"]:
+        return ""
+    def n(value: float) -> str:  # 4 124: a thin space between thousands
+        return f"{value:,.0f}".replace(",", "\u2009")
+
+    def duration(seconds: float) -> str:
+        return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.2g} s"
+
+    return (f"Measured training speed of these {speed['runs']} runs: median {n(speed['median'])} images/s over "
+            f"{speed['epochs']} epochs ({n(speed['low'])} to {n(speed['high'])}, depending on what else ran on the "
+            f"machine); a run took a median of {duration(speed['run_median_s'])}, all of them together "
+            f"{duration(speed['total_s'])} of training and testing.")
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A series minus fixed 0.9 at the table's epoch, paired by seed (test error, pp)."""
+
+    series: str
+    name: str
+    mean: float
+    low: float
+    high: float
+    wins: int
+    seeds: int
+
+    @property
+    def text(self) -> str:
+        """``"+1.36 pp [95% CI +0.81, +1.91], lower on 0 of 8 seeds"``."""
+        if not math.isfinite(self.mean):
+            return "not measured (no runs of this series)"
+        return (f"{_pp(self.mean)} pp [95% CI {_pp(self.low)}, {_pp(self.high)}], lower than fixed 0.9 on "
+                f"{self.wins} of {self.seeds} seeds")
+
+    @property
+    def coin_probability(self) -> float:
+        """P(at least ``wins`` wins of ``seeds``) if each seed were a fair coin (no effect)."""
+        if not self.seeds:
+            return math.nan
+        return sum(math.comb(self.seeds, k) for k in range(self.wins, self.seeds + 1)) / 2 ** self.seeds
+
+
+def effect_vs_fixed(source: Any, series: str, *, figure: str | None = None) -> Effect:
+    """``series`` minus fixed 0.9 at the last common epoch, paired by seed: the measured answer of the
+    notebooks' exercises.
+
+    Args:
+        source: an :class:`FmnistReport`, an :func:`fmnist_table`, the runs of
+            :func:`lcamlab.train.plan.prepare_fmnist` (anything with a ``frame``), or None.
+        series: e.g. ``"0.9-0.95"`` or ``"0.95-0.95"``.
+        figure: with runs, keep only this figure's (``fig3``/``fig5``).
+    Returns:
+        An :class:`Effect`; NaN with 0 seeds when there is nothing to measure.
+    """
+    if source is None:
+        table = None
+    elif hasattr(source, "table"):
+        table = source.table
+    elif hasattr(source, "frame"):
+        table = fmnist_table(source.frame, figure=figure)
+    else:
+        table = source
+    hit = table[table.series == series] if table is not None and len(table) else pd.DataFrame()
+    if hit.empty or not math.isfinite(hit.iloc[0].diff_vs_fixed):
+        return Effect(series, series, math.nan, math.nan, math.nan, 0, 0)
+    r = hit.iloc[0]
+    return Effect(series, str(r["name"]), float(r.diff_vs_fixed), float(r.diff_low), float(r.diff_high),
+                  int(r.wins), int(r.seeds))
 
 
 def describe_fmnist(table: pd.DataFrame) -> str:
@@ -423,8 +548,10 @@ def fmnist_report(runs: Any, *, figure: str, kind: str, notebook: str, figures_d
         title: the figure's title.
         epoch: the epoch compared (default: the last one every run reached).
         write_ledger: write the ledger (False in quick mode: small samples never replace committed rows).
-        show: display the saved figure (in a notebook) and close it.
-        log: where the table and the sentences go.
+        show: display the table (:func:`lcamlab.style.show_table`), the sentences and ledger rows
+            (Markdown) and the saved figure, in a notebook; False: display nothing.
+        log: without ``show``, where the markdown table, the sentences and the ledger rows go
+            (``None``: silent).
     """
     from lcamlab import provenance
     from lcamlab.reports.panels import _keep
@@ -447,13 +574,24 @@ def fmnist_report(runs: Any, *, figure: str, kind: str, notebook: str, figures_d
         provenance.save_table(out / f"{stem}.csv", table, meta, overwrite=True)
         (out / f"{stem}.md").write_text(markdown + "\n")
     ledger_rows = pd.DataFrame(rows, columns=list(claims.COLUMNS))
-    lines = [markdown, "", text, "", "Claims ledger rows" + ("" if write_ledger else " (quick mode: not written)")
-             + ":"]
+    ledger_lines = ["Claims ledger rows" + ("" if write_ledger else " (quick mode: not written)") + ":", ""]
     for r in ledger_rows.itertuples(index=False):
-        lines.append(f"- [{r.verdict}] {r.claim} Estimate {r.estimate:+.2f} pp [{r.low:+.2f}, {r.high:+.2f}], "
-                     f"n = {r.n}.")
-    if log is not None:
-        log("\n".join(lines))
+        ledger_lines.append(f"- *{r.verdict}*: {r.claim} Estimate {r.estimate:+.2f} pp "
+                            f"[{r.low:+.2f}, {r.high:+.2f}], n = {r.n}.")
+    speed = _speed_sentence(frame)
+    if show:
+        from lcamlab.reports.panels import show_markdown
+
+        if len(table):
+            caption = f"Final test error at epoch {int(table.epoch.iloc[0])} ({runs.setting_text})"
+            style.show_table(fmnist_table_display(table), caption=caption)
+        bullets = [("    - " + line.strip()) if line.startswith("  ") else "- " + line.lstrip("- ").strip()
+                   for line in text.splitlines()]
+        show_markdown("\n".join(bullets) + ("\n\n" + speed if speed else ""))
+        if len(ledger_rows):
+            show_markdown("\n".join(ledger_lines))
+    elif log is not None:
+        log("\n".join([markdown, "", text] + ([speed] if speed else []) + [""] + ledger_lines))
     fig, axes = plot_fmnist(frame, figure=figure, drop_epochs=drop_epochs_for(schedule, epochs), title=title)
     _keep(fig, stem, figures_dir, show)
     return FmnistReport(table=table, markdown=markdown, text=text, claims=rows, ledger=ledger, figure=(fig, axes))

@@ -2,9 +2,9 @@
 
 * :func:`plot_groups`: our runs (mean over seeds, solid, min-max band) over the
   paper's published curves (dashed) in the paper's group colours, one panel per
-  metric (000 Figures 3-5);
-* :func:`plot_table1`: each seed's final test error, mean ± std, and 000 Table 1's
-  rows as reference lines.
+  metric (the LCAM paper's Figures 3-5);
+* :func:`plot_table1`: each seed's final test error, mean ± std, and the paper's
+  Table 1 rows as reference lines.
 
 Every legend and title states how many seeds and epochs stand behind the lines.
 """
@@ -104,8 +104,8 @@ def plot_groups(
 
                 ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
         if figure is not None and not has_paper:
-            ax.text(0.98, 0.02, f"000 publishes no {metric.replace('_', ' ')} curve here", transform=ax.transAxes,
-                    fontsize=7, color="0.4", va="bottom", ha="right")
+            ax.text(0.98, 0.02, f"the paper publishes no {metric.replace('_', ' ')} curve here",
+                    transform=ax.transAxes, fontsize=8, color="0.4", va="bottom", ha="right")
         if ours.empty and not has_paper:
             ax.text(0.5, 0.5, "no runs yet", transform=ax.transAxes, ha="center", color="0.4")
     group_handles = []
@@ -116,7 +116,7 @@ def plot_groups(
                                     label=f"{group_name(group, figure)} ({runs})"))
     key_handles = [Line2D([], [], color="0.2", lw=1.6, label="ours: mean over seeds, band min-max")]
     if figure is not None:
-        key_handles.append(Line2D([], [], color="0.2", lw=1.0, ls="--", label=f"paper (000 Figure {figure[3:]})"))
+        key_handles.append(Line2D([], [], color="0.2", lw=1.0, ls="--", label=f"the LCAM paper's Figure {figure[3:]}"))
     if drop_epochs:
         key_handles.append(Line2D([], [], color="0.55", lw=0.7, ls=":", label="learning-rate drops"))
     fig.legend(handles=_rows_legend([group_handles, key_handles]), loc="outside lower center",
@@ -144,7 +144,7 @@ def plot_table1(
     title: str | None = None,
 ):
     """Table 1 as a figure: per dataset, each seed's final test error (dots), mean ± std
-    (bar), and 000 Table 1's rows as dashed reference lines.
+    (bar), and the LCAM paper's Table 1 rows as dashed reference lines.
 
     Args:
         finals: :func:`lcamlab.reports.tables.final_values` output.
@@ -164,7 +164,7 @@ def plot_table1(
         published = paper_table1[paper_table1.dataset == dataset]
         for index, row in enumerate(published.itertuples(index=False)):
             ax.axhline(row.test_error, color="0.35", lw=0.9, ls=line_styles[index % len(line_styles)],
-                       label=f"000: {row.method}, {row.epochs} ep ({row.test_error:.2f})")
+                       label=f"paper: {row.method}, {row.epochs} ep ({row.test_error:.2f})")
         epochs_used = set()
         for position, group in enumerate(groups[dataset]):
             color = style.paper_group_color(parse_group(group))
@@ -186,9 +186,9 @@ def plot_table1(
         if epochs_used:
             ax.set_title(f"{name}: test error at epoch {', '.join(str(e) for e in sorted(epochs_used))}")
         else:
-            ax.set_title(f"{name}: 000 Table 1 (no runs yet)")
+            ax.set_title(f"{name}: the paper's Table 1 (no runs yet)")
         ax.set_ylabel("Test error (%)")
-        ax.legend(loc="best", fontsize=6)
+        ax.legend(loc="best")
     if title:
         fig.suptitle(title)
     return fig, axes

@@ -13,8 +13,8 @@ and trains nothing; this module turns that frame into:
 * Table 1 rows at a fixed epoch: mean, standard deviation (``ddof=1``, the
   sample standard deviation over seeds), best seed and the win rate against
   fixed momentum 0.9, paired by seed (:func:`table1_rows`, :func:`win_rate`),
-  next to 000 Table 1 (:func:`table1_comparison`, :func:`table1_markdown`,
-  :func:`save_table1`).
+  next to the LCAM paper's Table 1 (:func:`table1_comparison`, :func:`table1_display`,
+  :func:`table1_markdown`, :func:`save_table1`).
 
 Runs that are missing, partial (still training, interrupted, or without a
 finished epoch yet), finished or diverged (:func:`lcamlab.train.runs.run_state`)
@@ -41,11 +41,13 @@ from lcamlab.train.groups import group_name
 
 __all__ = [
     "DATASET_NAMES",
+    "PAPER_SOURCE",
     "aggregate_seeds",
     "final_values",
     "win_rate",
     "table1_rows",
     "table1_comparison",
+    "table1_display",
     "table1_markdown",
     "save_table1",
     "group_summary",
@@ -53,6 +55,10 @@ __all__ = [
 
 #: Display names of the datasets (``"cifar10" -> "CIFAR-10"``), as :data:`lcamlab.data.DATASET_TITLES`.
 DATASET_NAMES = DATASET_TITLES
+
+#: The ``source`` of the published rows of Table 1 (Zhang et al., 2023, "Asymmetric Momentum:
+#: A Rethinking of Gradient Descent", Table 1).
+PAPER_SOURCE = "LCAM paper"
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -131,8 +137,8 @@ def win_rate(candidate: pd.Series | Mapping[int, float], baseline: pd.Series | M
     .. math:: w = \frac{1}{|S|} \sum_{s \in S} \mathbf 1[y^{cand}_s < y^{base}_s],
               \qquad S = \text{seeds present in both}
 
-    Runs are paired by seed (same initialisation and data order, 000 section 6's
-    "probability of improvement"); a tie is not a win.
+    Runs are paired by seed (same initialisation and data order; the LCAM paper's
+    section 6 speaks of a "probability of improvement"); a tie is not a win.
 
     Args:
         candidate, baseline: value per seed (index = seed).
@@ -163,18 +169,18 @@ def table1_rows(
               \sigma = \sqrt{\frac{1}{n-\mathrm{ddof}}\sum_s (y_s-\bar y)^2},\quad
               \text{best} = \min_s y_s
 
-    with the win rate against ``baseline`` from :func:`win_rate` (000 section 6:
+    with the win rate against ``baseline`` from :func:`win_rate` (the LCAM paper, section 6:
     LCAM beats fixed 0.9 in about 80% of CIFAR-10 and 50% of CIFAR-100 runs).
 
     Args:
         frame: :func:`lcamlab.train.runs.runs_frame` output.
-        epoch: the epoch compared (000 Table 1: 120 for LCAM).
+        epoch: the epoch compared (the paper's Table 1: 120 for LCAM).
         baseline: the reference group (fixed momentum 0.9).
         metric: the column compared (test error %).
         ddof: delta degrees of freedom of the standard deviation (1: sample std;
             NaN for a single seed).
     Returns:
-        Columns dataset, group, name (000 Figure 5's: "Fixed 0.9", "LCAM 0.9-0.95"), epoch,
+        Columns dataset, group, name (the paper's Figure 5: "Fixed 0.9", "LCAM 0.9-0.95"), epoch,
         n_seeds, mean, std, best, worst, wins, pairs, win_rate.
     """
     if ddof < 0:
@@ -200,16 +206,16 @@ def table1_rows(
 
 
 def table1_comparison(paper_table1: pd.DataFrame, ours: pd.DataFrame, *, label: str = "ours") -> pd.DataFrame:
-    """000 Table 1 and our rows in one tidy table.
+    """The LCAM paper's Table 1 and our rows in one tidy table.
 
     Returns:
         Columns source, method, epochs, dataset, test_error, std, best, n_seeds, win_rate, note:
-        the paper's rows (``source="000 Table 1"``, one published number each) then ours
+        the paper's rows (``source=PAPER_SOURCE``, one published number each) then ours
         (``test_error`` = mean over seeds at the epoch stated in ``epochs``).
     """
     rows = []
     for row in paper_table1.itertuples(index=False):
-        rows.append({"source": "000 Table 1", "method": row.method, "epochs": int(row.epochs), "dataset": row.dataset,
+        rows.append({"source": PAPER_SOURCE, "method": row.method, "epochs": int(row.epochs), "dataset": row.dataset,
                      "test_error": float(row.test_error), "std": np.nan, "best": np.nan, "n_seeds": np.nan,
                      "win_rate": np.nan, "note": row.note if isinstance(row.note, str) else ""})
     for row in ours.itertuples(index=False):
@@ -221,13 +227,15 @@ def table1_comparison(paper_table1: pd.DataFrame, ours: pd.DataFrame, *, label: 
                                        "n_seeds", "win_rate", "note"])
 
 
-def table1_markdown(comparison: pd.DataFrame, datasets: Sequence[str] = ("cifar10", "cifar100")) -> str:
-    """Table 1 as a markdown table: one row per (source, method, epochs), one column per dataset.
+def table1_display(comparison: pd.DataFrame, datasets: Sequence[str] = ("cifar10", "cifar100")) -> pd.DataFrame:
+    """Table 1 for reading: one row per (source, method, epochs), one text column per dataset.
 
-    Our cells read ``mean ± std (best b; n seeds; win w%)``; std uses ddof=1.
+    The paper's cells hold its published number (and its note); ours read
+    ``mean ± std (best b; n seeds; win w%)``, std with ddof=1. Render it with
+    :func:`lcamlab.style.show_table` or :func:`table1_markdown`.
     """
     def cell(row: pd.Series) -> str:
-        if row.source == "000 Table 1":
+        if row.source == PAPER_SOURCE:
             note = f" ({row.note})" if row.note else ""
             return f"{row.test_error:.2f}{note}"
         parts = [f"best {row.best:.2f}", f"n={int(row.n_seeds)}"]
@@ -236,17 +244,25 @@ def table1_markdown(comparison: pd.DataFrame, datasets: Sequence[str] = ("cifar1
         std = "" if math.isnan(row["std"]) else f" ± {row['std']:.2f}"
         return f"{row.test_error:.2f}{std} ({'; '.join(parts)})"
 
-    header = "| source | method | epochs | " + " | ".join(DATASET_NAMES.get(d, d) for d in datasets) + " |"
-    lines = [header, "|" + " --- |" * (3 + len(datasets))]
+    names = [DATASET_NAMES.get(d, d) for d in datasets]
+    rows = []
     keys = comparison[["source", "method", "epochs"]].drop_duplicates()
     for key in keys.itertuples(index=False):
         part = comparison[(comparison.source == key.source) & (comparison.method == key.method)
                           & (comparison.epochs == key.epochs)]
-        cells = []
-        for dataset in datasets:
+        record = {"source": key.source, "method": key.method, "epochs": str(int(key.epochs))}
+        for dataset, name in zip(datasets, names):
             match = part[part.dataset == dataset]
-            cells.append(cell(match.iloc[0]) if len(match) else "-")
-        lines.append(f"| {key.source} | {key.method} | {key.epochs} | " + " | ".join(cells) + " |")
+            record[name] = cell(match.iloc[0]) if len(match) else "-"
+        rows.append(record)
+    return pd.DataFrame(rows, columns=["source", "method", "epochs", *names])
+
+
+def table1_markdown(comparison: pd.DataFrame, datasets: Sequence[str] = ("cifar10", "cifar100")) -> str:
+    """Table 1 as a markdown table (:func:`table1_display`'s rows), for the stored ``.md`` file."""
+    shown = table1_display(comparison, datasets)
+    lines = ["| " + " | ".join(shown.columns) + " |", "|" + " --- |" * len(shown.columns)]
+    lines += ["| " + " | ".join(str(v) for v in record) + " |" for record in shown.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 
@@ -281,7 +297,8 @@ def save_table1(
     if csv_path.exists():
         return {"csv": csv_path, "markdown": md_path, "status": "cached"}
     metadata = provenance.run_metadata(
-        dict(config), description="000 Table 1 with our runs (std over seeds with ddof=1; win rate paired by seed)",
+        dict(config), description="The LCAM paper's Table 1 with our runs (std over seeds with ddof=1; win rate "
+                                  "paired by seed)",
         runs=inputs["runs"], cache_key=key,
     )
     provenance.save_table(csv_path, comparison, metadata)

@@ -58,7 +58,7 @@ def write_trajectory_gif(
     frames: int = 60,
     fps: int = 12,
     dpi: int = 96,
-    size: float = 5.0,
+    size: float | tuple[float, float] = (6.6, 4.8),
 ) -> Path:
     """Write an animated GIF of the runs' trial-mean trajectories.
 
@@ -67,8 +67,9 @@ def write_trajectory_gif(
         path: the ``.gif`` to write (its folder is created).
         frames: number of frames (evenly spaced in steps, the last one at the end).
         fps: frames per second.
-        dpi: resolution (the GIF is ``size * dpi`` pixels wide).
-        size: figure width and height in inches.
+        dpi: resolution (the GIF is ``width * dpi`` by ``height * dpi`` pixels).
+        size: figure ``(width, height)`` in inches, or one number for a square; the legend sits
+            right of the plane, outside the paths.
 
     Returns:
         the path written.
@@ -87,9 +88,13 @@ def write_trajectory_gif(
     lengths = {r.trajectory.shape[0] for _, r in items}
     if len(lengths) != 1:
         raise ValueError(f"write_trajectory_gif needs runs recorded at the same steps (got lengths {sorted(lengths)})")
+    width, height = (float(size), float(size)) if isinstance(size, (int, float)) else map(float, size)
+    if not (width > 0 and height > 0):
+        raise ValueError(f"Invalid size: {size!r} (inches, > 0)")
     style.apply()
-    fig = Figure(figsize=(size, size))  # fixed margins: every frame must have the same size
-    fig.subplots_adjust(left=0.17, bottom=0.12, right=0.97, top=0.93)
+    fig = Figure(figsize=(width, height))  # fixed margins: every frame must have the same size
+    legend_width = min(1.65 / width, 0.45)  # inches for the legend at 8 pt, as a fraction of the width
+    fig.subplots_adjust(left=0.8 / width, bottom=0.55 / height, right=0.99 - legend_width, top=1 - 0.35 / height)
     ax = fig.add_subplot()
     xlim, ylim = trajectory_limits([r for _, r in items], n_show=0)
     toy = items[0][1].toy
@@ -111,7 +116,7 @@ def write_trajectory_gif(
         paths.append(ax.plot([], [], color=colour, lw=1.6, label=label, animated=True)[0])
         heads.append(ax.plot([], [], "o", color=colour, ms=5, markeredgecolor="black", markeredgewidth=0.5,
                              animated=True)[0])
-    ax.legend(handles=paths, loc="lower right", fontsize=6)
+    ax.legend(handles=paths, loc="center left", bbox_to_anchor=(1.02, 0.5))
     title = ax.set_title("", animated=True)
     recorded = items[0][1].recorded_steps.numpy()
     indices = np.unique(np.linspace(0, len(recorded) - 1, frames).round().astype(int))

@@ -37,8 +37,12 @@ def _freeze_layout(fig) -> Any:
 
     Saving a figure as PNG and PDF with a tight bounding box draws it four times
     or more; with the layout frozen no draw re-solves it (about 40% of a draw's cost).
+    The layout engine is run directly, not through a draw that renders nothing (the
+    same layout, a quarter cheaper).
     """
-    fig.draw_without_rendering()
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
     fig.set_layout_engine("none")
     return fig
 
@@ -85,12 +89,29 @@ def draw_landscape(ax, toy: SpringPair, xlim: tuple[float, float], ylim: tuple[f
     ax.plot(floor.numpy(), grid_s.numpy(), ls="--", lw=0.8, color="0.55", zorder=1)
 
 
-def draw_trajectory_panel(ax, run_: ToyRun, *, n_show: int = 4, show_phase: bool = True) -> dict[str, Any]:
+def _spaced(points: np.ndarray, xlim: tuple[float, float], ylim: tuple[float, float], *, spacing: float) -> np.ndarray:
+    """Indices of ``points`` (n, 2) at least ``spacing`` apart (in fractions of the axes), greedily along the path."""
+    scale = np.array([max(xlim[1] - xlim[0], 1e-12), max(ylim[1] - ylim[0], 1e-12)])
+    scaled = points / scale
+    keep, last = [], None
+    for i, point in enumerate(scaled):
+        if not np.isfinite(point).all():
+            continue
+        if last is None or np.hypot(*(point - last)) >= spacing:
+            keep.append(i)
+            last = point
+    return np.asarray(keep, dtype=int)
+
+
+def draw_trajectory_panel(ax, run_: ToyRun, *, n_show: int = 4, show_phase: bool = True,
+                          phase_size: float = 12.0, dot_spacing: float = 0.022) -> dict[str, Any]:
     """One optimizer in the (theta_n, theta_s) plane: a few trials thin, the trial mean thick.
 
-    For LCAM, the first shown trial's points are coloured by its phase (below /
-    above the running mean). Returns the artists (used by the sliders to update
-    them in place).
+    For LCAM, the first shown trial's path is drawn on top as dots coloured by
+    its phase (below / above the running mean): ``phase_size`` points² each with a
+    thin dark rim, at least ``dot_spacing`` (a fraction of the axes, whose limits
+    should be set first) apart along the path, so that both colours stay visible
+    on LCAM's own colour at a 760-pixel display width. Returns the artists.
     """
     colour = _colour(run_)
     traj = run_.trajectory[:, :, :2].to(torch.float64).numpy()
@@ -102,8 +123,10 @@ def draw_trajectory_panel(ax, run_: ToyRun, *, n_show: int = 4, show_phase: bool
     (artists["mean"],) = ax.plot(mean[:, 0], mean[:, 1], color=colour, lw=2.0, zorder=4)
     if show_phase and run_.lcam_below is not None and run_.trajectory.shape[0] == run_.steps + 1:
         below = run_.lcam_below[:, 0].numpy()
-        colours = np.where(below, style.PHASE_COLORS["below"], style.PHASE_COLORS["above"])
-        artists["phase"] = ax.scatter(traj[:-1, 0, 0], traj[:-1, 0, 1], c=colours, s=3, lw=0, zorder=3)
+        keep = _spaced(traj[:-1, 0, :], ax.get_xlim(), ax.get_ylim(), spacing=dot_spacing)
+        colours = np.where(below[keep], style.PHASE_COLORS["below"], style.PHASE_COLORS["above"])
+        artists["phase"] = ax.scatter(traj[:-1, 0, 0][keep], traj[:-1, 0, 1][keep], c=colours, s=phase_size,
+                                      edgecolors="0.25", linewidths=0.3, zorder=6)
     start = run_.toy.initial_point()[0].to(torch.float64).numpy()
     optimum = run_.toy.optimum()[0].to(torch.float64).numpy()
     ax.plot(*start, "o", color="black", ms=4, zorder=5)
@@ -112,10 +135,11 @@ def draw_trajectory_panel(ax, run_: ToyRun, *, n_show: int = 4, show_phase: bool
 
 
 def plot_trajectories(runs: Mapping[str, ToyRun], *, n_show: int = 4, ncols: int = 3, title: str | None = None):
-    r"""The analogue of 000 Figure 2: every optimizer's path in the :math:`(\theta_n, \theta_s)` plane.
+    r"""The toy analogue of the LCAM paper's Figure 2: every optimizer's path in the :math:`(\theta_n, \theta_s)` plane.
 
     One panel per optimizer on shared axes, over contours of the population
-    loss and the valley floor (dashed).
+    loss and the valley floor (dashed); a legend under the panels explains the
+    marks, including LCAM's phase dots.
     """
     items = list(runs.items())
     nrows = math.ceil(len(items) / ncols)
@@ -124,6 +148,8 @@ def plot_trajectories(runs: Mapping[str, ToyRun], *, n_show: int = 4, ncols: int
     xlim, ylim = trajectory_limits([r for _, r in items], n_show=n_show)
     toy = items[0][1].toy
     for ax, (label, r) in zip(axes, items):
+        ax.set_xlim(*xlim)
+        ax.set_ylim(*ylim)
         if isinstance(toy, SpringPair):
             draw_landscape(ax, r.toy, xlim, ylim)
         draw_trajectory_panel(ax, r, n_show=n_show)
@@ -136,6 +162,17 @@ def plot_trajectories(runs: Mapping[str, ToyRun], *, n_show: int = 4, ncols: int
         ax.set_xlabel("θₙ (light, non-sparse)")
     for ax in axes[::ncols]:
         ax.set_ylabel("θₛ (heavy, sparse)")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color="0.3", lw=2.0, label="mean over trials"),
+               Line2D([], [], color="0.3", lw=0.6, alpha=0.6, label="single trials"),
+               Line2D([], [], color="0.55", lw=0.8, ls="--", label="valley floor cₙ(θₛ)"),
+               Line2D([], [], color="black", marker="o", ls="", ms=4, label="start"),
+               Line2D([], [], color="black", marker="*", ls="", ms=8, label="optimum")]
+    if any(r.lcam_below is not None for _, r in items):
+        handles += [Line2D([], [], color=style.PHASE_COLORS[key], marker="o", ls="", ms=5, mec="0.2", mew=0.4,
+                           label=f"LCAM, trial 0: loss {key} its mean") for key in ("below", "above")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=4)
     if title:
         fig.suptitle(title, fontsize=10)
     return _freeze_layout(fig)
@@ -231,7 +268,7 @@ def _heatmap(ax, values: np.ndarray, low: np.ndarray | None, high: np.ndarray | 
                     text += "\n±" + fmt.format((high[i, j] - low[i, j]) / 2)
                 r, g, b, _ = colormap(float(norm(v)))
                 colour = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"  # readable on any cell
-            ax.text(j, i, text, ha="center", va="center", fontsize=6.5, color=colour)
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
     return image
 
 
@@ -322,15 +359,17 @@ def plot_traction(frame) -> Any:
             ax.axvline(0, color="0.4", lw=0.6)
         top.set_title(_DRIFT_TITLES[key], fontsize=8)
         bottom.set_xlabel("β(above) − β(below)")
+        ticks = sorted({float(asymmetries.min()), 0.0, float(asymmetries.max())})  # more would overlap at 8 pt
+        bottom.set_xticks(ticks, [f"{v:+g}".replace("-", "−") if v else "0" for v in ticks])
     axes[0, 0].set_ylabel("drift vs fixed momentum")
     axes[1, 0].set_ylabel("LCAM − control")
     handles = axes[0, 0].get_legend_handles_labels()[0] + axes[1, 0].get_legend_handles_labels()[0]
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=7)
+    fig.legend(handles=handles, loc="outside lower center", ncols=3)
     return _freeze_layout(fig)
 
 
 def _sparsity_axis(ax, sparsities: Sequence[float]) -> None:
-    ax.set_xticks(range(len(sparsities)), [f"{v:g}" for v in sparsities], fontsize=6.5)
+    ax.set_xticks(range(len(sparsities)), [f"{v:g}" for v in sparsities])
     ax.set_xlabel("sparsity")
 
 
@@ -370,10 +409,10 @@ def plot_sparsity(curves, best) -> Any:
         ax.set_xscale("log")
         ax.set_ylim(low - 0.2, 0.5)
         ax.set_title(f"sparsity {s:g}", fontsize=8)
-        ax.set_xlabel("learning rate", fontsize=7)
+        ax.set_xlabel("learning rate")
     upper[0].set_ylabel("log₁₀ excess loss\nat the budget")
     top.legend(handles=[Line2D([], [], color=style.optimizer_color(k), marker="o", ms=3.5, label=names[k])
-                        for k in keys], loc="outside lower center", ncols=len(keys), fontsize=6.5)
+                        for k in keys], loc="outside lower center", ncols=min(len(keys), 5))
     panels = (("log10_loss", "total, at the best rates"), ("log10_frequent", "frequent features (Θₙ)"),
               ("log10_rare", "rare features (Θₛ)"))
     plain = [k for k in dict.fromkeys(settings["setting"]) if ":" not in k]
@@ -404,17 +443,26 @@ def plot_sparsity(curves, best) -> Any:
     ax.set_title("LCAM − control, paired\n(< 0: LCAM better)", fontsize=8)
     _sparsity_axis(ax, sparsities)
     if effect_handles:
-        bottom.legend(handles=effect_handles, loc="outside lower center", ncols=3, fontsize=6)
+        bottom.legend(handles=effect_handles, loc="outside lower center", ncols=2)
     return _freeze_layout(fig)
 
 
 def plot_oscillation(frame) -> Any:
-    """Measurement 4: Q at 003's convention, Q against the final loss over a rate sweep, Q at matched progress."""
+    """Measurement 4: Q at the AdaRem paper's convention, at matched progress, and against the final loss.
+
+    Top left: Q at one base learning rate (the AdaRem paper's convention). Top
+    right: Q of each trial's path up to a common excess loss (matched progress),
+    each optimizer at the notebook's rate. Bottom: Q against the final loss over
+    each optimizer's learning-rate sweep. 95% intervals.
+    """
+    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
+    style.apply()
     sweep = frame[frame["part"] == "sweep"]
     keys = list(dict.fromkeys(sweep["key"]))
-    fig, axes = style.new_figure(1, 3, width="double", aspect=1.15, gridspec_kw={"width_ratios": [1, 1.2, 1]})
+    fig = plt.figure(figsize=(7.2, 7.0), layout="constrained")
+    axes = fig.subplot_mosaic([["convention", "progress"], ["sweep", "sweep"]], height_ratios=[1.0, 1.1])
 
     def bars(ax, rows, column: str, reached: bool) -> None:
         y = np.arange(len(rows))[::-1]
@@ -425,29 +473,160 @@ def plot_oscillation(frame) -> Any:
                 lw=0.5)
         ax.errorbar(q, y, xerr=[np.nan_to_num(q - lo), np.nan_to_num(hi - q)], fmt="none", color="black",
                     capsize=2, lw=0.8)
-        labels = [f"{r['optimizer']}, lr {r['lr']:g}" + (f" ({r['reached']:.0%})" if reached else "")
+        for position, value in zip(y, q):
+            if not np.isfinite(value):
+                ax.text(0.08, position, "never reached", va="center", fontsize=8, color="0.3")
+        labels = [f"{r['optimizer']}\nlr {r['lr']:g}" + (f", {r['reached']:.0%} reached" if reached else "")
                   for _, r in rows.iterrows()]
-        ax.set_yticks(y, labels, fontsize=6)
+        ax.set_yticks(y, labels)
         ax.axvline(1.0, color="0.4", lw=0.8, ls="--")
-        ax.set_xlabel("oscillation index Q")
+        ax.set_xlabel("oscillation index Q (1: a straight path)")
+        ax.set_xlim(left=0)
 
     convention = sweep[sweep["convention"].astype(bool)]
-    bars(axes[0], convention, "Q", False)
-    axes[0].set_title("one base rate\n(the AdaRem paper's\nconvention; Adam 1/100)", fontsize=7.5)
-    ax = axes[1]
+    bars(axes["convention"], convention, "Q", False)
+    axes["convention"].set_title("one base rate\n(the AdaRem paper's convention; Adam 1/100)", fontsize=9)
+    own = sweep[sweep["own"].astype(bool)]
+    bars(axes["progress"], own, "Q_progress", True)
+    axes["progress"].set_title("matched progress: each path up to\na common excess loss", fontsize=9)
+    ax = axes["sweep"]
     for key in keys:
         rows = sweep[(sweep["key"] == key) & (sweep["diverged"] == 0)].sort_values("lr")
         colour = style.optimizer_color(key)
-        ax.plot(rows["log10_final"], rows["Q"], "-o", color=colour, ms=2.5, lw=1.0)
-        own = rows[rows["own"].astype(bool)]
-        ax.plot(own["log10_final"], own["Q"], "o", color=colour, ms=6, mfc="white", mew=1.2)
-    ax.set_xlabel("log₁₀ final excess loss")
+        ax.plot(rows["log10_final"], rows["Q"], "-o", color=colour, ms=3.5, lw=1.2)
+        chosen = rows[rows["own"].astype(bool)]
+        ax.plot(chosen["log10_final"], chosen["Q"], "o", color=colour, ms=8, mfc="white", mew=1.5)
+    ax.set_xlabel("log₁₀ final excess loss (left: closer to the optimum)")
     ax.set_ylabel("oscillation index Q")
-    ax.set_title("Q against the final loss\nover a rate sweep\n(○: the notebook's rate)", fontsize=7.5)
-    own = sweep[sweep["own"].astype(bool)]
-    bars(axes[2], own, "Q_progress", True)
-    axes[2].set_title("matched progress: up to a\ncommon excess loss\n(share of trials that reached it)", fontsize=7.5)
+    ax.set_title("Q against the final loss over a learning-rate sweep (○: the notebook's rate)", fontsize=9)
     names = dict(zip(sweep["key"], sweep["optimizer"]))
-    fig.legend(handles=[Line2D([], [], color=style.optimizer_color(k), marker="o", ms=3, label=names[k]) for k in keys],
-               loc="outside lower center", ncols=min(len(keys), 5), fontsize=6.5)
+    ax.legend(handles=[Line2D([], [], color=style.optimizer_color(k), marker="o", ms=4, label=names[k])
+                       for k in keys], loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _freeze_layout(fig)
+
+
+# -- tables: the same data as the figures, for lcamlab.style.show_table ---------------------------
+
+
+def _pm(value: float, low: float, high: float) -> str:
+    """``"0.0316 ± 0.0007"``: a mean and the half-width of its 95% interval, to the interval's precision."""
+    if not np.isfinite(value):
+        return "–"
+    half = (high - low) / 2 if np.isfinite(low) and np.isfinite(high) else math.nan
+    if not np.isfinite(half) or half <= 0:
+        return f"{value:.3g}"
+    decimals = min(max(1 - math.floor(math.log10(half)), 0), 6)
+    return f"{value:.{decimals}f} ± {half:.{decimals}f}".replace("-", "−")
+
+
+def trajectory_table(runs: Mapping[str, ToyRun]):
+    """One row per optimizer: final excess loss and mean position over the trials, and the run's time."""
+    import pandas as pd
+
+    rows = []
+    for label, r in runs.items():
+        position = r.final.double().mean(dim=0)
+        rows.append({"optimizer": label, "final excess loss": float(r.excess_loss()[-1].mean()),
+                     "mean θₙ": float(position[0]), "mean θₛ": float(position[1]),
+                     "trials": r.toy.trials, "seconds": round(r.wall_seconds, 3)})
+    return pd.DataFrame(rows)
+
+
+def interval_table(values: Mapping[str, Any], names: Mapping[str, str] | None = None):
+    """Mean and 95% interval over trials of each per-trial tensor in ``values`` (one row each)."""
+    import pandas as pd
+
+    from lcamlab.experiments.stats import mean_ci
+
+    rows = []
+    for key, tensor in values.items():
+        mean, low, high, n = mean_ci(tensor)
+        rows.append({"quantity": (names or {}).get(key, key), "mean": mean, "95% low": low, "95% high": high,
+                     "trials": n})
+    return pd.DataFrame(rows)
+
+
+def phase_table(frame, *, top: int = 5):
+    """Measurement 1's ``top`` grid cells with the best phase agreement."""
+    best = frame.sort_values("agreement", ascending=False).head(top)
+    return _table(best, {"lr": "learning rate", "mass_ratio": "mass ratio", "noise": "noise σ"},
+                  {"agreement": "phase agreement", "sign_agreement": "left/right reading", "eq12_r2": "eq. 12 R²"})
+
+
+def _table(frame, plain: Mapping[str, str], intervals: Mapping[str, str]):
+    import pandas as pd
+
+    out = pd.DataFrame({name: frame[column].to_numpy() for column, name in plain.items()})
+    for column, name in intervals.items():
+        if f"{column}_low" in frame:
+            out[name] = [_pm(v, lo, hi) for v, lo, hi in zip(frame[column], frame[f"{column}_low"],
+                                                               frame[f"{column}_high"])]
+        else:
+            out[name] = frame[column].to_numpy()
+    return out
+
+
+def traction_tables(frame, *, key: str = "com"):
+    """Measurement 2 as two tables: drift ``key`` of LCAM, its controls and the differences per asymmetry
+    (mean ± half-width of the 95% interval), and what LCAM's momentum was on average per asymmetry."""
+    import pandas as pd
+
+    settings = ["LCAM", "shuffled", "matched", "LCAM - shuffled", "LCAM - matched"]
+    drift = {}
+    for asymmetry, rows in frame.groupby("asymmetry", sort=True):
+        by = rows.set_index("setting")
+        drift[asymmetry] = {s.replace(" - ", " − "): _pm(by.loc[s, key], by.loc[s, f"{key}_low"], by.loc[s, f"{key}_high"])
+                            if s in by.index else "–" for s in settings}
+    drift_table = pd.DataFrame.from_dict(drift, orient="index").rename_axis("β(above) − β(below)").reset_index()
+    first = frame.drop_duplicates("asymmetry").sort_values("asymmetry")
+    momentum = first[["asymmetry", "below", "above", "realised_mean", "below_fraction", "agreement", "eq12_r2"]]
+    momentum = momentum.rename(columns={"asymmetry": "β(above) − β(below)", "below": "β below", "above": "β above",
+                                        "realised_mean": "realised mean β", "below_fraction": "share of steps below",
+                                        "agreement": "phase agreement", "eq12_r2": "eq. 12 R²"})
+    return drift_table, momentum.reset_index(drop=True)
+
+
+def sparsity_tables(best):
+    """Measurement 3 as two tables with one column per sparsity: each setting's log10 excess loss at its
+    chosen rate (± half-width of the 95% interval; the rate in brackets), and the paired differences."""
+    import pandas as pd
+
+    def pivot(rows, name) -> Any:
+        table: dict[str, dict[str, str]] = {}
+        for _, r in rows.iterrows():
+            label = name(r)
+            cell = _pm(r["log10_loss"], r["log10_loss_low"], r["log10_loss_high"])
+            if np.isfinite(r.get("lr", np.nan)):
+                cell += f" (lr {r['lr']:g})"
+            table.setdefault(label, {})[f"sparsity {r['sparsity']:g}"] = cell
+        return pd.DataFrame.from_dict(table, orient="index").rename_axis("setting").reset_index()
+
+    settings = best[best["kind"] == "setting"]
+    labels = {k: str(v) for k, v in zip(settings["setting"], settings["label"]) if ":" not in str(k)}
+
+    def setting_name(r) -> str:
+        base, _, control = str(r["setting"]).partition(":")
+        return f"{labels.get(base, base)}, {control} control" if control else labels.get(base, base)
+
+    def paired_name(r) -> str:
+        a, _, b = str(r["setting"]).partition(" - ")
+        base, _, control = b.partition(":")
+        return f"{labels.get(a, a)} − " + (f"its {control} control" if control and base == a
+                                            else labels.get(b, b))
+
+    return pivot(settings, setting_name), pivot(best[best["kind"] == "paired"], paired_name)
+
+
+def oscillation_tables(frame):
+    """Measurement 4 as two tables: every optimizer at the notebook's rate (Q over the run, final loss, Q at
+    matched progress and the share of trials that got there), and the paired contrasts."""
+    sweep = frame[frame["part"] == "sweep"]
+    own = sweep[sweep["own"].astype(bool)]
+    own_table = _table(own, {"optimizer": "optimizer", "lr": "lr"},
+                       {"Q": "Q over the run", "log10_final": "log₁₀ final excess loss",
+                        "Q_progress": "Q at matched progress", "reached": "share that got there",
+                        "steps_to_level": "mean steps to get there"})
+    paired = frame[frame["part"] == "paired"]
+    paired_table = _table(paired, {"optimizer": "contrast", "regime": "regime", "lr": "lr",
+                                   "lr_reference": "lr of the reference"}, {"Q": "difference in Q"})
+    return own_table, paired_table

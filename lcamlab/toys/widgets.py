@@ -4,9 +4,14 @@ r"""Sliders that redraw the spring's trajectories live (ipywidgets; imported onl
 :class:`~lcamlab.toys.SpringPair`, the paths of SGD with fixed momentum, LCAM and
 Adam, and redraws them whenever a slider moves: learning rate, LCAM's momentum
 pair (below, above), mass ratio, coupling and noise. One redraw reruns every
-optimizer (a few trials, one tensor each) and re-renders a small PNG, in well
-under half a second on a laptop core; :meth:`TrajectoryExplorer.redraw` returns
-the time it took, so the notebook prints measured redraw times.
+optimizer (a few trials, one tensor each) and re-renders one PNG, in about a
+tenth of a second on one core; :meth:`TrajectoryExplorer.redraw` returns the
+time it took, so the notebook prints measured redraw times.
+
+Layout: the sliders are stacked above the figure, each as wide as the output
+area (long, fine tracks: the log-scale sliders have 250 to 350 steps), and the
+figure scales to the width available (at most its rendered width), so the panel
+stays usable in a narrow JupyterLab window with the file browser open.
 
 Headless (papermill), the widget is still built and displayed, and the notebook's
 parameters produce the same static figures.
@@ -19,6 +24,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from lcamlab import style
@@ -36,6 +42,8 @@ class TrajectoryExplorer:
     The fixed-momentum reference uses the mean of LCAM's pair,
     :math:`\bar\beta = (\beta_\text{below} + \beta_\text{above})/2`, so what differs
     between the two is the asymmetry alone; Adam uses the same learning rate.
+    Left panel: the paths in the plane (trial mean thick, single trials thin);
+    right panel: the excess loss of the trial mean against the step.
 
     Args:
         lr, below, above, mass_ratio, coupling, noise: initial slider values.
@@ -45,8 +53,12 @@ class TrajectoryExplorer:
         start, optimum: the spring's start and optimum.
         batch_size: mini-batch size of the spring's noise.
         seed: the data stream's seed (the same for every redraw).
-        dpi: resolution of the rendered PNG.
+        dpi: resolution of the rendered PNG (``width * dpi`` pixels wide; shown at most that wide).
+        width, height: the rendered figure's size in inches.
     """
+
+    #: Exponent step of the log-scale sliders (0.01: 100 positions per decade).
+    LOG_STEP = 0.01
 
     def __init__(
         self,
@@ -64,7 +76,9 @@ class TrajectoryExplorer:
         optimum: Sequence[float] = (1.0, 1.0),
         batch_size: int = 16,
         seed: int = 0,
-        dpi: int = 90,
+        dpi: int = 100,
+        width: float = 8.0,
+        height: float = 3.6,
     ) -> None:
         import ipywidgets as widgets
 
@@ -72,6 +86,8 @@ class TrajectoryExplorer:
             raise ValueError(f"Invalid steps: {steps!r} (must be an int >= 2)")
         if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
             raise ValueError(f"Invalid trials: {trials!r} (must be an int >= 1)")
+        if not (width > 0 and height > 0 and dpi > 0):
+            raise ValueError(f"Invalid figure size: width={width!r}, height={height!r}, dpi={dpi!r} (must be > 0)")
         self.trials = trials
         self.steps = steps
         self.steps_per_epoch = steps_per_epoch
@@ -80,30 +96,35 @@ class TrajectoryExplorer:
         self.batch_size = batch_size
         self.seed = seed
         self.dpi = dpi
+        self.size = (float(width), float(height))
         self.redraw_seconds: list[float] = []
 
-        common = dict(continuous_update=False, style={"description_width": "90px"},
-                      layout=widgets.Layout(width="320px"))
+        # Full-width rows: the track gets everything but the label and the readout.
+        common = dict(continuous_update=False, readout=True,
+                      style={"description_width": "110px"},
+                      layout=widgets.Layout(width="100%", max_width="900px", min_width="260px"))
+        log = dict(base=10, step=self.LOG_STEP, readout_format=".3g", **common)
         self.sliders = {
-            "lr": widgets.FloatLogSlider(value=lr, base=10, min=-3, max=-0.5, step=0.05,
-                                         description="learning rate", readout_format=".3g", **common),
-            "below": widgets.FloatSlider(value=below, min=0.0, max=0.99, step=0.01,
-                                         description="β below", **common),
-            "above": widgets.FloatSlider(value=above, min=0.0, max=0.99, step=0.01,
-                                         description="β above", **common),
-            "mass_ratio": widgets.FloatLogSlider(value=mass_ratio, base=10, min=0, max=3, step=0.05,
-                                                 description="mass ratio", readout_format=".3g", **common),
-            "coupling": widgets.FloatSlider(value=coupling, min=0.0, max=0.99, step=0.01,
+            "lr": widgets.FloatLogSlider(value=lr, min=-3, max=-0.5, description="learning rate", **log),
+            "below": widgets.FloatSlider(value=below, min=0.0, max=0.99, step=0.005, readout_format=".3f",
+                                         description="β below mean", **common),
+            "above": widgets.FloatSlider(value=above, min=0.0, max=0.99, step=0.005, readout_format=".3f",
+                                         description="β above mean", **common),
+            "mass_ratio": widgets.FloatLogSlider(value=mass_ratio, min=0, max=3, description="mass ratio aₙ/aₛ",
+                                                 **log),
+            "coupling": widgets.FloatSlider(value=coupling, min=0.0, max=0.99, step=0.01, readout_format=".2f",
                                             description="coupling ρ", **common),
-            "noise": widgets.FloatLogSlider(value=noise, base=10, min=-3, max=0.5, step=0.05,
-                                            description="noise σ", readout_format=".3g", **common),
+            "noise": widgets.FloatLogSlider(value=noise, min=-3, max=0.5, description="noise σ", **log),
         }
-        self.image = widgets.Image(format="png")
+        for slider in self.sliders.values():
+            slider.description_tooltip = slider.description  # the full name when the label is cut
+        self.image = widgets.Image(format="png", layout=widgets.Layout(
+            width="100%", max_width=f"{round(self.size[0] * dpi)}px", height="auto", object_fit="contain"))
         self.status = widgets.Label()
         for slider in self.sliders.values():
             slider.observe(self._on_change, names="value")
-        left = widgets.VBox(list(self.sliders.values()) + [self.status])
-        self.widget = widgets.HBox([left, self.image])
+        self.widget = widgets.VBox(list(self.sliders.values()) + [self.status, self.image],
+                                   layout=widgets.Layout(width="100%"))
         self._build_figure()
         self.redraw()
 
@@ -112,6 +133,13 @@ class TrajectoryExplorer:
     def values(self) -> dict[str, float]:
         """The current slider values."""
         return {name: float(slider.value) for name, slider in self.sliders.items()}
+
+    def slider_steps(self) -> dict[str, int]:
+        """How many positions each slider's track has (its resolution)."""
+        counts = {}
+        for name, slider in self.sliders.items():
+            counts[name] = round((slider.max - slider.min) / slider.step)
+        return counts
 
     def specs(self) -> list[OptimizerSpec]:
         """The optimizers drawn for the current slider values."""
@@ -131,6 +159,10 @@ class TrajectoryExplorer:
 
     # -- drawing -----------------------------------------------------------------------------
 
+    # SGD+momentum drawn wide and underneath, LCAM narrower on top: where their paths coincide
+    # (a small asymmetry), both stay visible.
+    _WIDTHS = {"momentum": 3.2, "lcam": 1.6, "adam": 1.6}
+
     def _build_figure(self) -> None:
         import matplotlib.figure
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -138,21 +170,30 @@ class TrajectoryExplorer:
         style.apply()
         # A bare Figure (no pyplot) on its own Agg canvas, rendered straight to PNG bytes:
         # one draw per redraw (savefig would draw twice for the suite's tight bounding box).
-        self.figure = matplotlib.figure.Figure(figsize=(4.6, 3.8), dpi=self.dpi)
+        self.figure = matplotlib.figure.Figure(figsize=self.size, dpi=self.dpi)
         self.canvas = FigureCanvasAgg(self.figure)
-        self.figure.subplots_adjust(left=0.15, bottom=0.13, right=0.97, top=0.97)  # fixed: no layout pass
-        self.ax = self.figure.add_subplot()
+        # fixed margins: no layout pass
+        self.figure.subplots_adjust(left=0.08, bottom=0.14, right=0.985, top=0.9, wspace=0.28)
+        self.ax, self.loss_ax = self.figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.0, 0.85]})
         self.ax.set_xlabel("θₙ (light, non-sparse)")
         self.ax.set_ylabel("θₛ (heavy, sparse)")
+        self.ax.set_title("paths (thick: mean of the trials)", fontsize=9)
+        self.loss_ax.set_xlabel("step")
+        self.loss_ax.set_ylabel("log₁₀ excess loss of the mean path")  # a linear axis: log ticks cost a redraw 30 ms
+        self.loss_ax.set_title("how fast each gets there", fontsize=9)
         self.lines: list[dict[str, Any]] = []
         for key in ("momentum", "lcam", "adam"):
             colour = style.optimizer_color(key)
-            mean_line = self.ax.plot([], [], color=colour, lw=2.0, zorder=4)[0]
+            width = self._WIDTHS[key]
+            order = 3 if key == "momentum" else 4
+            mean_line = self.ax.plot([], [], color=colour, lw=width, zorder=order, solid_capstyle="round")[0]
             trial_lines = [self.ax.plot([], [], color=colour, lw=0.6, alpha=0.45, zorder=2)[0]
                            for _ in range(self.trials)]
-            self.lines.append({"mean": mean_line, "trials": trial_lines})
+            loss_line = self.loss_ax.plot([], [], color=colour, lw=width, zorder=order)[0]
+            self.lines.append({"mean": mean_line, "trials": trial_lines, "loss": loss_line})
         self.ax.plot(*self.start, "o", color="black", ms=4, zorder=5)
         self.ax.plot(*self.optimum, "*", color="black", ms=9, zorder=5)
+        self._landscape: list[Any] = []
 
     def _on_change(self, _change: Any) -> None:
         self.redraw()
@@ -171,18 +212,35 @@ class TrajectoryExplorer:
         span = (high - low).clamp_min(1e-3)
         low, high = (low - 0.1 * span).clamp_min(-10), (high + 0.1 * span).clamp_max(10)
         xlim, ylim = (float(low[0]), float(high[0])), (float(low[1]), float(high[1]))
-        for artist in list(self.ax.collections) + [ln for ln in self.ax.lines if ln.get_linestyle() == "--"]:
+        before = set(self.ax.collections) | set(self.ax.lines)
+        for artist in self._landscape:
             artist.remove()
         draw_landscape(self.ax, toy, xlim, ylim, levels=7)
+        self._landscape = [a for a in list(self.ax.collections) + list(self.ax.lines) if a not in before]
+        losses = []
         for lines, spec, traj in zip(self.lines, specs, points):
-            mean = traj.mean(dim=1).numpy()
-            lines["mean"].set_data(mean[:, 0], mean[:, 1])
+            mean = traj.mean(dim=1)
+            xy = mean.numpy()
+            lines["mean"].set_data(xy[:, 0], xy[:, 1])
             lines["mean"].set_label(spec.label)
             for i, line in enumerate(lines["trials"]):
                 line.set_data(traj[:, i, 0].numpy(), traj[:, i, 1].numpy())
+            excess = toy.subset([0]).excess_loss(mean.unsqueeze(1).to(toy.dtype)).to(torch.float64)[:, 0].numpy()
+            with np.errstate(divide="ignore", invalid="ignore"):
+                excess = np.log10(np.where(excess > 0, excess, np.nan))
+            losses.append(excess)
+            lines["loss"].set_data(np.arange(len(excess)), excess)
         self.ax.set_xlim(*xlim)
         self.ax.set_ylim(*ylim)
-        self.ax.legend(handles=[lines["mean"] for lines in self.lines], loc="lower right", fontsize=7)
+        finite = np.concatenate([v[np.isfinite(v)] for v in losses])
+        if finite.size:
+            bottom, top = max(float(finite.min()), -12.0), min(float(finite.max()), 12.0)
+            self.loss_ax.set_ylim(bottom - 0.3, max(top, bottom + 0.5) + 0.3)
+        self.loss_ax.set_xlim(0, self.steps)
+        for lines in self.lines:
+            lines["loss"].set_label(lines["mean"].get_label())
+        # on the loss panel, whose upper right the falling curves leave free
+        self.loss_ax.legend(handles=[lines["loss"] for lines in self.lines], loc="upper right")
         self.image.value = self._render_png()
         seconds = time.perf_counter() - started
         self.redraw_seconds.append(seconds)
