@@ -50,7 +50,7 @@ KNOWN_ERRORS: tuple[type[BaseException], ...] = (UsageError, ValueError, OSError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "figures": ("lcamlab.figures", "rebuild figures by executing the notebooks headlessly (papermill)"),
     "escape": ("lcamlab.escape.cli", "Styblinski-Tang valley and saddle escape-time experiments"),
-    "train": ("lcamlab.train.cli", "train a Wide-ResNet on CIFAR-10/100 (resumable, DDP under torchrun)"),
+    "train": ("lcamlab.train.cli", "train a Wide-ResNet on CIFAR-10/100 or FMNet on Fashion-MNIST (resumable, DDP)"),
     "grid": ("lcamlab.train.grid_cli", "create, resume and complete the run set of a paper figure"),
     "paper": ("lcamlab.paper.cli", "the LCAM paper's published curves: extract and summarise them"),
     "claims": ("lcamlab.experiments.claims_cli", "the claims ledger: print it, write the README's findings from it"),

@@ -24,7 +24,7 @@ Every optimizer runs on the same landscape, start, noise sequence and budget
 with a trial axis of size one, built through the optimizer registry like the
 toy and escape experiments (``trial_axis=True`` for lcamlab's optimizers,
 torch's elementwise optimizers as they are). Gradients are analytic (the
-landscapes are closed-form), which keeps one 300-step run near 50 ms, fast
+landscapes are closed-form), which keeps one 300-step run to a few tens of milliseconds, fast
 enough for the sliders of :mod:`lcamlab.zoo_widgets`.
 """
 

@@ -6,7 +6,7 @@ of SGD with momentum :math:`\beta` and of LCAM with its pair
 and with the same mini-batch noise, LCAM's steps marked by their phase, and next
 to them the noiseless loss along both paths. Sliders set the learning rate (log
 scale, 200 steps over four decades), :math:`\beta` and LCAM's pair; each change
-reruns both optimizers (:func:`lcamlab.zoo.run_spec`, about 25 ms per 300-step
+reruns both optimizers (:func:`lcamlab.zoo.run_spec`, a few tens of milliseconds per 300-step
 run) and re-renders one PNG. :meth:`ZooExplorer.redraw` returns the time it took,
 so the notebook prints measured redraw times.
 
@@ -21,7 +21,6 @@ notebook triggers redraws programmatically to measure them.
 from __future__ import annotations
 
 import html
-import io
 import time
 from typing import Any
 
@@ -30,6 +29,7 @@ import torch
 
 from lcamlab import style, zoo
 from lcamlab.experiments.registry import OptimizerSpec
+from lcamlab.widget_canvas import CanvasPanel, canvas_png
 
 __all__ = ["ZooExplorer"]
 
@@ -38,7 +38,7 @@ _LR_LOG_STEP = 0.02          # 200 steps over the four decades
 _BETA_STEP = 0.005           # 198 steps over [0, 0.99]
 
 
-class ZooExplorer:
+class ZooExplorer(CanvasPanel):
     r"""Interactive paths of SGD + momentum and LCAM on the zoo's landscapes.
 
     Args:
@@ -121,6 +121,8 @@ class ZooExplorer:
             slider.observe(self._on_change, names="value")
         self.widget = widgets.VBox(list(self.sliders.values()) + [self.status, self.image], layout=full())
         self._build_figure()
+        for name in zoo.LANDSCAPES:  # every landscape's background once, up front
+            self._show_landscape(name)
         self.redraw()
 
     # -- model ------------------------------------------------------------------------------
@@ -152,15 +154,16 @@ class ZooExplorer:
         style.apply()
         # A bare Figure on its own Agg canvas, rendered straight to PNG bytes, with fixed margins and
         # fixed axis limits per landscape. Everything that does not change with the sliders (contours,
-        # axes, ticks, labels) is drawn once per landscape and kept as a bitmap; a redraw restores it
-        # and draws only the paths, dots, loss curves and legend on top (blitting), about a third of
-        # the cost of a full draw.
+        # axes, ticks, labels) is drawn once per landscape, when the panel is built, and kept as a
+        # bitmap; a redraw restores it and draws only the paths, dots, loss curves and legend on top
+        # (blitting), about a third of the cost of a full draw, and switching landscapes costs no
+        # more than moving a slider.
         self.figure = matplotlib.figure.Figure(figsize=(7.6, 3.3), dpi=self.dpi)
         self.canvas = FigureCanvasAgg(self.figure)
         self.figure.subplots_adjust(left=0.08, bottom=0.29, right=0.98, top=0.92, wspace=0.28)
         self.ax_path, self.ax_loss = self.figure.subplots(1, 2)
-        self.contours = None
         self.markers: list = []
+        self._backgrounds: dict[str, Any] = {}
         lines = {}
         for key in ("lcam", "momentum"):
             lines[key] = self.ax_path.plot([], [], color=style.optimizer_color(key), **zoo.LINE_STYLES[key])[0]
@@ -180,7 +183,6 @@ class ZooExplorer:
                          for phase, colour in style.PHASE_COLORS.items()]
         self.legend = self.figure.legend(handles=[lines["momentum"], lines["lcam"], *phase_handles],
                                          loc="lower center", ncol=2, bbox_to_anchor=(0.5, 0.0))
-        self._background = None
         for artist in self._dynamic_artists():
             artist.set_animated(True)
 
@@ -192,20 +194,26 @@ class ZooExplorer:
     def _show_landscape(self, landscape: str) -> None:
         if self._shown_landscape == landscape:
             return
-        if self.contours is not None:
-            self.contours.remove()
+        land = zoo.LANDSCAPES[landscape]
+        # The loss axis spans 1e-6 up to above the start's loss, the same for every run on this landscape.
+        start_gap = float(land.loss(torch.tensor(land.start, dtype=torch.float64))) - zoo.f_star(landscape)
+        loss_top = 10 ** np.ceil(np.log10(max(start_gap, 1.0)) + 0.5)
         for artist in self.markers:
             artist.remove()
-        self.contours = zoo.plot_landscape(self.ax_path, landscape, levels=20, resolution=120)
+        self.markers = []
+        if landscape not in self._backgrounds:
+            contours = zoo.plot_landscape(self.ax_path, landscape, levels=20, resolution=120)
+            self.ax_loss.set_ylim(1e-6, loss_top)
+            self.canvas.draw()  # everything but the animated artists
+            self._backgrounds[landscape] = self.canvas.copy_from_bbox(self.figure.bbox)
+            contours.remove()  # it lives on in the bitmap
+        self.ax_path.set_xlim(land.xlim)
+        self.ax_path.set_ylim(land.ylim)
+        self.ax_loss.set_ylim(1e-6, loss_top)
         self.markers = zoo._mark_start_and_minima(self.ax_path, landscape)
         for artist in self.markers:
             artist.set_animated(True)
-        # The loss axis spans 1e-6 up to above the start's loss, the same for every run on this landscape.
-        land = zoo.LANDSCAPES[landscape]
-        start_gap = float(land.loss(torch.tensor(land.start, dtype=torch.float64))) - zoo.f_star(landscape)
-        self.ax_loss.set_ylim(1e-6, 10 ** np.ceil(np.log10(max(start_gap, 1.0)) + 0.5))
         self._shown_landscape = landscape
-        self._background = None
 
     def _on_change(self, change: Any) -> None:
         if self._hold:
@@ -260,22 +268,8 @@ class ZooExplorer:
         return "; ".join(parts)
 
     def _render_png(self) -> bytes:
-        from PIL import Image
-
-        if self._background is None:
-            self.canvas.draw()  # everything but the animated artists
-            self._background = self.canvas.copy_from_bbox(self.figure.bbox)
-        else:
-            self.canvas.restore_region(self._background)
+        # the contours and axes are cached per landscape: restore them and draw only what moves
+        self.canvas.restore_region(self._backgrounds[self._shown_landscape])
         for artist in self._dynamic_artists():
             self.figure.draw_artist(artist)
-        width, height = self.canvas.get_width_height()
-        frame = Image.frombuffer("RGBA", (width, height), self.canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
-        buffer = io.BytesIO()
-        frame.convert("RGB").save(buffer, format="png", compress_level=1)
-        return buffer.getvalue()
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
+        return canvas_png(self.canvas)

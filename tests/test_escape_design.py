@@ -65,6 +65,19 @@ def test_cached_table_and_the_notebook_tables(tmp_path):
     assert "alpha" in text and "chance" in text and "control" in text
     rows = report.claim_rows(alphas, jumps, controls)
     assert {r["verdict"] for r in rows} <= {"holds", "does not hold", "cannot tell at this n"}
+    assert any("for SGD," in r["claim"] for r in rows) and not any("sgd's" in r["claim"] for r in rows)
+    # the notebook's tables: labelled settings, a handful of columns each (they must fit a 1000-pixel notebook)
+    views = [report.alpha_view(alphas), report.jump_view(jumps), report.control_view(controls),
+             report.two_line_view(analysis.two_line_table(points)), report.design_table(points)]
+    for view in views:
+        assert len(view.columns) <= 11
+    assert "LCAM (accelerate above), shuffled control" in set(views[0]["setting"])
+    assert views[0]["verdict"].map(len).max() < 60
+    # the exercises' measured answers
+    answer, why = report.jump_exercise(jumps, alphas, "sgd")
+    assert answer in report.JUMP_OPTIONS and "chance gives" in why and "fit p" in why
+    low, high, why = report.control_exercise(controls, "lcam-above")
+    assert low <= high and "shuffled control" in why
 
 
 def test_power_numbers_in_the_docstring():

@@ -1,4 +1,9 @@
-"""The fused escape runner: eager parity on the same stream, dropped trials, the Gaussian arm's covariance."""
+"""The fused escape runner: eager parity on the same stream, dropped trials, the Gaussian arm's covariance.
+
+The compiled kernel and its NumPy runner (used where no C++ compiler is found) are tested alike:
+the same escape steps as the eager torch runner on its stream, and as each other on the Philox
+stream. Tests of the kernel itself skip, naming the reason, when no compiler is found.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ import pytest
 import torch
 
 from lcamlab.escape.design import sharp_valley_region
-from lcamlab.escape.fused import gradient_noise, simulate_fused
+from lcamlab.escape import fused
+from lcamlab.escape.fused import KernelUnavailable, compiler, gradient_noise, simulate_fused
 from lcamlab.escape.landscape import StyblinskiTangLandscape
 from lcamlab.escape.regions import ExitRegion, valley_region
 from lcamlab.escape.simulate import simulate_batched
@@ -19,19 +25,26 @@ LRS = {"sgd": 2e-3, "momentum": 2e-4, "adam": 0.1, "adai": 2e-3, "adarem": 1.2e-
        "lcam-below": 2e-4}
 
 
+needs_compiler = pytest.mark.skipif(compiler() is None, reason="no C++ compiler (g++ or $CXX) to build the fused "
+                                    "escape kernel; the NumPy runner is tested instead")
+RUNNERS = [pytest.param("kernel", marks=needs_compiler), "numpy"]
+
+
 @pytest.fixture(scope="module")
 def landscape64():
     return StyblinskiTangLandscape(10, 2000, 1.0, seed=0, dtype=torch.float64)
 
 
+@pytest.mark.parametrize("runner", RUNNERS)
 @pytest.mark.parametrize("key", list(LRS))
-def test_fused_gives_the_eager_escape_steps_on_the_same_stream(landscape64, key):
+def test_fused_gives_the_eager_escape_steps_on_the_same_stream(landscape64, key, runner):
     region = valley_region(landscape64)
     sqrt_k = torch.as_tensor(np.sqrt(np.repeat([2.5, 3.5, 5.0], 12)))
     options = dict(budget=400, warmup=50, chunk=64, epoch_length=100)
     eager = simulate_batched(landscape64, preset(key, LRS[key]), sqrt_k, region, **options)
     fused = simulate_fused(landscape64, preset(key, LRS[key]), sqrt_k.numpy(), region, stream="torch", drop=False,
-                           **options)
+                           runner=runner, **options)
+    assert fused.info["runner"] == runner
     assert eager.escaped.sum() >= 5  # the comparison has escapes in it
     np.testing.assert_array_equal(fused.escape_step, eager.escape_step)
     censored = ~eager.escaped
@@ -108,6 +121,65 @@ def test_kick_diagnostics_and_realised_momentum(landscape64):
     assert abs(shuffled.below_fraction.mean() - lcam.below_fraction.mean()) < 0.02
 
 
+@needs_compiler
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", [("sgd", 4e-3, "data"), ("sgd", 4e-3, "gauss"), ("sgd", 4e-3, "iso"),
+                                  ("momentum", 4e-4, "data"), ("adam", 0.1, "gauss"), ("adai", 4e-3, "data"),
+                                  ("adarem", 2.4e-3, "data"), ("lcam-above", 4e-4, "data"), ("shuffled", 4e-4, "data"),
+                                  ("matched", 4e-4, "data")])
+def test_the_numpy_runner_gives_the_kernels_results_on_the_philox_stream(case, dtype):
+    key, lr, arm = case
+    landscape = StyblinskiTangLandscape(10, 2000, 1.0, seed=0, dtype=dtype)
+    region = sharp_valley_region(landscape)
+    ks = np.repeat([20.0, 35.0, 50.0] if key == "adam" else [2.0, 2.6, 3.4], 16)
+    extra = {"shuffled": {"below_probability": np.full(48, 0.5), "pair": (0.9, 0.95)},
+             "matched": {"momentum": np.full(48, 0.92)}}.get(key, {})
+    spec = preset("sgd", lr, momentum=0.925) if extra else preset(key, lr)
+    options = dict(budget=1500, warmup=30, arm=arm, diagnostics=True, chunk=256, epoch_length=200, **extra)
+    kernel = simulate_fused(landscape, spec, np.sqrt(ks), region, runner="kernel", **options)
+    numpy_ = simulate_fused(landscape, spec, np.sqrt(ks), region, runner="numpy", **options)
+    assert kernel.escaped.sum() >= 5
+    np.testing.assert_array_equal(numpy_.escape_step, kernel.escape_step)
+    np.testing.assert_array_equal(numpy_.kick_count, kernel.kick_count)
+    np.testing.assert_array_equal(numpy_.kick_lag, kernel.kick_lag)
+    np.testing.assert_allclose(numpy_.kick_at_escape, kernel.kick_at_escape, rtol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(numpy_.momentum_mean, kernel.momentum_mean, equal_nan=True)
+    np.testing.assert_allclose(numpy_.below_fraction, kernel.below_fraction, equal_nan=True)
+
+
+def test_without_a_compiler_one_line_says_so_and_the_numpy_runner_runs(monkeypatch, tmp_path, capsys, landscape64):
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    monkeypatch.setenv("LCAMLAB_KERNEL_DIR", str(tmp_path / "kernels"))  # an empty cache: nothing prebuilt
+    monkeypatch.setattr(fused, "_LIBS", {})
+    monkeypatch.setattr(fused, "_FALLBACK_SAID", set())
+    region = sharp_valley_region(landscape64)
+    spec = preset("sgd", 4e-3)
+    first = simulate_fused(landscape64, spec, np.sqrt(np.full(24, 2.6)), region, budget=2000)
+    again = simulate_fused(landscape64, spec, np.sqrt(np.full(24, 2.6)), region, budget=2000, arm="gauss")
+    assert first.info["runner"] == again.info["runner"] == "numpy" and first.escaped.sum() > 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no C++ compiler ('no-such-compiler-here' not found" in err
+    assert "Traceback" not in err and "NumPy runner" in err
+    assert fused.runner_name() == "numpy"
+    with pytest.raises(KernelUnavailable, match="no C\\+\\+ compiler") as info:
+        simulate_fused(landscape64, spec, np.ones(4), region, budget=10, runner="kernel")
+    assert "\n" not in str(info.value)
+
+
+def test_a_failing_compiler_is_one_line_too(monkeypatch, tmp_path, capsys, landscape64):
+    failing = tmp_path / "cxx"
+    failing.write_text("#!/bin/sh\necho 'fused_kernel.cpp:1: error: this compiler is broken' >&2\nexit 1\n")
+    failing.chmod(0o755)
+    monkeypatch.setenv("CXX", str(failing))
+    monkeypatch.setenv("LCAMLAB_KERNEL_DIR", str(tmp_path / "kernels"))
+    monkeypatch.setattr(fused, "_LIBS", {})
+    monkeypatch.setattr(fused, "_FALLBACK_SAID", set())
+    result = simulate_fused(landscape64, preset("sgd", 4e-3), np.ones(8), sharp_valley_region(landscape64), budget=5)
+    assert result.info["runner"] == "numpy"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "this compiler is broken" in err
+
+
 def test_bad_arguments(landscape64):
     region = valley_region(landscape64)
     with pytest.raises(ValueError, match="noise arm"):
@@ -116,4 +188,6 @@ def test_bad_arguments(landscape64):
         simulate_fused(landscape64, preset("lcam-above", 1e-3), np.ones(4), region, budget=10, arm="gauss")
     with pytest.raises(ValueError, match="common budget"):
         simulate_fused(landscape64, preset("sgd", 1e-3), np.ones(4), region, budget=10, stream="torch")
+    with pytest.raises(ValueError, match="Invalid runner"):
+        simulate_fused(landscape64, preset("sgd", 1e-3), np.ones(4), region, budget=10, runner="gpu")
     assert math.isfinite(float(gradient_noise(landscape64, landscape64.points.deep_min)[1].sum()))

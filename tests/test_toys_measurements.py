@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -296,12 +297,60 @@ def test_small_measurements_and_plots(tmp_path):
     toy = SpringPair(6)
     runs = run_many(toy, suite(["momentum", "lcam-above", "adam"], {"momentum": 0.02, "lcam-above": 0.02,
                                                                    "adam": 0.02}), steps=60)
+    from matplotlib.text import Text
+
     for fig in (plots.plot_trajectories(runs), plots.plot_loss_phases(runs["LCAM (0.9, 0.95)"], first_step=20,
                                                                           last_step=60),
                 plots.plot_phase_agreement(phase), plots.plot_traction(traction),
                 plots.plot_sparsity(sparsity.curves.frame, sparsity.best.frame), plots.plot_oscillation(oscillation)):
         assert fig.axes
+        fig.canvas.draw()  # creates the tick labels
+        texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+        small = sorted({(t.get_text(), t.get_fontsize()) for t in texts if t.get_fontsize() < 8})
+        assert not small, f"text below 8 pt: {small[:5]}"
+        numbered = [t.get_text() for t in texts if re.search(r"(?<![\d.])00[0-4](?![\d.])", t.get_text())]
+        assert not numbered, f"source file numbers in a figure: {numbered}"
         plt.close(fig)
+
+    # the notebook's tables: the same data, one row per setting, intervals as "mean ± half-width"
+    drift, momentum = plots.traction_tables(traction)
+    assert list(drift.columns) == ["β(above) − β(below)", "LCAM", "shuffled", "matched", "LCAM − shuffled",
+                                   "LCAM − matched"]
+    assert len(drift) == len(momentum) == 3 and "±" in drift.loc[0, "LCAM − matched"]
+    settings, paired = plots.sparsity_tables(sparsity.best.frame)
+    assert list(settings.columns) == ["setting", "sparsity 0", "sparsity 0.9"]
+    assert "LCAM (0.9, 0.95), shuffled control" in set(settings["setting"])
+    assert "LCAM (0.95, 0.9) − its matched control" in set(paired["setting"])
+    own, contrasts = plots.oscillation_tables(oscillation)
+    sweep = oscillation[oscillation["part"] == "sweep"]
+    assert len(own) == int(sweep["own"].astype(bool).sum()) and len(contrasts) > 0
+    assert len(plots.phase_table(phase, top=1)) == 1
+    assert list(plots.trajectory_table(runs)["optimizer"]) == list(runs)
+    table = plots.interval_table({"x": torch.tensor([1.0, 2.0, 3.0])})
+    assert table.loc[0, "mean"] == pytest.approx(2.0) and table.loc[0, "trials"] == 3
+
+
+def test_interval_cells_round_to_the_interval():
+    from lcamlab.toys.plots import _pm
+
+    assert _pm(0.031604, 0.0309, 0.0323) == "0.03160 ± 0.00070"  # two significant digits of the half-width
+    assert _pm(-1.8978, -1.9438, -1.8518) == "−1.898 ± 0.046"
+    assert _pm(0.0, 0.0, 0.0) == "0" and _pm(float("nan"), 0.0, 1.0) == "–"
+    assert _pm(2.5, float("nan"), float("nan")) == "2.5"
+
+
+def test_toys_user_facing_text_cites_papers_by_name():
+    """No source file numbers (000, 001, 003, 004) in the docstrings of the figure, slider and GIF modules."""
+    import inspect
+
+    from lcamlab.toys import animation, plots, widgets
+
+    for module in (plots, widgets, animation):
+        text = inspect.getsource(module)
+        docs = [obj.__doc__ or "" for obj in [module, *vars(module).values()]
+                if obj is module or (callable(obj) and getattr(obj, "__module__", None) == module.__name__)]
+        assert not re.search(r"(?<![\d.])00[0-4](?![\d.])", " ".join(docs)), module.__name__
+        assert "003's" not in text and "000 Figure" not in text
 
 
 # -- the claims ledger rows ------------------------------------------------------------------------
@@ -379,6 +428,10 @@ def test_claim_rows_follow_the_intervals_on_synthetic_tables():
 
 def test_slider_panel_redraws_on_change():
     pytest.importorskip("ipywidgets")
+    import io
+
+    from PIL import Image
+
     from lcamlab.toys.widgets import TrajectoryExplorer
 
     panel = TrajectoryExplorer(steps=30, trials=2)
@@ -388,6 +441,19 @@ def test_slider_panel_redraws_on_change():
     assert len(panel.redraw_seconds) == 2 and panel.image.value != first
     assert [s.label for s in panel.specs()] == ["SGD+momentum 0.925", "LCAM (0.9, 0.95)", "Adam"]
     assert panel.toy().coupling[0] == pytest.approx(0.3)
+    # long, fine tracks: full-width sliders stacked above the figure, log sliders with >= 200 positions
+    steps = panel.slider_steps()
+    assert min(steps[name] for name in ("lr", "mass_ratio", "noise")) >= 200
+    assert all(slider.layout.width == "100%" for slider in panel.sliders.values())
+    assert list(panel.widget.children) == [*panel.sliders.values(), panel.status, panel.image]
+    # the figure scales to the width available, never beyond the width it was rendered at
+    with Image.open(io.BytesIO(panel.image.value)) as png:
+        assert panel.image.layout.width == "100%" and panel.image.layout.max_width == f"{png.width}px"
+    with pytest.raises(ValueError, match="figure size"):
+        TrajectoryExplorer(steps=30, trials=1, width=0)
+    # an initial value outside a log slider's range widens the range instead of being clamped
+    quiet = TrajectoryExplorer(steps=10, trials=1, noise=0.003)
+    assert quiet.sliders["noise"].value == pytest.approx(0.003) and quiet.slider_steps()["noise"] >= 300
 
 
 def test_gif_has_the_requested_frames(tmp_path):
@@ -399,9 +465,14 @@ def test_gif_has_the_requested_frames(tmp_path):
     runs = run_many(SpringPair(3), [OptimizerSpec.heavy_ball(0.02), OptimizerSpec.adam(0.02)], steps=40)
     path = write_trajectory_gif(runs, tmp_path / "anim" / "t.gif", frames=5, dpi=40)
     with Image.open(path) as gif:
-        assert gif.n_frames == 5 and gif.size == (200, 200)
+        assert gif.n_frames == 5 and gif.size == (264, 192)  # 6.6 x 4.8 in: the plane and its legend
+    square = write_trajectory_gif(runs, tmp_path / "square.gif", frames=2, dpi=40, size=5.0)
+    with Image.open(square) as gif:
+        assert gif.size == (200, 200)
     with pytest.raises(ValueError, match=".gif"):
         write_trajectory_gif(runs, tmp_path / "t.png")
+    with pytest.raises(ValueError, match="size"):
+        write_trajectory_gif(runs, tmp_path / "t.gif", size=(0.0, 4.0))
 
 
 def test_benchmark_runs_both_variants_on_the_same_numbers(capsys):

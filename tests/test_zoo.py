@@ -97,8 +97,9 @@ def test_doubling_the_rate_breaks_sgd_not_momentum_as_the_stability_bounds_say()
     assert zoo.late_loss(sgd) == np.inf
 
 
-@pytest.mark.parametrize("sgd, momentum, answer", [(False, False, "both converge"), (True, False, "only SGD diverges"),
-                                                   (False, True, "only momentum diverges"), (True, True, "both diverge")])
+@pytest.mark.parametrize("sgd, momentum, answer", [
+    (False, False, "both converge"), (True, False, "only SGD diverges"),
+    (False, True, "only momentum diverges"), (True, True, "both diverge")])
 def test_doubling_answer_covers_every_option(sgd, momentum, answer):
     runs = zoo.run_zoo("quadratic", ["sgd", "momentum"], steps=5)
     runs["sgd"].diverged_at = 3 if sgd else None
@@ -215,3 +216,22 @@ def test_slider_panel_reports_divergence_instead_of_failing():
     panel.sliders["lr"].value = 0.5  # plain gradient descent far beyond 2 / 25 on the quadratic
     assert panel.runs["momentum"].diverged
     assert "SGD + momentum diverged at step" in panel.status.value
+
+
+def test_slider_panel_blits_the_same_picture_as_a_full_draw():
+    pytest.importorskip("ipywidgets")
+    import io
+
+    from PIL import Image
+
+    from lcamlab.zoo_widgets import ZooExplorer
+
+    panel = ZooExplorer(landscape="rosenbrock", steps=80)
+    panel.sliders["landscape"].value = "saddle"  # a cached background, restored
+    blitted = np.asarray(Image.open(io.BytesIO(panel.image.value)))
+    zoo.plot_landscape(panel.ax_path, "saddle", levels=20, resolution=120)  # what the bitmap holds
+    for artist in panel._dynamic_artists():
+        artist.set_animated(False)
+    panel.canvas.draw()
+    full = np.asarray(panel.canvas.buffer_rgba())[..., :3]
+    np.testing.assert_array_equal(blitted, full)

@@ -1,4 +1,4 @@
-r"""Saddle and valley escape on the Styblinski-Tang training loss (004 Appendix E, Figure 6).
+r"""Saddle and valley escape on the Styblinski-Tang training loss (the Adai paper, Appendix E, Figure 6).
 
 **The diffusion picture.** A stochastic optimizer does not roll to the bottom of
 a valley and stay: mini-batch noise keeps kicking it, so it jiggles around the
@@ -10,13 +10,13 @@ problem), and the rate depends on the barrier height :math:`\Delta L` over the
 
 .. math:: \Gamma \propto \exp\!\left(-\frac{\Delta L}{T}\right).
 
-004 (Theorem 3, Propositions 2 and 4) works out the temperature: for SGD,
+The Adai paper (Theorem 3, Propositions 2 and 4) works out the temperature: for SGD,
 momentum and Adai it grows with the valley's sharpness :math:`k` (the gradient
 noise grows with the Hessian), so :math:`\log\Gamma` is linear in :math:`1/k` and
 sharp valleys are left much faster than flat ones (they *favour flat minima*);
 Adam divides the noise by its own scale, its temperature grows only like
 :math:`\sqrt k`, and :math:`\log\Gamma` is linear in :math:`1/\sqrt k`. At a saddle point
-(004 Theorems 1-2, Propositions 1 and 3) nothing is rare: the displacement
+(the Adai paper, Theorems 1-2, Propositions 1 and 3) nothing is rare: the displacement
 grows exponentially along the negative-curvature direction, with momentum
 adding a drift.
 
@@ -53,15 +53,20 @@ sections above describe the first experiment, which the saddle part and
   float32, a counter-based Philox stream per trial (or the eager runner's stream
   for the parity tests), noise arms ``data`` / ``gauss`` / ``iso``;
 * :mod:`lcamlab.escape.design`: the sharp-valley design (start at the global
-  minimum, 004 Appendix E), per-(optimizer, arm) k grids calibrated by measured
+  minimum, the Adai paper, Appendix E), per-(optimizer, arm) k grids calibrated by measured
   escape times, per-k budgets, LCAM with its controls, the power calculation,
   checkpoints per (optimizer, arm, k) and the cached point table;
 * :mod:`lcamlab.escape.analysis`: per point rates, exponential tests and jump
   diagnostics; per (optimizer, arm) the maximum-likelihood Kramers fit
   :math:`\log\Gamma = a + p\log k - c\,k^{-\alpha}` with a profile interval of
   :math:`\alpha`; LCAM against its controls; the old two-line view.
+* :mod:`lcamlab.escape.fused_numpy`: the kernel's loop in NumPy, the runner used where no
+  C++ compiler is found (one line on stderr says so);
+* :mod:`lcamlab.escape.widgets`: the notebook's sliders (sharpness, learning rate, optimizer,
+  noise) over an escape-time histogram simulated live
+  (:func:`lcamlab.escape.design.sample_escape_times`).
 
-**Decisions** (004 Appendix E lost its formulas in extraction; the project's choices):
+**Decisions** (the Adai paper's Appendix E lost its formulas in extraction; the project's choices):
 
 1. The critical points are those of the *actual training loss* (a quartic per
    coordinate with the data's empirical moments as coefficients), not the
@@ -74,15 +79,15 @@ sections above describe the first experiment, which the saddle part and
    the exact Poisson (chi-square) 95% interval (profile likelihood on request).
 4. Mini-batches of size 1 are drawn with replacement; an "epoch" (LCAM's running
    mean, AdaRem's :math:`\lambda^\tau`) is one pass, ``n_samples // batch_size`` iterations;
-   LCAM uses 000's epoch mean.
+   LCAM uses the LCAM paper's epoch mean.
 5. The saddle is the index-1 saddle of the same loss (coordinate 0 on its ridge,
    the rest at their minima); its negative curvature :math:`k L_0''(u_\text{ridge})` is
    tuned by :math:`k`, and a trial leaves when :math:`|u_0 - u_\text{ridge}| > r` (``radius``).
-6. Learning rates are calibrated as in 004 (Adai ten times momentum's; SGD-like
+6. Learning rates are calibrated as in the Adai paper (Adai ten times momentum's; SGD-like
    temperatures); see :mod:`lcamlab.escape.config` for the rates and why.
 7. Before the clock starts, each optimizer's state is warmed up for 1000 steps at
-   the start point with the parameters held there (004 Assumption 2,
-   quasi-equilibrium); ``warmup=0`` gives 004's cold start, whose Adam and Adai
+   the start point with the parameters held there (the Adai paper, Assumption 2,
+   quasi-equilibrium); ``warmup=0`` gives the Adai paper's cold start, whose Adam and Adai
    escape times are measurably not exponential.
 """
 

@@ -29,7 +29,7 @@ from lcamlab.experiments.stats import censored_exponential_rate, censored_ks, fi
 
 __all__ = ["point_table", "alpha_table", "two_line_table", "jump_table", "control_table", "EXPECTED_ALPHA"]
 
-#: The diffusion theory's alpha (004: temperature proportional to eta k, Adam's to eta sqrt(k)).
+#: The diffusion theory's alpha (the Adai paper: temperature proportional to eta k, Adam's to eta sqrt(k)).
 EXPECTED_ALPHA = {"adam": 0.5}
 
 

@@ -4,7 +4,7 @@ Subcommands:
 
 * ``lcamlab escape valley`` runs (or reads from the cache) the valley-escape
   experiment and prints the escape rates, the 1/k and 1/sqrt(k) fits and which
-  fits better, per optimizer (004 Figure 6);
+  fits better, per optimizer (the Adai paper's Figure 6);
 * ``lcamlab escape saddle`` runs the saddle experiment and prints the mean
   exit times and their power law in the negative curvature;
 * ``lcamlab escape points`` prints the exact critical points of the training loss;
@@ -83,9 +83,9 @@ def _add_experiment_arguments(parser: argparse.ArgumentParser, experiment: str) 
                         help=f"comma-separated optimizer keys (default all: {','.join(OPTIMIZER_KEYS)})")
     parser.add_argument("--lr", type=_lr_override, action="append", default=[], metavar="KEY=VALUE",
                         help="override one optimizer's calibrated learning rate, e.g. --lr adam=0.05 (repeatable)")
-    parser.add_argument("--dim", type=int, default=defaults.dim, help="parameter dimension n (default 10, as 004)")
+    parser.add_argument("--dim", type=int, default=defaults.dim, help="parameter dimension n (default 10, as the Adai paper)")
     parser.add_argument("--samples", type=int, default=defaults.n_samples,
-                        help="training-set size N (default 50000, as 004)")
+                        help="training-set size N (default 50000, as the Adai paper)")
     parser.add_argument("--noise-scale", type=float, default=defaults.noise_scale,
                         help="standard deviation of the Gaussian data samples (default 1.0)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="mini-batch size (default 1)")
@@ -97,12 +97,12 @@ def _add_experiment_arguments(parser: argparse.ArgumentParser, experiment: str) 
                             help="half-width of the saddle neighbourhood along the unstable direction, "
                                  "in sqrt(k)*theta units (default 1.0)")
     parser.add_argument("--lcam-mean", choices=("epoch", "ema"), default=defaults.lcam_mean,
-                        help="LCAM's running mean: the epoch mean of 000 (default) or an EMA")
+                        help="LCAM's running mean: the epoch mean of the LCAM paper (default) or an EMA")
     parser.add_argument("--epoch-length", type=int, default=None,
                         help="iterations per epoch for LCAM/AdaRem (default: one pass, samples // batch size)")
     parser.add_argument("--warmup", type=int, default=None,
                         help=f"iterations that warm the optimizer state up at the start point before the clock "
-                             f"starts, parameters held fixed; 0 = 004's cold start (default {defaults.warmup})")
+                             f"starts, parameters held fixed; 0 = the Adai paper's cold start (default {defaults.warmup})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the training set and mini-batch stream (default 0)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
@@ -121,7 +121,7 @@ def _add_experiment_arguments(parser: argparse.ArgumentParser, experiment: str) 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``escape`` subcommands to ``parser``."""
     sub = parser.add_subparsers(dest="escape_command", title="escape commands", metavar="COMMAND")
-    valley = sub.add_parser("valley", help="escape rates from the shallow valley vs sharpness (004 Figure 6)",
+    valley = sub.add_parser("valley", help="escape rates from the shallow valley vs sharpness (the Adai paper's Figure 6)",
                             description="Run (or read from data/escape/) the valley-escape experiment and print "
                                         "rates, fits of log(rate) against 1/k and 1/sqrt(k), and the better fit.")
     _add_experiment_arguments(valley, "valley")

@@ -5,30 +5,30 @@ key of :mod:`lcamlab.escape.cache`); the optimizers are
 :class:`lcamlab.experiments.OptimizerSpec` s built from the registry's presets
 with the learning rates of :data:`ESCAPE_LRS`.
 
-**Calibration of the learning rates** (004 Appendix E's rule, on this landscape
+**Calibration of the learning rates** (the rule of the Adai paper's Appendix E, on this landscape
 with :math:`\sigma = 1`, batch size 1, dimension 10). In the rescaled coordinates
 :math:`u = \sqrt k\,\theta` SGD is SGD on a :math:`k`-independent landscape with
 effective learning rate :math:`\eta k`; the Kramers exponent is :math:`\Delta L / T`
 with temperature :math:`T \approx \eta k D/2` (:math:`D` the per-sample gradient
 variance at the valley bottom, :math:`\Delta L` the barrier), so :math:`\log\Gamma` is
 linear in :math:`1/k` with slope about :math:`-2\Delta L/(\eta D)` (plus the Kramers
-prefactor, which grows like :math:`k`). Following 004, every optimizer gets a
+prefactor, which grows like :math:`k`). Following the Adai paper, every optimizer gets a
 learning rate that gives it about the same temperature as SGD:
 
 * SGD+momentum :math:`\beta`: :math:`\eta (1-\beta)` keeps the effective step
   :math:`\eta/(1-\beta)`; LCAM in both orientations runs at fixed momentum 0.9's
-  rate, as in 000's comparisons, and fixed momentum 0.925 (the mean of LCAM's two
+  rate, as in the LCAM paper's comparisons, and fixed momentum 0.925 (the mean of LCAM's two
   coefficients) at the same rate is the symmetric control;
-* Adai: ten times momentum's rate (004 Appendix E: Adai's :math:`m` is an average,
+* Adai: ten times momentum's rate (the Adai paper, Appendix E: Adai's :math:`m` is an average,
   not a sum, of gradients);
 * Adam's step in :math:`u` is :math:`\eta_\text{Adam}\sqrt k\,\hat m/\sqrt{\hat v}`, so its
-  temperature grows like :math:`\sqrt k` (004 Proposition 2); its rate is chosen so
+  temperature grows like :math:`\sqrt k` (the Adai paper, Proposition 2); its rate is chosen so
   that its mean escape time at the middle of the grid is next to SGD's;
 * AdaRem's factor :math:`a = 1 + b` correlates with the noise and raises the
   temperature a lot; its rate is chosen between one that escapes far faster than
   SGD and one that escapes far slower.
 
-**Sharpness grids.** The valley grid is equally spaced in :math:`1/k` (004 Figure 6's
+**Sharpness grids.** The valley grid is equally spaced in :math:`1/k` (the Adai paper's Figure 6's
 axis) over what the budget can resolve: at the sharpest end escapes must still
 be rare events (mean times of tens of iterations or more), at the flattest end
 the slowest optimizer must still have escapes; :func:`~lcamlab.escape.experiment.calibration_report`
@@ -68,9 +68,9 @@ ESCAPE_LRS: dict[str, float] = {
     "momentum": 2e-4,         # eta / 10: effective step eta / (1 - 0.9) = eta
     "momentum-0.925": 2e-4,   # momentum 0.9's rate: the symmetric control of LCAM at the same lr
     "adam": 0.1,              # mean escape time at the middle of the valley grid next to SGD's
-    "adai": 2e-3,             # eta, ten times momentum's (004 Appendix E)
+    "adai": 2e-3,             # eta, ten times momentum's (the Adai paper, Appendix E)
     "adarem": 1.2e-3,         # 0.6 eta: eta escapes far faster than SGD, eta / 2 far slower
-    "lcam-above": 2e-4,       # fixed momentum 0.9's rate, as in 000's comparisons
+    "lcam-above": 2e-4,       # fixed momentum 0.9's rate, as in the LCAM paper's comparisons
     "lcam-below": 2e-4,
 }
 
@@ -96,7 +96,7 @@ def default_optimizers(keys: Sequence[str] = OPTIMIZER_KEYS,
 
 
 def default_sharpness(count: int = 8, inverse_low: float = 0.2, inverse_high: float = 0.55) -> tuple[float, ...]:
-    r"""Sharpness values equally spaced in :math:`1/k` (004 Figure 6's axis), sharpest first."""
+    r"""Sharpness values equally spaced in :math:`1/k` (the axis of the Adai paper's Figure 6), sharpest first."""
     if count < 1:
         raise ValueError(f"Invalid number of sharpness values: {count} (must be >= 1)")
     inverse = np.linspace(inverse_low, inverse_high, count) if count > 1 else np.array([inverse_low])
@@ -115,20 +115,20 @@ class EscapeConfig:
     r"""Everything that determines an escape experiment's result (its cache key).
 
     Args:
-        experiment: ``"valley"`` (escape from the shallow valley, 004 Figure 6) or
-            ``"saddle"`` (leave the index-1 saddle's neighbourhood, 004 Theorems 1-2).
+        experiment: ``"valley"`` (escape from the shallow valley, the Adai paper's Figure 6) or
+            ``"saddle"`` (leave the index-1 saddle's neighbourhood, the Adai paper, Theorems 1-2).
         sharpness: the :math:`k` values (each > 0).
         trials: trials per (optimizer, k).
         budget: iterations after which a trial is censored (>= 1).
         optimizers: the :class:`~lcamlab.experiments.OptimizerSpec` s to compare
             (each with its own key).
-        dim: parameter dimension :math:`n` (004: 10).
-        n_samples: training-set size (004: 50 000).
+        dim: parameter dimension :math:`n` (the Adai paper: 10).
+        n_samples: training-set size (the Adai paper: 50 000).
         noise_scale: data standard deviation :math:`\sigma` (> 0).
         batch_size: mini-batch size.
         criterion: valley escape when ``"any"`` coordinate, or ``"all"`` at once, crossed.
         radius: saddle neighbourhood half-width in :math:`u = \sqrt k\,\theta` units.
-        lcam_mean: LCAM's running mean, ``"epoch"`` (000) or ``"ema"`` (a build
+        lcam_mean: LCAM's running mean, ``"epoch"`` (the LCAM paper) or ``"ema"`` (a build
             override of the LCAM specs).
         epoch_length: iterations per epoch (``new_epoch()``); ``None`` = one pass
             over the training set, ``n_samples // batch_size``.
@@ -139,7 +139,7 @@ class EscapeConfig:
             escape check on the host); part of the random stream, so of the key.
         warmup: iterations that warm the optimizer's state up at the start point
             before the clock starts (parameters put back after every step); 0 is
-            004's cold start. Default 1000, about Adam's second-moment memory
+            the Adai paper's cold start. Default 1000, about Adam's second-moment memory
             :math:`1/(1-\beta_2)`.
     """
 
@@ -197,7 +197,7 @@ class EscapeConfig:
             raise ValueError(
                 "Unreachable boundary: noise scale 0 means every mini-batch gradient is the full "
                 "gradient, which vanishes at the starting critical point, so no trial can ever move; "
-                "use a noise scale > 0 (004 uses standard Gaussian data, 1.0)"
+                "use a noise scale > 0 (the Adai paper uses standard Gaussian data, 1.0)"
             )
         if self.criterion not in ("any", "all"):
             raise ValueError(f"Invalid criterion: {self.criterion!r} (choose 'any' or 'all')")

@@ -20,14 +20,14 @@ the exposure) with a profile-likelihood interval for :math:`\alpha`.
 **Design** (:class:`DesignConfig`):
 
 * start at the bottom of the *sharp* valley (the global minimum of the training
-  loss, 004 Appendix E: "from Sharp Valley a1 to Flat Valley a2"; with
+  loss, the Adai paper, Appendix E: "from Sharp Valley a1 to Flat Valley a2"; with
   :math:`\sigma = 1` data it sits near :math:`u = -2.35`, curvature 23.2, barrier 18.6
   per coordinate); a trial escapes when any coordinate crosses its ridge;
-* noise arms: ``data`` (batch 1 from the training set, as 004) and ``gauss`` (the
+* noise arms: ``data`` (batch 1 from the training set, as the Adai paper) and ``gauss`` (the
   same state-dependent variance and mean gradient, Gaussian; the diffusion
   theory's assumption); LCAM and its controls run in the data arm (they need a
   mini-batch loss);
-* learning rates (:data:`DESIGN_LRS`) follow 004's rule (the same temperature:
+* learning rates (:data:`DESIGN_LRS`) follow the Adai paper's rule (the same temperature:
   :math:`\eta_\text{momentum} = \eta/10`, Adai :math:`\eta`, LCAM :math:`\eta(1 - 0.925)`
   at its mean momentum, Adam from :math:`\eta\sqrt k\,\sqrt D`); then each
   (optimizer, arm) gets its **own k grid**, found by :func:`calibrate`: 12 values,
@@ -80,6 +80,7 @@ import json
 import math
 import os
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,18 +93,20 @@ import torch
 from lcamlab.escape.fused import FusedResult, simulate_fused
 from lcamlab.escape.landscape import StyblinskiTangLandscape
 from lcamlab.escape.regions import ExitRegion
+from lcamlab.escape.simulate import cpu_threads
 from lcamlab.experiments.registry import OptimizerSpec, preset
 
 __all__ = ["DESIGN_LRS", "DATA_ONLY", "CONTROL_KEYS", "DesignConfig", "sharp_valley_region", "make_design_landscape",
            "calibrate", "run_design", "unit_path", "alpha_standard_error", "design_units", "load_units",
-           "run_folder", "escape_trace", "load_or_run_design", "quick_design", "null_design", "VERSION"]
+           "run_folder", "escape_trace", "load_or_run_design", "quick_design", "null_design", "sample_escape_times",
+           "VERSION"]
 
-#: Learning rates of the v2 design (004's same-temperature rule around SGD's eta = 0.005).
+#: Learning rates of the v2 design (the Adai paper's same-temperature rule around SGD's eta = 0.005).
 DESIGN_LRS: dict[str, float] = {
     "sgd": 5e-3,
     "momentum": 5e-4,       # eta (1 - 0.9)
     "adam": 0.105,          # 2 dL / (E sqrt(D)) at the sharp valley bottom for an exponent about 11 at k = 1
-    "adai": 5e-3,           # eta, ten times momentum's (004 Appendix E)
+    "adai": 5e-3,           # eta, ten times momentum's (the Adai paper, Appendix E)
     "adarem": 3e-3,         # 0.6 eta, as the v1 calibration
     "lcam-above": 3.75e-4,  # eta (1 - 0.925), LCAM's mean momentum
     "lcam-below": 3.75e-4,
@@ -166,7 +169,9 @@ def _preset(key: str, lr: float) -> OptimizerSpec:
     return preset(key, lr)
 
 
+@functools.lru_cache(maxsize=4)
 def make_design_landscape(config: DesignConfig) -> StyblinskiTangLandscape:
+    """The design's training loss (cached: one per configuration; the landscape is never modified)."""
     return StyblinskiTangLandscape(config.dim, config.n_samples, config.noise_scale, seed=config.seed,
                                    dtype=torch.float32 if config.dtype == "float32" else torch.float64)
 
@@ -175,6 +180,30 @@ def sharp_valley_region(landscape: StyblinskiTangLandscape) -> ExitRegion:
     """Start at the sharp (global) minimum of every coordinate; outside once past the ridge toward the flat valley."""
     points = landscape.points
     return ExitRegion("halfspace", points.deep_min.copy(), points.boundary.copy(), -points.direction.copy())
+
+
+def sample_escape_times(optimizer: str = "sgd", k: float = 2.0, lr: float | None = None, *, arm: str = "data",
+                        trials: int = 400, budget: int = 3000, warmup: int | None = None,
+                        config: DesignConfig | None = None, first_trial: int = 2_000_000_000,
+                        runner: str = "auto") -> FusedResult:
+    """Escape times of ``trials`` fresh trials of one optimizer at one sharpness and learning rate.
+
+    The design's landscape, start (the sharp valley's bottom), warm-up and random stream, with
+    trial ids from ``first_trial`` on (not the design's trials). What the notebook's sliders show
+    and its scaling exercise measures; ``lr`` defaults to the design's rate for ``optimizer``.
+    """
+    config = config or DesignConfig()
+    if trials < 1 or budget < 1:
+        raise ValueError(f"Invalid sample: trials={trials!r}, budget={budget!r} (both must be >= 1)")
+    if not k > 0:
+        raise ValueError(f"Invalid sharpness: k={k!r} (must be > 0)")
+    lr = config.lr(optimizer) if lr is None else float(lr)
+    landscape = make_design_landscape(config)
+    region = sharp_valley_region(landscape)
+    ids = first_trial + np.arange(trials, dtype=np.int64)
+    return simulate_fused(landscape, _preset(optimizer, lr), np.full(trials, math.sqrt(k)), region, budget=budget,
+                          arm=arm, seed=config.seed, warmup=config.warmup if warmup is None else warmup, chunk=512,
+                          trial_ids=ids, runner=runner)
 
 
 def alpha_standard_error(trials: int, ks: np.ndarray, c: float, alpha: float, escaped_fraction: float = 0.98) -> float:
@@ -209,7 +238,9 @@ def calibrate(config: DesignConfig, key: str, arm: str, landscape, region,
 
     def probe(k: float) -> float:
         counter[0] += 1
-        mean, _ = _mean_time(landscape, region, spec, k, arm, config, budget, hash((key, arm, counter[0])) % 100000)
+        # a stable id (Python's hash() of strings changes with every process)
+        ident = zlib.crc32(f"{key}/{arm}/{counter[0]}".encode()) % 100000
+        mean, _ = _mean_time(landscape, region, spec, k, arm, config, budget, ident)
         probes.append((k, mean))
         return mean
 
@@ -304,7 +335,13 @@ def run_design(config: DesignConfig, folder: str | os.PathLike, *, log: Callable
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
+    # the fused kernel runs on one core; the process-wide torch thread count is put back afterwards
+    with cpu_threads(torch.device("cpu"), 1):
+        return _run_design(config, folder, log=log, max_units=max_units)
+
+
+def _run_design(config: DesignConfig, folder: Path, *, log: Callable[[str], None] | None,
+                max_units: int | None) -> pd.DataFrame:
     meta_path = folder / "design.json"
     if meta_path.exists():
         stored = json.loads(meta_path.read_text())

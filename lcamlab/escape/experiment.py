@@ -1,6 +1,6 @@
 r"""Valley- and saddle-escape experiments: one table of per-trial escape steps per configuration.
 
-Protocol (004 Appendix E; the **decisions** are the project's, see :mod:`lcamlab.escape`):
+Protocol (the Adai paper, Appendix E; the **decisions** are the project's, see :mod:`lcamlab.escape`):
 
 * **valley**: every trial starts at the bottom of the shallower valley of the
   actual training loss and *escapes* at the first iteration :math:`t \ge 1` after
@@ -8,7 +8,7 @@ Protocol (004 Appendix E; the **decisions** are the project's, see :mod:`lcamlab
   with ``criterion="all"``, after which every coordinate lies beyond its boundary
   at the same time (the far corner valley). Trials still inside after ``budget``
   iterations are censored (:func:`~lcamlab.escape.regions.valley_region`).
-* **saddle** (004 Theorems 1-2, Propositions 1 and 3): every trial starts on the
+* **saddle** (the Adai paper, Theorems 1-2, Propositions 1 and 3): every trial starts on the
   index-1 saddle of the same loss; its negative Hessian eigenvalue
   :math:`k\,L_0''(u_\text{ridge}) < 0` is tuned by the sharpness :math:`k` under the
   same data noise; a trial *leaves* once :math:`|u_0 - u_\text{ridge}|` exceeds

@@ -1,4 +1,4 @@
-r"""The Styblinski-Tang training loss of 004 Appendix E, with sharpness and exact critical points.
+r"""The Styblinski-Tang training loss of the Adai paper, Appendix E, with sharpness and exact critical points.
 
 The per-sample loss of a parameter vector :math:`\theta \in \mathbb R^n` on a data
 sample :math:`x \in \mathbb R^n` is the Styblinski-Tang function evaluated at the
@@ -11,10 +11,10 @@ rescaled, shifted point :math:`y = \sqrt k\,\theta - x`:
     L(\theta) = \frac1N \sum_{j=1}^N \ell(\theta; x_j).
 
 The training set is :math:`N` Gaussian samples :math:`x_j \sim \mathcal N(0, \sigma^2 I)`
-(004 Appendix E: 50 000 samples; :math:`\sigma` is the *noise scale*). Rescaling
+(the Adai paper, Appendix E: 50 000 samples; :math:`\sigma` is the *noise scale*). Rescaling
 every parameter by :math:`\sqrt k` multiplies the Hessian by :math:`k` and leaves
 the loss values, hence the barrier heights, unchanged: :math:`k` is the relative
-sharpness of 004 Figure 6.
+sharpness of the Adai paper's Figure 6.
 
 It is convenient to work in the rescaled coordinates :math:`u = \sqrt k\,\theta`,
 where the landscape does not depend on :math:`k`. Per coordinate the training
@@ -60,7 +60,7 @@ def styblinski_tang(y: Tensor) -> Tensor:
     .. math:: f(y) = \tfrac12 \sum_i (y_i^4 - 16 y_i^2 + 5 y_i)
 
     Noiseless 1-D critical points: minima -2.903534 (global) and +2.746803 (local),
-    maximum +0.156731 (004 Appendix E).
+    maximum +0.156731 (the Adai paper, Appendix E).
     """
     y2 = y * y
     return 0.5 * ((y2 - 16.0) * y2 + 5.0 * y).sum(-1)
@@ -82,7 +82,7 @@ def make_training_data(
     r"""The training set :math:`x_j \sim \mathcal N(0, \sigma^2 I_n)`, ``(n_samples, dim)``, on the CPU.
 
     Drawn in float64 from a :class:`torch.Generator` seeded with ``seed`` and
-    then cast, so the same seed gives the same data in every dtype (004 Appendix E:
+    then cast, so the same seed gives the same data in every dtype (the Adai paper, Appendix E:
     50 000 Gaussian samples).
     """
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
@@ -238,11 +238,11 @@ class StyblinskiTangLandscape:
 
     The sharpness :math:`k` is *not* a property of the landscape: every call takes
     a per-trial ``sqrt_k`` tensor, so trials of different sharpness share one
-    tensor (004 Appendix E rescales parameters by :math:`\sqrt k`).
+    tensor (the Adai paper's Appendix E rescales parameters by :math:`\sqrt k`).
 
     Args:
-        dim: number of coordinates :math:`n` (004: 10).
-        n_samples: training-set size :math:`N` (004: 50 000).
+        dim: number of coordinates :math:`n` (the Adai paper: 10).
+        n_samples: training-set size :math:`N` (the Adai paper: 50 000).
         noise_scale: data standard deviation :math:`\sigma`; 0 means no gradient
             noise at all, so a trial started at a minimum never moves and a
             :class:`ValueError` is raised by the experiments.

@@ -1,7 +1,7 @@
 r"""Figures of the escape notebook (``notebooks/02_saddle_escape.ipynb``), in the suite's style.
 
 * :func:`plot_rates`: :math:`\log\Gamma` against :math:`1/k` and :math:`1/\sqrt k` with 95%
-  intervals and the fitted lines, every optimizer (the analogue of 004 Figure 6);
+  intervals and the fitted lines, every optimizer (the analogue of the Adai paper's Figure 6);
 * :func:`plot_histograms`: escape-time histograms at one sharpness with the fitted
   exponential densities, plus the survival curves of all optimizers on a log scale;
 * :func:`plot_saddle`: iterations to leave the saddle against its negative curvature.
@@ -184,17 +184,39 @@ def _control_style(key: str) -> tuple[str, str]:
     return colour, {"": "-", "shuffled": ":", "matched": "--"}[control]
 
 
+def _setting_label(key: str) -> str:
+    base, _, control = key.partition(":")
+    label = style.optimizer_label(base)
+    return f"{label}, {control}" if control else label
+
+
+def _label_two_and_five(value: float, _position) -> str:
+    exponent = np.floor(np.log10(value)) if value > 0 else 0.0
+    return f"{value:g}" if round(value / 10 ** exponent) in (2, 5) else ""
+
+
+def _minor_formatter():
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(_label_two_and_five)
+
+
+_ARM_TITLES = {"data": "data noise (batch 1)", "gauss": "Gaussian noise (the data's variance)",
+               "iso": "isotropic noise (null)"}
+
+
 def plot_kramers(points: pd.DataFrame, alphas: pd.DataFrame, *, optimizers=None):
     r"""Escape rate against k (log-log) with the maximum-likelihood Kramers fits, one panel per noise arm.
 
     Points: censored rate with its 95% interval; curves: :math:`\exp(a + p\log k - c k^{-\hat\alpha})`.
-    Returns ``(fig, axes)``.
+    One legend for all panels, below them. Returns ``(fig, axes)``.
     """
     arms = [a for a in ("data", "gauss", "iso") if a in set(points["arm"])]
-    fig, axes = style.new_figure(1, len(arms), width="double", aspect=0.5 * len(arms) / 2 + 0.2, squeeze=False)
+    fig, axes = style.new_figure(1, len(arms), width="double", aspect=0.5 * len(arms) / 2 + 0.25, squeeze=False)
     axes = axes[0]
     fits = alphas.set_index(["optimizer", "arm"])
     keys = optimizers or [k for k in dict.fromkeys(points["optimizer"]) if ":" not in k]
+    handles: dict[str, object] = {}
     for ax, arm in zip(axes, arms):
         for key in keys:
             group = points[(points["optimizer"] == key) & (points["arm"] == arm)].sort_values("k")
@@ -202,11 +224,9 @@ def plot_kramers(points: pd.DataFrame, alphas: pd.DataFrame, *, optimizers=None)
                 continue
             colour = style.optimizer_color(key)
             err = np.vstack([group["rate"] - group["rate_lower"], group["rate_upper"] - group["rate"]])
-            label = style.optimizer_label(key)
-            if (key, arm) in fits.index:
-                label += f"  α={fits.loc[(key, arm), 'alpha']:.2f}"
-            ax.errorbar(group["k"], group["rate"], yerr=err, fmt=_marker(key), color=colour, markersize=3,
-                        capsize=1.5, elinewidth=0.7, label=label)
+            handle = ax.errorbar(group["k"], group["rate"], yerr=err, fmt=_marker(key), color=colour, markersize=3,
+                                 capsize=1.5, elinewidth=0.7, label=style.optimizer_label(key))
+            handles.setdefault(key, handle)
             if (key, arm) in fits.index:
                 f = fits.loc[(key, arm)]
                 grid = np.geomspace(group["k"].min(), group["k"].max(), 80)
@@ -215,18 +235,23 @@ def plot_kramers(points: pd.DataFrame, alphas: pd.DataFrame, *, optimizers=None)
         ax.set_xscale("log")
         ax.set_yscale("log")
         _plain_log_ticks(ax.xaxis)
+        _plain_log_ticks(ax.yaxis)
+        ax.xaxis.set_minor_formatter(_minor_formatter())  # 20 and 50, not 20 30 40 60 running together
         ax.set_xlabel("sharpness k")
-        ax.set_title(f"{arm} noise" + (" (batch 1 from the training set)" if arm == "data" else
-                                       " (Gaussian, the data's covariance)" if arm == "gauss" else ""))
-        ax.legend(fontsize=6, loc="lower right")
+        ax.set_title(_ARM_TITLES.get(arm, arm), fontsize=9)
     axes[0].set_ylabel("escape rate Γ per iteration")
+    fig.legend(list(handles.values()), [style.optimizer_label(k) for k in handles], loc="outside lower center",
+               ncol=min(4, len(handles)))
     return fig, axes
 
 
 def plot_alpha(alphas: pd.DataFrame):
     r"""The fitted :math:`\alpha` with its 95% profile interval per optimizer and arm, against 1, 2/3 and 1/2."""
-    fig, ax = style.new_figure(1, 1, width="double", aspect=0.45)
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+    from matplotlib.transforms import blended_transform_factory
+
     rows = alphas.reset_index(drop=True)
+    fig, ax = style.new_figure(1, 1, width="double", aspect=0.2 + 0.028 * len(rows))
     y = np.arange(len(rows))[::-1]
     for yi, row in zip(y, rows.itertuples()):
         colour, _ = _control_style(row.optimizer)
@@ -234,26 +259,28 @@ def plot_alpha(alphas: pd.DataFrame):
         ax.errorbar(row.alpha, yi, xerr=[[row.alpha - row.alpha_low], [row.alpha_high - row.alpha]], fmt=marker,
                     color=colour, capsize=2, markersize=4, elinewidth=1.0,
                     markerfacecolor=colour if row.deviance_p >= 0.01 else "white")
-    for value, name in ((1.0, "1: diffusion, T ∝ ηk"), (2 / 3, "2/3: single jumps"), (0.5, "1/2: diffusion, T ∝ η√k")):
+    top = blended_transform_factory(ax.transData, ax.transAxes)
+    for value, name, where in ((1.0, "1: diffusion,\nT ∝ ηk", "left"), (2 / 3, "2/3: single\njumps", "center"),
+                               (0.5, "1/2: diffusion,\nT ∝ η√k (Adam)", "right")):
         ax.axvline(value, color="0.5", linewidth=0.7, linestyle=":")
-        ax.text(value, len(rows) - 0.3, name, rotation=90, fontsize=6, va="top", ha="right", color="0.35")
+        ax.text(value, 1.01, name, transform=top, fontsize=8, va="bottom", ha=where, color="0.3")
     ax.set_yticks(y)
-    ax.set_yticklabels([f"{r.optimizer} / {r.arm}" for r in rows.itertuples()], fontsize=7)
+    ax.set_yticklabels([f"{_setting_label(r.optimizer)} / {r.arm}" for r in rows.itertuples()])
+    ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xscale("log")
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
-
+    ax.set_xlim(min(0.2, rows["alpha_low"].min() * 0.8), max(4.5, rows["alpha_high"].max() * 1.15))
     ticks = [t for t in (0.25, 0.5, 2 / 3, 1.0, 1.5, 2.0, 3.0, 4.0)
              if rows["alpha_low"].min() * 0.8 <= t <= rows["alpha_high"].max() * 1.2]
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "2/3" if abs(v - 2 / 3) < 1e-9 else f"{v:g}"))
-    ax.set_xlabel("α in log Γ = a + p log k − c k^(−α)   (open marker: Kramers form rejected, fit p < 0.01)")
+    ax.set_xlabel("α in log Γ = a + p log k − c k^(−α)   (open marker: Kramers' law rejected, fit p < 0.01)")
     return fig, ax
 
 
 def plot_jumps(points: pd.DataFrame, trace: dict):
     """Left: one jump-driven escape (u of the escaping coordinate and the kicks); right: kick fraction vs k."""
-    fig, axes = style.new_figure(1, 2, width="double", aspect=0.55)
+    fig, axes = style.new_figure(1, 2, width="double", aspect=0.62)
     ax = axes[0]
     steps = np.asarray(trace["steps"]) - trace["escape_step"]
     ax.plot(steps, trace["u"], color="black", linewidth=1.0, marker="o", markersize=2.5, label="u of the escaping coordinate")
@@ -264,9 +291,9 @@ def plot_jumps(points: pd.DataFrame, trace: dict):
     twin = ax.twinx()
     twin.bar(steps[1:] - 0.5, np.abs(trace["kick"]), width=0.8, color=style.optimizer_color("sgd"), alpha=0.5,
              label="|kick| (noise SDs)")
-    twin.set_ylabel("|gradient kick| in noise SDs")
+    twin.set_ylabel("|kick| (noise SDs)")
     ax.set_title(f"SGD, k = {trace['k']:.2f}: one kick of {abs(trace['kick'][int(np.argmax(np.abs(trace['kick'])))]):.1f} SDs",
-                 fontsize=8)
+                 fontsize=9)
     ax = axes[1]
     data = points[points["arm"] == "data"]
     for key, group in data.groupby("optimizer", sort=False):
@@ -280,7 +307,8 @@ def plot_jumps(points: pd.DataFrame, trace: dict):
     ax.set_xscale("log")
     _plain_log_ticks(ax.xaxis)
     ax.set_xlabel("mean escape time (iterations; flatter valleys →)")
-    ax.set_ylabel("escapes after a kick > 6 SDs (20 steps)")
-    ax.set_ylim(0, 1.25)
-    ax.legend(fontsize=5.5, loc="upper left", ncol=2)
+    ax.set_ylabel("after a kick > 6 SDs")
+    ax.set_title("fraction of escapes after a large kick (20 steps)", fontsize=9)
+    ax.set_ylim(0, 1.05)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=4)
     return fig, axes

@@ -5,11 +5,11 @@ interval, the exponential goodness of fit, the weighted fits, the t-interval of 
 mean), from the per-trial frames of :func:`lcamlab.escape.experiment.run_escape`:
 
 * :func:`rate_table`: per (optimizer, k) the censored rate with its interval and the
-  KS test of the exponential law (004 Appendix E eqs. 119-120, Theorem 3);
+  KS test of the exponential law (the Adai paper, Appendix E eqs. 119-120, Theorem 3);
 * :func:`slope_table`: per optimizer the slopes of :math:`\log\Gamma` against
-  :math:`1/k` and :math:`1/\sqrt k` and which fits better (004 Figure 6);
+  :math:`1/k` and :math:`1/\sqrt k` and which fits better (the Adai paper's Figure 6);
 * :func:`saddle_table`, :func:`saddle_exponent_table`: saddle exit times and their
-  power law in the negative curvature (004 Theorems 1-2, Proposition 1);
+  power law in the negative curvature (the Adai paper, Theorems 1-2, Proposition 1);
 * :func:`rate_ratios`, :func:`lcam_comparison`: LCAM against the other optimizers.
 """
 
@@ -104,7 +104,7 @@ def slope_table(rates: pd.DataFrame, *, confidence: float = CI_LEVEL) -> pd.Data
 def saddle_table(frame: pd.DataFrame, *, confidence: float = CI_LEVEL) -> pd.DataFrame:
     r"""Per (optimizer, k): mean time to leave the saddle's neighbourhood with a t-interval.
 
-    Saddle exits are not rare events (004 Theorems 1-2: the displacement grows
+    Saddle exits are not rare events (the Adai paper, Theorems 1-2: the displacement grows
     like :math:`e^{|\lambda| t}`), so the summary is the mean exit iteration and
     :math:`\bar T \pm t_{n-1} s/\sqrt n`; ``censored`` counts trials still inside at
     the budget (their budget enters the mean, which is then a lower bound).
@@ -124,7 +124,7 @@ def saddle_table(frame: pd.DataFrame, *, confidence: float = CI_LEVEL) -> pd.Dat
 def saddle_exponent_table(saddle: pd.DataFrame, *, confidence: float = CI_LEVEL) -> pd.DataFrame:
     r"""Per optimizer: the exponent :math:`p` in :math:`\bar T \propto |\lambda|^{p}` (log-log least squares).
 
-    004 Theorem 1 gives :math:`\bar T \propto 1/|\lambda|` up to a logarithm for SGD;
+    The Adai paper's Theorem 1 gives :math:`\bar T \propto 1/|\lambda|` up to a logarithm for SGD;
     Proposition 1 makes Adam's escape nearly Hessian-independent (:math:`|p|` smaller).
     """
     rows = []
@@ -169,7 +169,7 @@ def lcam_comparison(
     sharpness of the rate ratio (with the smallest and largest ratio), the
     :math:`1/k` slopes of both with their intervals and whether those intervals
     overlap, and, if a saddle table is given, the geometric-mean ratio of their
-    mean saddle exit times. Neither 000 nor 004 reports these numbers; they are
+    mean saddle exit times. Neither the LCAM paper nor the Adai paper reports these numbers; they are
     measurements of this experiment.
     """
     rows = []

@@ -1,10 +1,10 @@
 r"""Where a trial starts and what counts as having left, in rescaled units :math:`u = \sqrt k\,\theta`.
 
-* **valley** (:func:`valley_region`, 004 Appendix E): every trial starts at the
+* **valley** (:func:`valley_region`, the Adai paper, Appendix E): every trial starts at the
   bottom of the shallower valley of the actual training loss
   (:class:`~lcamlab.escape.landscape.CriticalPoints`); a coordinate is outside once it
   lies beyond its valley boundary (the ridge, its local maximum).
-* **saddle** (:func:`saddle_region`, 004 Theorems 1-2, Propositions 1 and 3): every
+* **saddle** (:func:`saddle_region`, the Adai paper, Theorems 1-2, Propositions 1 and 3): every
   trial starts on the index-1 saddle of the same loss, coordinate 0 on its ridge,
   the others at the bottom of their shallow valley; it has left once
   :math:`|u_0 - u_\text{ridge}|` exceeds ``radius``.

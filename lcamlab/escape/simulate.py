@@ -4,7 +4,7 @@ One optimizer setting at a time, all trials of all sharpness values advance
 together as one ``(trials, dim)`` parameter (the optimizer's trial axis): the
 sharpness is a per-trial ``(trials, 1)`` tensor :math:`\sqrt k` entering the loss
 as :math:`f(\sqrt k\,\theta - x)`, so a step is a handful of tensor operations for
-all trials at once, on the CPU or a CUDA device (004 Appendix E, 004 Figure 6).
+all trials at once, on the CPU or a CUDA device (the Adai paper, Appendix E and Figure 6).
 
 :class:`EscapeProblem` is the landscape as a
 :class:`lcamlab.experiments.trials.TrialProblem`; the loop itself is the shared
@@ -14,8 +14,8 @@ runner :func:`lcamlab.experiments.trials.run_trials`:
   taken at the start point with the parameters put back after each one (one
   :func:`run_trials` call whose ``on_step`` restores them), so the optimizer's state
   (momentum buffer, Adam's and Adai's second moments, LCAM's running mean) is in
-  equilibrium with the noise there, as 004's quasi-equilibrium assumption
-  (Assumption 2) supposes. Without it (``warmup=0``, 004's cold start) Adam shows
+  equilibrium with the noise there, as the Adai paper's quasi-equilibrium assumption
+  (Assumption 2) supposes. Without it (``warmup=0``, the Adai paper's cold start) Adam shows
   a dead time and Adai a burst of early escapes, and the exponential law fails at
   most of their sharpness values.
 * **main run**: ``budget`` steps in blocks of ``chunk``; ``on_step`` records every

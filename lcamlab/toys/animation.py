@@ -93,7 +93,7 @@ def write_trajectory_gif(
         raise ValueError(f"Invalid size: {size!r} (inches, > 0)")
     style.apply()
     fig = Figure(figsize=(width, height))  # fixed margins: every frame must have the same size
-    legend_width = min(1.65 / width, 0.45)  # inches for the legend at 8 pt, as a fraction of the width
+    legend_width = min(1.85 / width, 0.45)  # inches for the legend at 8 pt, as a fraction of the width
     fig.subplots_adjust(left=0.8 / width, bottom=0.55 / height, right=0.99 - legend_width, top=1 - 0.35 / height)
     ax = fig.add_subplot()
     xlim, ylim = trajectory_limits([r for _, r in items], n_show=0)

@@ -6,7 +6,7 @@ Four measurements, each over many independent trials (dim 0 of the toys) with
 that hashes the full configuration, verified on every read). Every measurement
 derives its cache configuration itself from its config dataclass:
 
-1. :func:`measure_phase_agreement`, *does the loss tell the phase?* (000 eq. 12,
+1. :func:`measure_phase_agreement`, *does the loss tell the phase?* (the LCAM paper's eq. 12,
    section 3.4): how often LCAM's below/above decision matches the true phase of
    the light weight :math:`\Theta_n`, over a grid of mass ratios and noise levels
    of :class:`~lcamlab.toys.SpringPair`.
@@ -17,17 +17,17 @@ derives its cache configuration itself from its config dataclass:
    proportions, the choice decoupled from the loss) and the mean-matched one
    (fixed momentum at LCAM's realised mean). LCAM minus shuffled is the effect of
    *loss control*; LCAM minus matched the effect of the asymmetry beyond the mean
-   momentum (000 section 3.4; 001 sections 3.2 and 4 for the other reading of
+   momentum (the LCAM paper's section 3.4; the earlier LCAM paper's sections 3.2 and 4 for the other reading of
    which phase accelerates the quick group).
 3. :func:`measure_sparsity`: dataset sparsity x optimizer on
    :class:`~lcamlab.toys.ProductChain`, every optimizer over a learning-rate grid;
    each optimizer's best rate per sparsity is chosen on a *tuning* seed and
    reported on a separate *evaluation* seed (no winner's curse), with the rare-
    and frequent-feature losses separately and LCAM's controls at LCAM's rate
-   (000 sections 3.3 and 4).
-4. :func:`measure_oscillation`: the oscillation index :math:`Q` of 003 section
+   (the LCAM paper's sections 3.3 and 4).
+4. :func:`measure_oscillation`: the oscillation index :math:`Q` of the AdaRem paper's section
    3.2.2 over a learning-rate sweep per optimizer (Q against the final loss), at
-   003's convention (the same base learning rate, 003 section 4.1.1) and at
+   the AdaRem paper's convention (the same base learning rate, the AdaRem paper's section 4.1.1) and at
    matched progress (each trial's path up to the first step at a common
    excess-loss level).
 
@@ -154,7 +154,7 @@ def phase_agreement(run_: ToyRun, *, burn_in_epochs: int = 1) -> dict[str, Tenso
     displacement from the bottom of its valley, :meth:`SpringPair.loss_split`),
     the *true* phase of step t is :math:`L_n(\theta_{t-1})` below / above the
     running epoch mean of :math:`L_n` (the same rule LCAM applies to the loss).
-    000 eq. (12) claims :math:`\Delta\text{Loss} \approx k\,\Delta L_n`, so the
+    the LCAM paper's eq. (12) claims :math:`\Delta\text{Loss} \approx k\,\Delta L_n`, so the
     loss's phase should equal this true phase.
 
     Returns per-trial ``(T,)`` tensors:
@@ -163,9 +163,9 @@ def phase_agreement(run_: ToyRun, *, burn_in_epochs: int = 1) -> dict[str, Tenso
       or the same rule for other optimizers) equals the true phase;
     * ``sign_agreement``: fraction of steps where "loss above its mean" coincides
       with :math:`\Theta_n` left of its valley bottom (:math:`\theta_n < c_n`), the
-      literal left/right reading of 000 section 3.4;
+      literal left/right reading of the LCAM paper's section 3.4;
     * ``eq12_r2``: :math:`R^2` of the step-to-step loss changes regressed on those
-      of :math:`L_n` (000 eq. 12), i.e. their squared correlation;
+      of :math:`L_n` (the LCAM paper's eq. 12), i.e. their squared correlation;
     * ``below_fraction``: fraction of steps in the below phase.
 
     Steps of the first ``burn_in_epochs`` epochs and the first step of every
@@ -251,7 +251,7 @@ def first_reaching(values: Tensor, level: Tensor | float) -> Tensor:
 
 
 def oscillation_index_until(trajectory: Tensor, stop: Tensor) -> Tensor:
-    r"""003's :math:`Q` of every trial's path up to its own stopping point.
+    r"""The AdaRem paper's :math:`Q` of every trial's path up to its own stopping point.
 
     .. math::
 
@@ -302,7 +302,7 @@ class PhaseAgreementConfig:
     ``len(mass_ratios) * len(noises) * trials_per_cell`` trials of a
     :class:`SpringPair` with LCAM ``momentum=(below, above)``, once per learning
     rate in ``learning_rates`` (a small one, where the light weight's swings die
-    out quickly, and a large one, the "oscillatory state" of 000 section 3.2).
+    out quickly, and a large one, the "oscillatory state" of the LCAM paper's section 3.2).
     """
 
     mass_ratios: tuple[float, ...] = (1.0, 4.0, 16.0, 64.0)
@@ -327,7 +327,7 @@ def measure_phase_agreement(
     data_dir: str | os.PathLike,
     refresh: bool = False,
 ) -> cache.CachedTable:
-    """Measurement 1 (000 eq. 12): agreement of LCAM's decision with the true phase, per grid cell.
+    """Measurement 1 (the LCAM paper's eq. 12): agreement of LCAM's decision with the true phase, per grid cell.
 
     Returns ``(frame, metadata, path, from_cache)`` as :func:`cached_table`; one
     row per (lr, mass_ratio, noise) with mean and 95% CI of ``agreement``,
@@ -413,7 +413,7 @@ def measure_traction(
     data_dir: str | os.PathLike,
     refresh: bool = False,
 ) -> cache.CachedTable:
-    r"""Measurement 2 (000 section 3.4, 001 sections 3.2 and 4): drift of LCAM and its controls.
+    r"""Measurement 2 (the LCAM paper's section 3.4; its earlier version's sections 3.2 and 4): LCAM and controls.
 
     Drifts are paired against fixed momentum ``mean_momentum`` on the same
     mini-batches (:func:`centre_of_mass_drift`): ``com`` (centre of mass),
@@ -713,12 +713,12 @@ def measure_sparsity(
 # Measurement 4: oscillation index at the convention, over a sweep, at matched progress
 # --------------------------------------------------------------------------------------
 
-#: 003 section 4.1.1: one base learning rate for SGD, SGD with momentum and AdaRem (0.4 there),
+#: The AdaRem paper's section 4.1.1: one base learning rate for SGD, SGD with momentum and AdaRem (0.4 there),
 #: Adam's 1/100 of it (0.004). Key -> factor of ``base_lr``; LCAM is an SGD variant.
 CONVENTION: dict[str, float] = {"sgd": 1.0, "momentum": 1.0, "lcam-above": 1.0, "lcam-below": 1.0,
                                 "adarem": 1.0, "adam": 0.01}
 
-#: The contrasts of measurement 4: (optimizer, reference), each a claim of 003 section 3.2.2.
+#: The contrasts of measurement 4: (optimizer, reference), each a claim of the AdaRem paper's section 3.2.2.
 OSCILLATION_CONTRASTS: tuple[tuple[str, str], ...] = (("adarem", "momentum"), ("momentum", "sgd"),
                                                       ("adam", "momentum"))
 
@@ -729,7 +729,7 @@ class OscillationConfig:
 
     The spring of the notebook; every optimizer of ``rates`` runs at its own
     rate times every ``lr_factors`` value and, for the optimizers of
-    :data:`CONVENTION`, at 003's convention (``base_lr`` times the convention's
+    :data:`CONVENTION`, at the AdaRem paper's convention (``base_lr`` times the convention's
     factor). Matched progress: each trial's path up to the first step whose
     excess population loss is at most ``progress_fraction`` of the initial one.
 
@@ -773,7 +773,7 @@ def measure_oscillation(
     data_dir: str | os.PathLike,
     refresh: bool = False,
 ) -> cache.CachedTable:
-    r"""Measurement 4 (003 section 3.2.2): the oscillation index Q, fairly compared.
+    r"""Measurement 4 (the AdaRem paper's section 3.2.2): the oscillation index Q, fairly compared.
 
     One table, two kinds of rows:
 
@@ -781,9 +781,9 @@ def measure_oscillation(
       run, ``log10_final`` (log10 excess population loss over the last epoch),
       ``Q_progress`` (Q up to the first step at the common level, over the trials
       that reached it), ``reached`` (their share) and ``steps_to_level`` (their
-      mean); ``own`` marks the optimizer's own rate, ``convention`` 003's;
+      mean); ``own`` marks the optimizer's own rate, ``convention`` the AdaRem paper's;
     * ``part = "paired"``: the contrasts of :data:`OSCILLATION_CONTRASTS` on the
-      same trials, ``regime = "convention"`` (Q over the run at 003's rates) and
+      same trials, ``regime = "convention"`` (Q over the run at the AdaRem paper's rates) and
       ``"matched progress"`` (Q to the level at the own rates, over the trials
       where both reached it).
     """
@@ -891,7 +891,7 @@ def claim_rows(phase: Any, traction: Any, sparsity: Any, oscillation: Any, *, tr
 
     Every prediction (the sign a claim predicts), control and margin is fixed
     here, in code, before any number is read (margins: the ``*_MARGIN``
-    constants). Measurement 1's rows (000 eq. 12: does the loss tell the light
+    constants). Measurement 1's rows (the LCAM paper's eq. 12: does the loss tell the light
     weight's phase?) take, per learning rate of the grid, the cell most
     favourable to the claim (highest agreement): if the claim fails there it
     fails everywhere on the grid. The traction rows take the paper's two pairs
@@ -1015,9 +1015,9 @@ def claim_rows(phase: Any, traction: Any, sparsity: Any, oscillation: Any, *, tr
         short = {"adarem": "AdaRem", "momentum": "SGD+momentum 0.9", "sgd": "SGD", "adam": "Adam"}
         for a, b in OSCILLATION_CONTRASTS:
             claim = f"{names[a]} oscillates less than {names[b]} (a smaller oscillation index Q)."
-            # At 003's convention SGD and SGD+momentum share one rate, where plain SGD is ten times slower:
-            # only AdaRem against SGD+momentum is tested there, the comparison of 003's Figure 2 that
-            # its convention was made for.
+            # At the AdaRem paper's convention SGD and SGD+momentum share one rate, where plain SGD is ten
+            # times slower: only AdaRem against SGD+momentum is tested there, the comparison of the AdaRem
+            # paper's Figure 2 that its convention was made for.
             for regime, tag in (("convention", "convention"), ("matched progress", "matched_progress")):
                 if regime == "convention" and (a, b) != ("adarem", "momentum"):
                     continue

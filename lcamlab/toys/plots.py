@@ -135,7 +135,9 @@ def draw_trajectory_panel(ax, run_: ToyRun, *, n_show: int = 4, show_phase: bool
 
 
 def plot_trajectories(runs: Mapping[str, ToyRun], *, n_show: int = 4, ncols: int = 3, title: str | None = None):
-    r"""The toy analogue of the LCAM paper's Figure 2: every optimizer's path in the :math:`(\theta_n, \theta_s)` plane.
+    r"""The toy analogue of the LCAM paper's Figure 2: every optimizer's path in the plane.
+
+    The plane is :math:`(\theta_n, \theta_s)`.
 
     One panel per optimizer on shared axes, over contours of the population
     loss and the valley floor (dashed); a legend under the panels explains the
@@ -575,14 +577,15 @@ def traction_tables(frame, *, key: str = "com"):
     drift = {}
     for asymmetry, rows in frame.groupby("asymmetry", sort=True):
         by = rows.set_index("setting")
-        drift[asymmetry] = {s.replace(" - ", " − "): _pm(by.loc[s, key], by.loc[s, f"{key}_low"], by.loc[s, f"{key}_high"])
-                            if s in by.index else "–" for s in settings}
+        drift[asymmetry] = {
+            s.replace(" - ", " − "): _pm(by.loc[s, key], by.loc[s, f"{key}_low"], by.loc[s, f"{key}_high"])
+            if s in by.index else "–" for s in settings}
     drift_table = pd.DataFrame.from_dict(drift, orient="index").rename_axis("β(above) − β(below)").reset_index()
     first = frame.drop_duplicates("asymmetry").sort_values("asymmetry")
     momentum = first[["asymmetry", "below", "above", "realised_mean", "below_fraction", "agreement", "eq12_r2"]]
-    momentum = momentum.rename(columns={"asymmetry": "β(above) − β(below)", "below": "β below", "above": "β above",
-                                        "realised_mean": "realised mean β", "below_fraction": "share of steps below",
-                                        "agreement": "phase agreement", "eq12_r2": "eq. 12 R²"})
+    momentum = momentum.rename(columns={
+        "asymmetry": "β(above) − β(below)", "below": "β below", "above": "β above", "realised_mean": "realised mean β",
+        "below_fraction": "share of steps below", "agreement": "phase agreement", "eq12_r2": "eq. 12 R²"})
     return drift_table, momentum.reset_index(drop=True)
 
 

@@ -4,12 +4,12 @@ r"""Sliders that redraw the spring's trajectories live (ipywidgets; imported onl
 :class:`~lcamlab.toys.SpringPair`, the paths of SGD with fixed momentum, LCAM and
 Adam, and redraws them whenever a slider moves: learning rate, LCAM's momentum
 pair (below, above), mass ratio, coupling and noise. One redraw reruns every
-optimizer (a few trials, one tensor each) and re-renders one PNG, in about a
-tenth of a second on one core; :meth:`TrajectoryExplorer.redraw` returns the
+optimizer (a few trials, one tensor each) and re-renders one PNG, in 0.1 to 0.2
+seconds on one core; :meth:`TrajectoryExplorer.redraw` returns the
 time it took, so the notebook prints measured redraw times.
 
 Layout: the sliders are stacked above the figure, each as wide as the output
-area (long, fine tracks: the log-scale sliders have 250 to 350 steps), and the
+area (long, fine tracks: the log-scale sliders have 250 or 300 positions), and the
 figure scales to the width available (at most its rendered width), so the panel
 stays usable in a narrow JupyterLab window with the file browser open.
 
@@ -19,7 +19,7 @@ parameters produce the same static figures.
 
 from __future__ import annotations
 
-import io
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -32,11 +32,12 @@ from lcamlab.toys.plots import draw_landscape
 from lcamlab.experiments.registry import OptimizerSpec
 from lcamlab.toys.runner import run
 from lcamlab.toys.spring import SpringPair
+from lcamlab.widget_canvas import CanvasPanel
 
 __all__ = ["TrajectoryExplorer"]
 
 
-class TrajectoryExplorer:
+class TrajectoryExplorer(CanvasPanel):
     r"""Interactive (theta_n, theta_s) trajectories of SGD+momentum, LCAM and Adam on a SpringPair.
 
     The fixed-momentum reference uses the mean of LCAM's pair,
@@ -77,8 +78,8 @@ class TrajectoryExplorer:
         batch_size: int = 16,
         seed: int = 0,
         dpi: int = 100,
-        width: float = 8.0,
-        height: float = 3.6,
+        width: float = 7.2,
+        height: float = 3.3,
     ) -> None:
         import ipywidgets as widgets
 
@@ -99,33 +100,47 @@ class TrajectoryExplorer:
         self.size = (float(width), float(height))
         self.redraw_seconds: list[float] = []
 
-        # Full-width rows: the track gets everything but the label and the readout.
+        # Full-width rows: the track gets everything but the label and the readout. No side margins:
+        # ipywidgets' default 2 px ones would make a 100% wide row overflow its box (a scroll bar).
         common = dict(continuous_update=False, readout=True,
                       style={"description_width": "110px"},
-                      layout=widgets.Layout(width="100%", max_width="900px", min_width="260px"))
+                      layout=widgets.Layout(width="100%", max_width="900px", min_width="260px", margin="2px 0px"))
         log = dict(base=10, step=self.LOG_STEP, readout_format=".3g", **common)
+
+        def span(value: float, low: float, high: float) -> dict[str, float]:
+            """``value`` on a log slider over exponents [low, high], the range widened to hold it (a slider
+            would clamp it silently); a value <= 0 (no noise) starts at the bottom of the range."""
+            if not value > 0:
+                return {"value": 10.0 ** low, "min": low, "max": high}
+            exponent = math.log10(value)
+            return {"value": value, "min": min(low, math.floor(exponent)), "max": max(high, math.ceil(exponent))}
+
         self.sliders = {
-            "lr": widgets.FloatLogSlider(value=lr, min=-3, max=-0.5, description="learning rate", **log),
+            "lr": widgets.FloatLogSlider(**span(lr, -3, -0.5), description="learning rate", **log),
             "below": widgets.FloatSlider(value=below, min=0.0, max=0.99, step=0.005, readout_format=".3f",
                                          description="β below mean", **common),
             "above": widgets.FloatSlider(value=above, min=0.0, max=0.99, step=0.005, readout_format=".3f",
                                          description="β above mean", **common),
-            "mass_ratio": widgets.FloatLogSlider(value=mass_ratio, min=0, max=3, description="mass ratio aₙ/aₛ",
-                                                 **log),
+            "mass_ratio": widgets.FloatLogSlider(**span(mass_ratio, 0, 3),
+                                                 description="mass ratio aₙ/aₛ", **log),
             "coupling": widgets.FloatSlider(value=coupling, min=0.0, max=0.99, step=0.01, readout_format=".2f",
                                             description="coupling ρ", **common),
-            "noise": widgets.FloatLogSlider(value=noise, min=-3, max=0.5, description="noise σ", **log),
+            "noise": widgets.FloatLogSlider(**span(noise, -2, 0.5), description="noise σ", **log),
         }
         for slider in self.sliders.values():
-            slider.description_tooltip = slider.description  # the full name when the label is cut
+            slider.tooltip = slider.description  # the full name when the label is cut
         self.image = widgets.Image(format="png", layout=widgets.Layout(
-            width="100%", max_width=f"{round(self.size[0] * dpi)}px", height="auto", object_fit="contain"))
-        self.status = widgets.Label()
+            width="100%", max_width=f"{round(self.size[0] * dpi)}px", height="auto", object_fit="contain",
+            margin="4px 0px 0px 0px"))
+        self.status = widgets.Label(layout=widgets.Layout(margin="2px 0px"))
         for slider in self.sliders.values():
             slider.observe(self._on_change, names="value")
         self.widget = widgets.VBox(list(self.sliders.values()) + [self.status, self.image],
                                    layout=widgets.Layout(width="100%"))
         self._build_figure()
+        # One-off costs (torch's first optimizer imports its compiler stack, about a second) are
+        # not a redraw: pay them here, untimed, so the panel's redraw times are what a slider costs.
+        run(self.toy(), self.specs()[0], steps=2, steps_per_epoch=self.steps_per_epoch, seed=self.seed)
         self.redraw()
 
     # -- model ------------------------------------------------------------------------------
@@ -173,14 +188,18 @@ class TrajectoryExplorer:
         self.figure = matplotlib.figure.Figure(figsize=self.size, dpi=self.dpi)
         self.canvas = FigureCanvasAgg(self.figure)
         # fixed margins: no layout pass
-        self.figure.subplots_adjust(left=0.08, bottom=0.14, right=0.985, top=0.9, wspace=0.28)
+        self.figure.subplots_adjust(left=0.09, bottom=0.15, right=0.985, top=0.9, wspace=0.3)
         self.ax, self.loss_ax = self.figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.0, 0.85]})
-        self.ax.set_xlabel("θₙ (light, non-sparse)")
-        self.ax.set_ylabel("θₛ (heavy, sparse)")
-        self.ax.set_title("paths (thick: mean of the trials)", fontsize=9)
-        self.loss_ax.set_xlabel("step")
-        self.loss_ax.set_ylabel("log₁₀ excess loss of the mean path")  # a linear axis: log ticks cost a redraw 30 ms
-        self.loss_ax.set_title("how fast each gets there", fontsize=9)
+        # Text a size larger than the static figures': the panel is often shown narrower than rendered.
+        for ax in (self.ax, self.loss_ax):
+            ax.tick_params(labelsize=9)
+        self.ax.set_xlabel("θₙ (light, non-sparse)", fontsize=10)
+        self.ax.set_ylabel("θₛ (heavy, sparse)", fontsize=10)
+        self.ax.set_title("paths (thick: mean of the trials)", fontsize=10)
+        self.loss_ax.set_xlabel("step", fontsize=10)
+        # a linear axis of log10: log-scale ticks would cost every redraw about 30 ms
+        self.loss_ax.set_ylabel("log₁₀ excess loss (mean path)", fontsize=10)
+        self.loss_ax.set_title("how fast each gets there", fontsize=10)
         self.lines: list[dict[str, Any]] = []
         for key in ("momentum", "lcam", "adam"):
             colour = style.optimizer_color(key)
@@ -240,7 +259,7 @@ class TrajectoryExplorer:
         for lines in self.lines:
             lines["loss"].set_label(lines["mean"].get_label())
         # on the loss panel, whose upper right the falling curves leave free
-        self.loss_ax.legend(handles=[lines["loss"] for lines in self.lines], loc="upper right")
+        self.loss_ax.legend(handles=[lines["loss"] for lines in self.lines], loc="upper right", fontsize=9)
         self.image.value = self._render_png()
         seconds = time.perf_counter() - started
         self.redraw_seconds.append(seconds)
@@ -249,17 +268,3 @@ class TrajectoryExplorer:
         self.status.value = f"redraw: {seconds * 1000:.0f} ms{warning}"
         return seconds
 
-    def _render_png(self) -> bytes:
-        from PIL import Image
-
-        self.canvas.draw()
-        width, height = self.canvas.get_width_height()
-        frame = Image.frombuffer("RGBA", (width, height), self.canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
-        buffer = io.BytesIO()
-        frame.convert("RGB").save(buffer, format="png", compress_level=1)
-        return buffer.getvalue()
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)

@@ -1,7 +1,7 @@
-"""``lcamlab train``: train (or resume) one Wide-ResNet run on CIFAR-10/100.
+"""``lcamlab train``: train (or resume) one run: a Wide-ResNet on CIFAR-10/100, or FMNet on Fashion-MNIST.
 
 Every option is a field of lcamlab.train.TrainConfig; what is not
-given keeps the paper's value (000 section 4: WRN-28-10, batch 128, lr 0.1,
+given keeps the LCAM paper's value (its section 4: WRN-28-10, batch 128, lr 0.1,
 weight decay 5e-4, 150 epochs, LCAM (0.9, 0.95), step schedule). Examples::
 
     lcamlab train --dataset cifar100 --momentum 0.93 0.9 --schedule lcam-exp --seed 1

@@ -1,6 +1,6 @@
 """``lcamlab grid``: create, resume and complete the run set of a paper figure.
 
-``lcamlab grid fig3 --seeds 3`` trains the four momentum groups of 000 Figure 3
+``lcamlab grid fig3 --seeds 3`` trains the four momentum groups of the LCAM paper's Figure 3
 (CIFAR-10, step schedule) with seeds 0, 1, 2: twelve runs in
 ``data/runs/fig3-cifar10-m<below>-<above>-s<seed>/``. Finished runs are skipped
 and unfinished ones resumed, so the same command can be repeated in later
