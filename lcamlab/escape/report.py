@@ -481,6 +481,10 @@ def saddle_view(times: pd.DataFrame, exponents: pd.DataFrame) -> pd.DataFrame:
         ["optimizer", "exponent p", "95% low", "95% high", "R²", "censored trials", "trials"]]
 
 
+_CONTROL_TEXT = {"shuffled": "same two momenta at LCAM's proportions, choice independent of the loss",
+                 "matched": "fixed momentum at LCAM's realised mean"}
+
+
 def statements_markdown(alphas: pd.DataFrame, jumps: pd.DataFrame) -> str:
     """What the README may say about escape, computed from the data, as Markdown bullets."""
     fits = alphas.set_index(["optimizer", "arm"])

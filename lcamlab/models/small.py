@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from lcamlab.models.wrn import wrn_init
+
 __all__ = ["FMNet"]
 
 
@@ -56,17 +58,8 @@ class FMNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Kaiming-normal (fan_out, ReLU) convolutions, BatchNorm 1/0, linear bias 0."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-                module.reset_running_stats()
-            elif isinstance(module, nn.Linear):
-                module.reset_parameters()
-                nn.init.zeros_(module.bias)
+        """Kaiming-normal (fan_out, ReLU) convolutions, BatchNorm 1/0, linear bias 0 (the WRN initialisation)."""
+        wrn_init(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.features(x))

@@ -30,7 +30,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["BasicBlock", "WideResNet", "count_parameters"]
+__all__ = ["wrn_init", "BasicBlock", "WideResNet", "count_parameters"]
+
+
+def wrn_init(model: nn.Module) -> None:
+    """The Wide-ResNet initialisation, in place, in module order: Kaiming-normal convolutions
+    (fan_out, ReLU gain), BatchNorm weight 1 and bias 0 with fresh running statistics, linear
+    layers torch's default with bias 0 (Zagoruyko and Komodakis (2016), *Wide Residual Networks*)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+            module.reset_running_stats()
+        elif isinstance(module, nn.Linear):
+            module.reset_parameters()
+            nn.init.zeros_(module.bias)
 
 
 class BasicBlock(nn.Module):
@@ -111,16 +127,7 @@ class WideResNet(nn.Module):
 
     def reset_parameters(self) -> None:
         """The WRN initialisation: Kaiming-normal (fan_out, ReLU) convs, BN 1/0, linear bias 0."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-                module.reset_running_stats()
-            elif isinstance(module, nn.Linear):
-                module.reset_parameters()
-                nn.init.zeros_(module.bias)
+        wrn_init(self)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.conv1(x)
