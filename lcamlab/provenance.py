@@ -268,6 +268,11 @@ def save_table(
         table: a :class:`pandas.DataFrame` or anything ``pandas.DataFrame(...)`` accepts.
         metadata: the provenance record, normally :func:`run_metadata`'s result.
         overwrite: replace existing files (otherwise ``FileExistsError``).
+
+    With ``overwrite``, a table whose CSV would come out byte-identical to the one
+    already there (with its sidecar) is left alone, sidecar included: its record of
+    the commit and settings that produced these numbers stays true, and a rebuild
+    that changes nothing leaves git clean.
     """
     import pandas as pd
 
@@ -277,8 +282,11 @@ def save_table(
     sidecar = path.with_suffix(".json")
     refuse_overwrite(path, overwrite=overwrite, what="result table")
     frame = table if isinstance(table, pd.DataFrame) else pd.DataFrame(table)
+    text = frame.to_csv(index=False)
+    if path.is_file() and sidecar.is_file() and path.read_bytes() == text.encode("utf-8"):
+        return path
     atomic_write_json(sidecar, dict(metadata))
-    atomic_write_text(path, frame.to_csv(index=False))
+    atomic_write_text(path, text)
     return path
 
 

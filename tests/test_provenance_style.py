@@ -137,3 +137,19 @@ def test_rebuilt_figures_are_byte_identical(tmp_path):
                               timeout=300, check=True)
         digests.append(done.stdout.split())
     assert len(digests[0]) == 3 and digests[0] == digests[1]
+
+
+def test_an_unchanged_table_keeps_its_provenance(tmp_path):
+    """Rewriting the same numbers leaves CSV and sidecar untouched (a rebuild that changes nothing keeps git clean)."""
+    import pandas as pd
+
+    from lcamlab.provenance import save_table
+
+    path = tmp_path / "t.csv"
+    frame = pd.DataFrame({"x": [0.1, 0.2]})
+    save_table(path, frame, {"git_commit": "first"})
+    save_table(path, frame, {"git_commit": "second"}, overwrite=True)
+    assert json.loads(path.with_suffix(".json").read_text())["git_commit"] == "first"
+    save_table(path, pd.DataFrame({"x": [0.1, 0.3]}), {"git_commit": "third"}, overwrite=True)
+    assert json.loads(path.with_suffix(".json").read_text())["git_commit"] == "third"
+    assert path.read_text().splitlines()[-1] == "0.3"
