@@ -35,6 +35,7 @@ import urllib.error
 import urllib.request
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ __all__ = [
     "cifar_sources",
     "get_normalization",
     "file_md5",
+    "download_verified",
     "download_cifar",
     "load_cifar",
 ]
@@ -235,6 +237,52 @@ def file_md5(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def download_verified(url: str, target: Path, expected_md5: str, *, what: str, otherwise: str,
+                      mismatch: Callable[[str], str], progress: bool | None = None) -> Path:
+    """Stream ``url`` to ``target``; only a file whose MD5 is ``expected_md5`` is moved into place.
+
+    The bytes go to a temporary file beside the target (:func:`lcamlab.provenance.atomic_output`),
+    so an interrupted or corrupt download never leaves a plausible-looking file behind.
+
+    Args:
+        url: the source.
+        target: where the verified file goes.
+        expected_md5: the MD5 it must have.
+        what: the dataset's name for the messages (e.g. ``"CIFAR-10"``).
+        otherwise: what to do when the source cannot be reached (ends the message).
+        mismatch: the message for a wrong checksum, given the actual MD5.
+        progress: tqdm progress bar; ``None`` shows it only on an interactive terminal.
+
+    Raises:
+        FileNotFoundError: the source cannot be reached.
+        ChecksumError: the downloaded bytes have another MD5 (nothing is written).
+    """
+    from tqdm.auto import tqdm
+
+    print(f"lcamlab: downloading {url} to {target}", file=sys.stderr)
+    digest = hashlib.md5()
+    with atomic_output(target, suffix=".part") as handle:
+        try:
+            response = urllib.request.urlopen(url, timeout=60)
+        except (urllib.error.URLError, OSError) as error:
+            raise FileNotFoundError(
+                f"Could not download {what} from {url} ({error}). Are you online? Otherwise {otherwise}"
+            ) from error
+        with response:
+            total = response.headers.get("Content-Length")
+            disable = (not sys.stderr.isatty()) if progress is None else not progress
+            with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
+                      desc=target.name, disable=disable) as bar:
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    bar.update(len(chunk))
+        actual = digest.hexdigest()
+        if actual != expected_md5:
+            raise ChecksumError(mismatch(actual))
+    return target
 
 
 def _how_to_obtain(layout: _Layout, dataset: str, data_dir: Path) -> str:
@@ -484,32 +532,11 @@ def download_cifar(
     expected = _check_md5(expected_md5) if expected_md5 is not None else CIFAR_MD5[dataset]
     target = data_dir / layout.archive
     data_dir.mkdir(parents=True, exist_ok=True)
-    from tqdm.auto import tqdm
-
-    print(f"lcamlab: downloading {url} to {target}", file=sys.stderr)
-    digest = hashlib.md5()
-    # Only a file whose MD5 matches is renamed into place (atomic_output drops it otherwise).
-    with atomic_output(target, suffix=".part") as handle:
-        try:
-            response = urllib.request.urlopen(url, timeout=60)
-        except (urllib.error.URLError, OSError) as error:
-            raise FileNotFoundError(
-                f"Could not download {layout.title} from {url} ({error}). Are you online? Otherwise "
-                f"download the archive elsewhere and copy it to {target}."
-            ) from error
-        with response:
-            total = response.headers.get("Content-Length")
-            disable = (not sys.stderr.isatty()) if progress is None else not progress
-            with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
-                      desc=layout.archive, disable=disable) as bar:
-                for chunk in iter(lambda: response.read(1 << 20), b""):
-                    handle.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-        actual = digest.hexdigest()
-        if actual != expected:
-            raise ChecksumError(_download_checksum_message(url, target, expected, actual, dataset))
-    return target
+    return download_verified(
+        url, target, expected, what=layout.title,
+        otherwise=f"download the archive elsewhere and copy it to {target}.",
+        mismatch=lambda actual: _download_checksum_message(url, target, expected, actual, dataset),
+        progress=progress)
 
 
 # --------------------------------------------------------------------------------------

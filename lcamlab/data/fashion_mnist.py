@@ -39,9 +39,6 @@ import gzip
 import hashlib
 import os
 import struct
-import sys
-import urllib.error
-import urllib.request
 import zlib
 from pathlib import Path
 
@@ -49,8 +46,7 @@ import numpy as np
 import torch
 
 from lcamlab import paths
-from lcamlab.data.cifar import ChecksumError, CifarData, _read_cache, _write_cache, file_md5
-from lcamlab.provenance import atomic_output
+from lcamlab.data.cifar import ChecksumError, CifarData, _read_cache, _write_cache, download_verified, file_md5
 
 __all__ = [
     "FASHION_MNIST",
@@ -255,24 +251,12 @@ def download_fashion_mnist(data_dir: str | os.PathLike | None = None, *, url: st
         target = folder / name
         if target.is_file() and file_md5(target) == FASHION_MNIST_MD5[name]:
             continue
-        source = base + name
-        print(f"lcamlab: downloading {source} to {target}", file=sys.stderr)
-        digest = hashlib.md5()
-        with atomic_output(target, suffix=".part") as handle:
-            try:
-                response = urllib.request.urlopen(source, timeout=60)
-            except (urllib.error.URLError, OSError) as error:
-                raise FileNotFoundError(
-                    f"Could not download Fashion-MNIST from {source} ({error}). Are you online? Otherwise "
-                    + _how_to_obtain(folder)) from error
-            with response:
-                for chunk in iter(lambda: response.read(1 << 20), b""):
-                    handle.write(chunk)
-                    digest.update(chunk)
-            if digest.hexdigest() != FASHION_MNIST_MD5[name]:
-                raise ChecksumError(f"Checksum mismatch for the download of {source}: expected md5 "
-                                    f"{FASHION_MNIST_MD5[name]}, got {digest.hexdigest()}; nothing was written "
-                                    f"to {target}. Try again, or fetch the file yourself.")
+        source, expected = base + name, FASHION_MNIST_MD5[name]
+        download_verified(
+            source, target, expected, what="Fashion-MNIST", otherwise=_how_to_obtain(folder), progress=progress,
+            mismatch=lambda actual: (f"Checksum mismatch for the download of {source}: expected md5 {expected}, "
+                                     f"got {actual}; nothing was written to {target}. Try again, or fetch the "
+                                     f"file yourself."))
     return folder
 
 
