@@ -367,6 +367,13 @@ def measure_phase_agreement(
 _DRIFTS = ("com", "lean", "theta_n", "theta_s")
 
 
+def _spring(config: Any) -> SpringPair:
+    """The :class:`SpringPair` of a measurement's settings (``trials`` trials of the same spring)."""
+    return SpringPair(config.trials, stiffness=config.stiffness, mass_ratio=config.mass_ratio,
+                      coupling=config.coupling, noise=config.noise, start=config.start, optimum=config.optimum,
+                      batch_size=config.batch_size)
+
+
 @dataclasses.dataclass(frozen=True)
 class TractionConfig:
     r"""Settings of :func:`measure_traction`.
@@ -435,9 +442,7 @@ def measure_traction(
     import pandas as pd
 
     def compute() -> Any:
-        toy = SpringPair(config.trials, stiffness=config.stiffness, mass_ratio=config.mass_ratio,
-                         coupling=config.coupling, noise=config.noise, start=config.start,
-                         optimum=config.optimum, batch_size=config.batch_size)
+        toy = _spring(config)
         kwargs = dict(steps=config.steps, steps_per_epoch=config.steps_per_epoch, seed=config.seed)
         baseline = run(toy, OptimizerSpec("sgd", config.lr, {"momentum": config.mean_momentum}),
                        **kwargs).check_finite()
@@ -790,9 +795,7 @@ def measure_oscillation(
     import pandas as pd
 
     def compute() -> Any:
-        toy = SpringPair(config.trials, stiffness=config.stiffness, mass_ratio=config.mass_ratio,
-                         coupling=config.coupling, noise=config.noise, start=config.start,
-                         optimum=config.optimum, batch_size=config.batch_size)
+        toy = _spring(config)
         kwargs = dict(steps=config.steps, steps_per_epoch=config.steps_per_epoch, seed=config.seed)
         initial = toy.excess_loss(toy.initial_point().to(torch.float64))
         level = config.progress_fraction * initial
