@@ -176,6 +176,39 @@ def test_bench_runs_and_agrees(capsys):
     assert all(row["speedup"] > 0 for row in rows)
 
 
+def test_runner_bench_times_both_runners_on_one_and_more_threads():
+    from lcamlab.bench import escape as bench
+
+    rows = bench.compare_runners(trials=64, steps=32, repeats=1, keys=("sgd", "lcam-above"), threads=2, log=None)
+    assert [row["optimizer"] for row in rows] == ["sgd", "lcam-above"]
+    for row in rows:
+        assert row["threads"] == 2
+        assert all(row[name] > 0 for name in ("eager_1", "eager_n", "fused_1", "fused_n"))
+        assert row["same_threads"] == pytest.approx(row["fused_1"] / row["eager_1"])
+        assert row["machine"] == pytest.approx(row["fused_n"] / max(row["eager_1"], row["eager_n"]))
+
+
+def test_the_jax_yardstick_escapes_at_the_fused_runners_rate():
+    pytest.importorskip("jax", reason="the JAX comparison of `lcamlab bench escape --jax` needs jax installed")
+    from lcamlab.bench import escape as bench
+    from lcamlab.escape.design import DesignConfig, make_design_landscape, sharp_valley_region
+    from lcamlab.escape.fused import simulate_fused
+
+    design = DesignConfig()
+    landscape = make_design_landscape(design)
+    region = sharp_valley_region(landscape)
+    boundary, direction = landscape.tensor(region.boundary), landscape.tensor(region.direction)
+    run = bench.jax_sgd_runner(landscape.data.numpy(), np.asarray(region.start),
+                               region.offset(boundary, direction).numpy(), direction.numpy(),
+                               lr=design.lr("sgd"), trials=4096, steps=2048)
+    jax_escaped = (run() > 0).mean()
+    fused_escaped = simulate_fused(landscape, design.spec("sgd"), np.ones(4096), region, budget=2048,
+                                   drop=False).escaped.mean()
+    # the same work on two streams: escape fractions within 4 binomial standard errors of each other
+    p = (jax_escaped + fused_escaped) / 2
+    assert p > 0.01 and abs(jax_escaped - fused_escaped) < 4 * np.sqrt(2 * p * (1 - p) / 4096)
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_the_cpu_statistics():

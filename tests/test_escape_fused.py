@@ -147,6 +147,30 @@ def test_the_numpy_runner_gives_the_kernels_results_on_the_philox_stream(case, d
     np.testing.assert_allclose(numpy_.below_fraction, kernel.below_fraction, equal_nan=True)
 
 
+@needs_compiler
+@pytest.mark.parametrize("key", ["sgd", "lcam-above", "adam"])
+def test_threads_and_the_portable_build_change_no_result(monkeypatch, tmp_path, key):
+    """Tiles split over threads, and the build without the AVX-512 paths, give the same results bit for bit."""
+    landscape = StyblinskiTangLandscape(10, 2000, 1.0, seed=0, dtype=torch.float32)
+    region = sharp_valley_region(landscape)
+    ks = np.repeat([20.0, 35.0] if key == "adam" else [2.0, 2.6], 50)  # 100 trials: a partial last tile
+    lr = {"sgd": 4e-3, "lcam-above": 4e-4, "adam": 0.1}[key]
+    options = dict(budget=400, warmup=30, diagnostics=True, chunk=128, epoch_length=200, runner="kernel")
+    one = simulate_fused(landscape, preset(key, lr), np.sqrt(ks), region, threads=1, **options)
+    three = simulate_fused(landscape, preset(key, lr), np.sqrt(ks), region, threads=3, **options)
+    monkeypatch.setenv("LCAMLAB_KERNEL_DIR", str(tmp_path / "kernels"))
+    monkeypatch.setattr(fused, "_LIBS", {})
+    monkeypatch.setattr(fused, "_FLAGS", [*fused._FLAGS, "-mno-avx512f"])
+    portable = simulate_fused(landscape, preset(key, lr), np.sqrt(ks), region, threads=2, **options)
+    assert one.escaped.sum() >= 10 and (~one.escaped).sum() >= 1
+    for other in (three, portable):
+        np.testing.assert_array_equal(other.escape_step, one.escape_step)
+        np.testing.assert_array_equal(other.final_theta, one.final_theta)
+        np.testing.assert_array_equal(other.kick_at_escape, one.kick_at_escape)
+        np.testing.assert_array_equal(other.kick_count, one.kick_count)
+        np.testing.assert_array_equal(other.momentum_mean, one.momentum_mean)
+
+
 def test_without_a_compiler_one_line_says_so_and_the_numpy_runner_runs(monkeypatch, tmp_path, capsys, landscape64):
     monkeypatch.setenv("CXX", "no-such-compiler-here")
     monkeypatch.setenv("LCAMLAB_KERNEL_DIR", str(tmp_path / "kernels"))  # an empty cache: nothing prebuilt
@@ -190,4 +214,7 @@ def test_bad_arguments(landscape64):
         simulate_fused(landscape64, preset("sgd", 1e-3), np.ones(4), region, budget=10, stream="torch")
     with pytest.raises(ValueError, match="Invalid runner"):
         simulate_fused(landscape64, preset("sgd", 1e-3), np.ones(4), region, budget=10, runner="gpu")
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="Invalid threads"):
+            simulate_fused(landscape64, preset("sgd", 1e-3), np.ones(4), region, budget=10, threads=bad)
     assert math.isfinite(float(gradient_noise(landscape64, landscape64.points.deep_min)[1].sum()))

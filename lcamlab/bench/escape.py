@@ -1,12 +1,17 @@
 """Benchmark: the fused escape runner against today's eager runner (and the eager runner against a loop).
 
-``lcamlab bench escape [--trials N] [--steps S] [--repeats R]`` (default): trial-steps per second of
-the fused kernel (:func:`lcamlab.escape.fused.simulate_fused`, float32, Philox stream, one thread)
-and of the eager batched runner (:func:`lcamlab.escape.simulate_batched`, float32, one thread), side
-by side in one run, for SGD, Adam and LCAM on the same workload (v2's sharp valley at k = 1, the
-design's learning rates, no trial dropped, so both do the same trial-steps); each is timed
-``--repeats`` times, interleaved, and the best is kept (the machine is shared). It then checks that
-the fused runner gives the eager runner's escape steps on the eager runner's own stream (float64).
+``lcamlab bench escape [--trials N] [--steps S] [--repeats R] [--threads T] [--jax]`` (default):
+trial-steps per second of the fused kernel (:func:`lcamlab.escape.fused.simulate_fused`, float32,
+Philox stream) and of the eager batched runner (:func:`lcamlab.escape.simulate_batched`, float32),
+side by side in one run, for SGD, Adam and LCAM on the same workload (v2's sharp valley at k = 1,
+the design's learning rates, no trial dropped, so both do the same trial-steps). Each runner is
+timed on one thread and on ``T`` threads (default: every CPU the process may use), each ``--repeats``
+times, interleaved, and the best is kept (the machine is shared). Two speed-ups are printed: on one
+thread each, and on the whole machine with each runner at its faster thread count (the eager runner
+pins torch to one thread by design; the benchmark times it on ``T`` as well). ``--jax`` adds plain
+SGD written as a researcher would in JAX (:func:`jax_sgd_runner`): what the fused runner has to beat.
+The benchmark then checks that the fused runner gives the eager runner's escape steps on the eager
+runner's own stream (float64).
 
 ``lcamlab bench escape --vs-loop [--trials N] [--budget B] [--loop-trials M | --full-loop]``: the
 previous benchmark, described below.
@@ -40,6 +45,7 @@ the ratio directly. Target: at least 50x.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 
 import numpy as np
@@ -50,7 +56,7 @@ from lcamlab.escape.experiment import make_landscape, trial_layout
 from lcamlab.escape.regions import valley_region
 from lcamlab.escape.simulate import simulate_batched, simulate_looped
 
-__all__ = ["compare", "configure_parser", "main"]
+__all__ = ["check_parity", "compare", "compare_runners", "configure_parser", "jax_sgd_runner", "main"]
 
 
 def compare(config: EscapeConfig, *, loop_trials: int | None = 1, log=print) -> list[dict]:
@@ -108,34 +114,108 @@ def compare(config: EscapeConfig, *, loop_trials: int | None = 1, log=print) -> 
 RUNNER_KEYS = ("sgd", "adam", "lcam-above")
 
 
-def compare_runners(*, trials: int = 8192, steps: int = 2048, repeats: int = 3, keys=RUNNER_KEYS,
-                    diagnostics: bool = False, log=print) -> list[dict]:
-    """Trial-steps per second of the fused and the eager runner on the same workload, best of ``repeats``."""
-    from lcamlab.escape.design import DesignConfig, make_design_landscape, sharp_valley_region
-    from lcamlab.escape.fused import kernel_library, simulate_fused
+def jax_sgd_runner(data: np.ndarray, start_u: np.ndarray, offset: np.ndarray, direction: np.ndarray, *,
+                   lr: float, trials: int, steps: int, seed: int = 0):
+    r"""Plain SGD's escape run written as a researcher would in JAX: one trial's step ``vmap``-ed over trials
+    inside ``lax.scan`` over steps, jitted, float32 (needs ``pip install 'jax[cpu]'``).
 
+    The step is the fused runner's: :math:`u = \theta` (k = 1), one sampled row :math:`x`,
+    :math:`g = f'(u - x) = 2.5 + (2y^2 - 16)\,y` with :math:`y = u - x`, :math:`\theta \leftarrow \theta - \eta g`,
+    and the trial's first step outside the half-space is recorded. Indices come from ``jax.random``
+    (another stream than the kernel's Philox, so escape steps differ trial by trial; the work is the same).
+    Returns ``run()``: one timed call (blocks until the result is ready), returning the escape steps.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    table = jnp.asarray(data, dtype=jnp.float32)
+    off = jnp.asarray(offset, dtype=jnp.float32)
+    dirn = jnp.asarray(direction, dtype=jnp.float32)
+    n_samples = table.shape[0]
+
+    def trial_step(theta, escaped_at, x, t):
+        y = theta - x
+        theta = theta - lr * (2.5 + (2.0 * y * y - 16.0) * y)
+        outside = jnp.any(off - theta * dirn > 0)
+        return theta, jnp.where((escaped_at == 0) & outside, t + 1, escaped_at)
+
+    def scan_step(carry, t):
+        theta, escaped_at, key = carry
+        key, sub = jax.random.split(key)
+        x = table[jax.random.randint(sub, (trials,), 0, n_samples)]  # one row per trial
+        theta, escaped_at = jax.vmap(trial_step, in_axes=(0, 0, 0, None))(theta, escaped_at, x, t)
+        return (theta, escaped_at, key), None
+
+    @jax.jit
+    def run_all(theta, escaped_at, key):
+        (theta, escaped_at, _), _ = jax.lax.scan(scan_step, (theta, escaped_at, key), jnp.arange(steps))
+        return escaped_at
+
+    theta0 = jnp.broadcast_to(jnp.asarray(start_u, dtype=jnp.float32), (trials, table.shape[1]))
+    escaped0 = jnp.zeros(trials, dtype=jnp.int32)
+    key0 = jax.random.PRNGKey(seed)
+    run_all(theta0, escaped0, key0).block_until_ready()  # compile outside the timing
+    return lambda: np.asarray(run_all(theta0, escaped0, key0).block_until_ready())
+
+
+def compare_runners(*, trials: int = 8192, steps: int = 2048, repeats: int = 3, keys=RUNNER_KEYS,
+                    diagnostics: bool = False, threads: int | None = None, jax: bool = False,
+                    log=print) -> list[dict]:
+    """Trial-steps per second of the fused and the eager runner on the same workload, best of ``repeats``.
+
+    Each runner is timed on one thread and on ``threads`` (default every usable CPU): the eager runner
+    pins torch to one thread by design (:func:`lcamlab.escape.simulate.cpu_threads`), and is timed on
+    ``threads`` too to show what that choice costs. Per optimizer the row holds the four rates, the
+    speed-up on one thread each (``same_threads``) and on the whole machine, each runner at its faster
+    setting (``machine``); with ``jax=True`` SGD's row adds :func:`jax_sgd_runner`'s rate.
+    """
+    from lcamlab.escape.design import DesignConfig, make_design_landscape, sharp_valley_region
+    from lcamlab.escape.fused import default_threads, kernel_library, simulate_fused
+
+    threads = default_threads() if threads is None else int(threads)
     design = DesignConfig()
     landscape = make_design_landscape(design)
     region = sharp_valley_region(landscape)
     kernel_library()  # build (or load) the kernel before any timing
     sqrt_k = np.ones(trials)
+    settings = sorted({1, threads})
     rows = []
     for key in keys:
         spec = design.spec(key)
         # one untimed short run of each first (allocator, first-call costs)
         simulate_batched(landscape, spec, torch.as_tensor(sqrt_k), region, budget=16)
         simulate_fused(landscape, spec, sqrt_k, region, budget=16, drop=False)
-        eager, fused = 0.0, 0.0
+        best: dict[str, float] = {}
+        jax_run = None
+        if jax and key == "sgd":
+            boundary = landscape.tensor(region.boundary)
+            direction = landscape.tensor(region.direction)
+            jax_run = jax_sgd_runner(landscape.data.numpy(), np.asarray(region.start),
+                                     region.offset(boundary, direction).numpy(), direction.numpy(),
+                                     lr=spec.lr, trials=trials, steps=steps)
         for _ in range(repeats):
-            e = simulate_batched(landscape, spec, torch.as_tensor(sqrt_k), region, budget=steps, chunk=256)
-            eager = max(eager, trials * e.iterations / e.seconds)
-            f = simulate_fused(landscape, spec, sqrt_k, region, budget=steps, drop=False, chunk=1024,
-                               diagnostics=diagnostics)
-            fused = max(fused, f.trial_steps / f.seconds)
-        rows.append({"optimizer": key, "eager": eager, "fused": fused, "speedup": fused / eager})
+            for n in settings:
+                e = simulate_batched(landscape, spec, torch.as_tensor(sqrt_k), region, budget=steps, chunk=256,
+                                     threads=n)
+                best[f"eager_{n}"] = max(best.get(f"eager_{n}", 0.0), trials * e.iterations / e.seconds)
+            for n in settings:
+                f = simulate_fused(landscape, spec, sqrt_k, region, budget=steps, drop=False, chunk=1024,
+                                   diagnostics=diagnostics, threads=n)
+                best[f"fused_{n}"] = max(best.get(f"fused_{n}", 0.0), f.trial_steps / f.seconds)
+            if jax_run is not None:
+                started = time.perf_counter()
+                jax_run()
+                best["jax"] = max(best.get("jax", 0.0), trials * steps / (time.perf_counter() - started))
+        eager_best = max(best["eager_1"], best[f"eager_{threads}"])
+        row = {"optimizer": key, "threads": threads, "eager_1": best["eager_1"], "eager_n": best[f"eager_{threads}"],
+               "fused_1": best["fused_1"], "fused_n": best[f"fused_{threads}"],
+               "same_threads": best["fused_1"] / best["eager_1"],
+               "machine": best[f"fused_{threads}"] / eager_best,
+               "jax": best.get("jax", float("nan"))}
+        rows.append(row)
         if log is not None:
-            log(f"  {key:<11} eager {eager:9.3e} trial-steps/s | fused {fused:9.3e} trial-steps/s | "
-                f"{fused / eager:5.1f}x")
+            log(f"  {key:<11} eager {eager_best:9.3e} | fused {row['fused_n']:9.3e} trial-steps/s | "
+                f"{row['machine']:5.1f}x")
     return rows
 
 
@@ -161,6 +241,19 @@ def check_parity(keys=RUNNER_KEYS, log=print) -> bool:
     return agree
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (Linux), else the platform's processor string."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``lcamlab bench escape``."""
     defaults = EscapeConfig()
@@ -169,6 +262,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=2048,
                         help="steps per timed run of the fused-vs-eager comparison (default 2048)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each runner, best kept (default 3)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads of the multi-threaded timings (default: every CPU this process may use)")
+    parser.add_argument("--jax", action="store_true",
+                        help="also time plain SGD written in JAX (vmap inside lax.scan; needs jax installed)")
     parser.add_argument("--diagnostics", action="store_true",
                         help="time the fused runner with its kick diagnostics on (as the v2 design runs it)")
     parser.add_argument("--trials", type=int, default=None,
@@ -193,17 +290,36 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the benchmark and print the table; exit status 1 if the variants disagree."""
     if not args.vs_loop:
+        from lcamlab.escape.fused import default_threads
+
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(f"Invalid --threads: {args.threads} (must be >= 1)")
         trials = args.trials or 8192
+        threads = args.threads or default_threads()
+        with_jax = args.jax
+        if with_jax and importlib.util.find_spec("jax") is None:
+            print("lcamlab bench escape: --jax needs JAX (pip install 'jax[cpu]'); timing without it")
+            with_jax = False
         torch.set_num_threads(1)
         print(f"lcamlab bench escape: fused kernel vs eager runner, {trials} trials x {args.steps} steps, float32, "
-              f"cpu, 1 thread, sharp valley at k = 1, best of {args.repeats} (interleaved)"
-              + (", fused with kick diagnostics" if args.diagnostics else ""))
+              f"cpu ({_cpu_name()}), 1 and {threads} threads, torch {torch.__version__}, sharp valley at k = 1, "
+              f"best of {args.repeats} (interleaved)" + (", fused with kick diagnostics" if args.diagnostics else ""))
         started = time.perf_counter()
-        rows = compare_runners(trials=trials, steps=args.steps, repeats=args.repeats, diagnostics=args.diagnostics)
-        print()
-        print(f"{'optimizer':<11} {'eager trial-steps/s':>20} {'fused trial-steps/s':>20} {'speed-up':>9}")
+        rows = compare_runners(trials=trials, steps=args.steps, repeats=args.repeats, diagnostics=args.diagnostics,
+                               threads=threads, jax=with_jax)
+        n = threads
+        print("\ntrial-steps per second; speed-up of the fused runner on one thread each, and on the machine "
+              "(each runner at its faster thread count)")
+        print(f"{'optimizer':<11} {'eager 1t':>10} {f'eager {n}t':>10} {'fused 1t':>10} {f'fused {n}t':>10} "
+              f"{'x (1t)':>7} {'x (machine)':>12}" + (f" {'jax':>10}" if with_jax else ""))
         for r in rows:
-            print(f"{r['optimizer']:<11} {r['eager']:>20.3e} {r['fused']:>20.3e} {r['speedup']:>8.1f}x")
+            print(f"{r['optimizer']:<11} {r['eager_1']:>10.3e} {r['eager_n']:>10.3e} {r['fused_1']:>10.3e} "
+                  f"{r['fused_n']:>10.3e} {r['same_threads']:>6.1f}x {r['machine']:>11.1f}x"
+                  + (f" {r['jax']:>10.3e}" if with_jax and r["optimizer"] == "sgd" else ""))
+        if with_jax and rows and rows[0]["optimizer"] == "sgd":
+            r = rows[0]
+            print(f"SGD in JAX (vmap inside lax.scan, jit): {r['jax'] / max(r['eager_1'], r['eager_n']):.1f}x the eager "
+                  f"runner; the fused runner is {r['fused_n'] / r['jax']:.1f}x JAX")
         print("\nagreement on the eager runner's stream (float64):")
         agree = check_parity()
         print(f"benchmark wall time {time.perf_counter() - started:.0f} s")

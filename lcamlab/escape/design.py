@@ -90,7 +90,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lcamlab.escape.fused import FusedResult, simulate_fused
+from lcamlab.escape.fused import FusedResult, default_threads, simulate_fused
 from lcamlab.escape.landscape import StyblinskiTangLandscape
 from lcamlab.escape.regions import ExitRegion
 from lcamlab.escape.simulate import cpu_threads
@@ -335,7 +335,8 @@ def run_design(config: DesignConfig, folder: str | os.PathLike, *, log: Callable
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    # the fused kernel runs on one core; the process-wide torch thread count is put back afterwards
+    # torch's own work here is small bookkeeping (the fused kernel has its own threads); one torch
+    # thread, and the process-wide count is put back afterwards
     with cpu_threads(torch.device("cpu"), 1):
         return _run_design(config, folder, log=log, max_units=max_units)
 
@@ -416,8 +417,11 @@ def load_units(config: DesignConfig, folder: str | os.PathLike, calibration: dic
 # The cached result: the per-point table of a finished design, with a jump-driven escape's trace
 # --------------------------------------------------------------------------------------
 
-#: Definition version of the v2 table (part of the cache key).
-VERSION = 1
+#: Definition version of the v2 table (part of the cache key and of the checkpoint folder's name).
+#: 2: the calibration probes' trial ids come from ``zlib.crc32`` (stable across processes); the
+#: version-1 tables were calibrated with ids from Python's per-process ``hash()``, so their k grids
+#: and budgets cannot be reproduced, and their checkpoints must not be resumed.
+VERSION = 2
 
 
 def run_folder(config: DesignConfig, data_dir: str | os.PathLike | None = None) -> Path:
@@ -489,7 +493,7 @@ def load_or_run_design(config: DesignConfig, data_dir: str | os.PathLike | None 
         units = frame.groupby(["optimizer", "arm", "k_index"]).first()
         has_sgd_data = bool(((frame["optimizer"] == "sgd") & (frame["arm"] == "data") & frame["escaped"]).any())
         info = {"calibration": calibration, "trial_steps": int(units["trial_steps"].sum()),
-                "simulation_seconds": round(float(units["seconds"].sum()), 1),
+                "simulation_seconds": round(float(units["seconds"].sum()), 1), "threads": default_threads(),
                 "trace": escape_trace(config, frame) if has_sgd_data else None, "run_folder": folder.name}
         return points, info
 

@@ -83,20 +83,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lcamlab.escape import fused_numpy
+from lcamlab.escape import fused_numpy, fused_torch
 from lcamlab.escape.landscape import StyblinskiTangLandscape
 from lcamlab.escape.regions import ExitRegion
+from lcamlab.escape.simulate import cpu_threads
 from lcamlab.experiments.registry import OptimizerSpec
 
-__all__ = ["ARMS", "FusedResult", "KernelUnavailable", "compiler", "kernel_library", "runner_name",
+__all__ = ["ARMS", "FusedResult", "KernelUnavailable", "compiler", "default_threads", "kernel_library", "runner_name",
            "noise_moments", "gradient_noise", "simulate_fused", "supported"]
 
 ARMS = ("data", "gauss", "iso")
+RUNNERS = ("auto", "kernel", "numpy", "torch")
 _ARM_CODE = {"data": 0, "gauss": 1, "iso": 2}
 _KIND = {"sgd": 0, "lcam": 1, "adam": 2, "adai": 3, "adarem": 4, "bernoulli": 5}
 _SOURCE = Path(__file__).with_name("fused_kernel.cpp")
 _FLAGS = ["-O2", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off",
-          "-fopenmp-simd", "-shared", "-fPIC", "-std=c++17"]
+          "-fopenmp-simd", "-pthread", "-shared", "-fPIC", "-std=c++17"]
 RING = 32
 
 
@@ -114,7 +116,8 @@ class _Args(ctypes.Structure):
                    ("data", "moments", "cov", "iso_sd", "offset", "direction", "indices", "root", "trial_id",
                     "budget", "escape_step", "theta", "buf1", "buf2", "buf3", "loss_sum", "below", "momentum",
                     "momentum_sum", "below_steps", "ring", "kick_at_escape", "kick_lag", "kick_count",
-                    "first_flag")])
+                    "first_flag")]
+                + [("threads", ctypes.c_int64)])
 
 
 def _cache_dir() -> Path:
@@ -206,6 +209,14 @@ def _kernel_or_none(variant: tuple, runner: str):
 def runner_name(runner: str = "auto") -> str:
     """``"kernel"`` if the fused kernel can be used here (building its plain SGD variant if needed), else ``"numpy"``."""
     return "kernel" if _kernel_or_none((torch.float32, "sgd", "data", False, True, True), runner) else "numpy"
+
+
+def default_threads() -> int:
+    """The CPUs this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def supported(spec: OptimizerSpec) -> bool:
@@ -342,11 +353,13 @@ def simulate_fused(
     progress: Callable[[int, int], None] | None = None,
     start_step: int = 0,
     runner: str = "auto",
+    threads: int | None = None,
 ) -> FusedResult:
     r"""Run every trial of one optimizer in the fused kernel until it escapes or reaches its budget.
 
     Args:
-        landscape: training set and critical points (its dtype, float32 or float64, is used; CPU).
+        landscape: training set and critical points (its dtype, float32 or float64, and its device are used;
+            on CUDA the torch runner runs).
         spec: the optimizer (:func:`supported`); ``kind="scheduled"`` is the phase-shuffled
             control of LCAM: momentum ``pair[0]`` with probability ``below_probability`` per trial and
             step (an independent draw), else ``pair[1]``.
@@ -371,12 +384,15 @@ def simulate_fused(
         progress: ``progress(steps_done, active_trials)`` after every call.
         start_step: the main-run step the trials are at (their stream position; ``region.start`` is
             then where they are): continues a stateless optimizer's (SGD's) trajectory.
-        runner: ``"auto"`` (the compiled kernel; where it cannot be built, one line on stderr says why and
-            the NumPy runner of :mod:`lcamlab.escape.fused_numpy` runs instead), ``"kernel"`` (the kernel
-            or :class:`KernelUnavailable`) or ``"numpy"``.
+        runner: ``"auto"`` (on the CPU the compiled kernel; where it cannot be built, one line on stderr says
+            why and the NumPy runner of :mod:`lcamlab.escape.fused_numpy` runs instead; on CUDA the torch
+            runner), ``"kernel"`` (the kernel or :class:`KernelUnavailable`), ``"numpy"`` or ``"torch"``
+            (:mod:`lcamlab.escape.fused_torch`: the same loop as tensor operations on the landscape's device).
+        threads: the kernel's worker threads (default :func:`default_threads`: every CPU this process may
+            use). Tiles of trials are independent, so the results do not depend on it.
     """
-    if runner not in ("auto", "kernel", "numpy"):
-        raise ValueError(f"Invalid runner: {runner!r} (choose 'auto', 'kernel' or 'numpy')")
+    if runner not in RUNNERS:
+        raise ValueError(f"Invalid runner: {runner!r} (choose from {', '.join(map(repr, RUNNERS))})")
     if arm not in ARMS:
         raise ValueError(f"Invalid noise arm: {arm!r} (choose from {', '.join(ARMS)})")
     if stream not in ("philox", "torch"):
@@ -386,6 +402,9 @@ def simulate_fused(
     if not supported(spec):
         raise ValueError(f"Invalid optimizer for the fused runner: {spec} (weight decay, Nesterov, AMSGrad "
                          f"and the EMA mean run on the eager runner)")
+    threads = default_threads() if threads is None else threads
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"Invalid threads: {threads!r} (a positive integer)")
     settings = _settings(spec)
     if below_probability is not None:  # the shuffled control: SGD with a drawn momentum
         if spec.kind not in ("sgd", "scheduled"):
@@ -397,15 +416,21 @@ def simulate_fused(
                          f"mini-batch loss (run them in the data arm)")
     if kind == "bernoulli" and (below_probability is None or pair is None):
         raise ValueError("The shuffled control needs below_probability (per trial) and the momentum pair")
-    if landscape.device.type != "cpu":
-        raise ValueError("The fused kernel runs on the CPU (CUDA: use simulate_batched)")
+    device = landscape.device
+    if device.type != "cpu" and runner in ("kernel", "numpy"):
+        raise ValueError(f"Invalid runner {runner!r} for a landscape on {device}: the kernel and the NumPy runner "
+                         f"run on the CPU (use runner='torch' or 'auto')")
+    use_torch = runner == "torch" or device.type != "cpu"
     dtype = landscape.dtype
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"Invalid dtype for the fused runner: {dtype} (float32 or float64)")
     plain = kind == "sgd" and momentum is None and settings.get("beta", 0.0) == 0.0
-    run = _kernel_or_none((dtype, kind, arm, bool(diagnostics), int(batch_size) == 1, plain), runner)
+    run = None if use_torch else _kernel_or_none((dtype, kind, arm, bool(diagnostics), int(batch_size) == 1, plain),
+                                                 runner)
     dim = landscape.dim
-    root_all = torch.as_tensor(np.asarray(sqrt_k, dtype=np.float64).reshape(-1)).to(dtype)
+    if isinstance(sqrt_k, Tensor):
+        sqrt_k = sqrt_k.detach().cpu().numpy()
+    root_all = torch.as_tensor(np.asarray(sqrt_k, dtype=np.float64).reshape(-1)).to(device=device, dtype=dtype)
     n_all = int(root_all.numel())
     budgets_all = np.broadcast_to(np.asarray(budget, dtype=np.int64), (n_all,)).copy()
     if np.any(budgets_all < 1):
@@ -421,9 +446,9 @@ def simulate_fused(
     moments, cov = noise_moments(landscape.data)
     start = np.asarray(region.start, dtype=np.float64)
     _, var_start = gradient_noise(landscape, start)
-    moments_t = torch.from_numpy(moments)
-    cov_t = torch.from_numpy(cov)
-    iso_t = torch.from_numpy(np.sqrt(var_start))
+    moments_t = torch.from_numpy(moments).to(device)
+    cov_t = torch.from_numpy(cov).to(device)
+    iso_t = torch.from_numpy(np.sqrt(var_start)).to(device)
     boundary = landscape.tensor(region.boundary)
     direction = landscape.tensor(region.direction)
     offset = region.offset(boundary, direction).contiguous()
@@ -432,30 +457,31 @@ def simulate_fused(
     # per-trial state, (dim, n) layout
     start_u = landscape.tensor(region.start)
     theta = (start_u.expand(n_all, -1) / root_all.reshape(-1, 1)).T.contiguous()
-    zeros = lambda: torch.zeros(dim, n_all, dtype=dtype)  # noqa: E731
+    zeros = lambda: torch.zeros(dim, n_all, dtype=dtype, device=device)  # noqa: E731
     buf1 = zeros()
     buf2 = zeros() if kind in ("adam", "adai") else None
-    buf3 = torch.ones(dim, n_all, dtype=dtype) if kind == "adai" else None
+    buf3 = torch.ones(dim, n_all, dtype=dtype, device=device) if kind == "adai" else None
     root = root_all.clone()
-    ids = torch.from_numpy(ids_all.copy())
-    budgets = torch.from_numpy(budgets_all.copy())
-    escape = torch.zeros(n_all, dtype=torch.int64)
-    first = torch.zeros(n_all, dtype=torch.int64)
-    loss_sum = torch.zeros(n_all, dtype=torch.float64)
-    below = torch.zeros(n_all, dtype=torch.uint8)
+    ids = torch.from_numpy(ids_all.copy()).to(device)
+    budgets = torch.from_numpy(budgets_all.copy()).to(device)
+    escape = torch.zeros(n_all, dtype=torch.int64, device=device)
+    first = torch.zeros(n_all, dtype=torch.int64, device=device)
+    loss_sum = torch.zeros(n_all, dtype=torch.float64, device=device)
+    below = torch.zeros(n_all, dtype=torch.uint8, device=device)
     if kind == "bernoulli":
         mom = torch.from_numpy(np.broadcast_to(np.asarray(below_probability, np.float64), (n_all,)).copy())
     elif momentum is not None:
         mom = torch.from_numpy(np.broadcast_to(np.asarray(momentum, np.float64), (n_all,)).copy())
     else:
         mom = None
-    mom_sum = torch.zeros(n_all, dtype=torch.float64)
-    below_steps = torch.zeros(n_all, dtype=torch.float64)
-    ring = torch.zeros(n_all, RING, dtype=torch.float32)
-    kick_esc = torch.full((n_all,), float("nan"), dtype=torch.float32)
-    kick_lag = torch.full((n_all,), -1, dtype=torch.int64)
-    kick_count = torch.zeros(n_all, dtype=torch.float64)
-    position = torch.arange(n_all)
+    mom = None if mom is None else mom.to(device)
+    mom_sum = torch.zeros(n_all, dtype=torch.float64, device=device)
+    below_steps = torch.zeros(n_all, dtype=torch.float64, device=device)
+    ring = torch.zeros(n_all, RING, dtype=torch.float32, device=device)
+    kick_esc = torch.full((n_all,), float("nan"), dtype=torch.float32, device=device)
+    kick_lag = torch.full((n_all,), -1, dtype=torch.int64, device=device)
+    kick_count = torch.zeros(n_all, dtype=torch.float64, device=device)
+    position = torch.arange(n_all, device=device)
 
     # results, full size
     out_escape = np.zeros(n_all, dtype=np.int64)
@@ -476,22 +502,22 @@ def simulate_fused(
     args.beta1, args.beta2 = settings.get("beta1", 0.0), settings.get("beta2", 0.0)
     args.eps, args.beta0 = settings.get("eps", 0.0), settings.get("beta0", 0.0)
     args.kick_threshold = float(kick_threshold)
+    args.threads = int(threads)
     args.initial_momentum = settings.get("initial_momentum", 0.0)
     args.epoch_length = epoch_length if kind == "lcam" else 0
     args.data, args.moments, args.cov, args.iso_sd = _ptr(data), _ptr(moments_t), _ptr(cov_t), _ptr(iso_t)
     args.offset, args.direction = _ptr(offset), _ptr(direction)
     if settings.get("dampening"):
         raise ValueError("Invalid SGD setting for the fused runner: dampening")
-    constants = {"data": data.numpy(), "moments": moments, "cov": cov, "iso_sd": iso_t.numpy(),
-                 "offset": offset.numpy(), "direction": direction.numpy()}
+    constant_tensors = {"data": data, "moments": moments_t, "cov": cov_t, "iso_sd": iso_t, "offset": offset,
+                        "direction": direction}
     generator = None
     if stream == "torch":
-        generator = torch.Generator()
+        generator = torch.Generator(device=device)
         generator.manual_seed(int(seed) + 1)  # as lcamlab.escape.simulate: seed itself draws the training set
     state = {"opt_step": 0, "epoch_count": 0, "has_decision": 0, "stepped": False}
 
     def call(steps: int, t0: int, frozen: bool, indices: Tensor | None) -> None:
-        nonlocal theta
         args.n, args.steps, args.t0, args.frozen = int(root.numel()), int(steps), int(t0), int(frozen)
         args.opt_step, args.epoch_count, args.has_decision = state["opt_step"], state["epoch_count"], state["has_decision"]
         tau = (1 if (warmup > 0) else 0) + (t0 // epoch_length) if not frozen else 0
@@ -503,9 +529,13 @@ def simulate_fused(
                    ("momentum_sum", mom_sum), ("below_steps", below_steps), ("ring", ring),
                    ("kick_at_escape", kick_esc), ("kick_lag", kick_lag), ("kick_count", kick_count),
                    ("first_flag", first))
-        if run is None:  # the NumPy runner: the same loop on NumPy views of the same tensors
-            arrays = {name: None if tensor is None else tensor.numpy() for name, tensor in tensors}
-            arrays.update(constants)
+        if use_torch:  # the torch runner (CUDA): the same loop on the tensors themselves
+            with cpu_threads(device, 1):  # on the CPU: small tensors, threads only add synchronisation
+                fused_torch.run(args, {**dict(tensors), **constant_tensors, "indices": indices})
+            code = 0
+        elif run is None:  # the NumPy runner: the same loop on NumPy views of the same tensors
+            arrays = {name: None if tensor is None else tensor.numpy() for name, tensor in
+                      (*tensors, *constant_tensors.items())}
             arrays["indices"] = None if indices is None else indices.numpy()
             fused_numpy.run(args, arrays)
             code = 0
@@ -525,7 +555,8 @@ def simulate_fused(
     if warmup:
         indices = None
         if stream == "torch":
-            indices = torch.randint(landscape.n_samples, (warmup, n_all, batch_size), generator=generator)
+            indices = torch.randint(landscape.n_samples, (warmup, n_all, batch_size), generator=generator,
+                                    device=device)
         call(warmup, 0, True, indices)
         trial_steps += warmup * n_all
     t = int(start_step)
@@ -538,7 +569,8 @@ def simulate_fused(
             steps = min(steps, int(budgets.max()) - t)
         indices = None
         if stream == "torch":
-            indices = torch.randint(landscape.n_samples, (steps, n_all, batch_size), generator=generator)
+            indices = torch.randint(landscape.n_samples, (steps, n_all, batch_size), generator=generator,
+                                    device=device)
         call(steps, t, False, indices)
         trial_steps += steps * int(root.numel())
         t += steps
@@ -562,7 +594,7 @@ def simulate_fused(
                 buf2 = buf2[:, keep].contiguous() if buf2 is not None else None
                 buf3 = buf3[:, keep].contiguous() if buf3 is not None else None
     if root.numel():
-        _harvest(torch.ones(root.numel(), dtype=torch.bool), position, escape, theta, kick_esc, kick_lag,
+        _harvest(torch.ones(root.numel(), dtype=torch.bool, device=device), position, escape, theta, kick_esc, kick_lag,
                  kick_count, mom_sum, below_steps, out_escape, out_theta, out)
     escaped = out_escape > 0
     escape_step = np.where(escaped, out_escape, budgets_all + 1)
@@ -575,17 +607,18 @@ def simulate_fused(
         below_fraction=out["below_steps"] / counted if kind in ("lcam", "bernoulli") else np.full(n_all, np.nan),
         trial_steps=trial_steps, steps=t, seconds=time.perf_counter() - started,
         info={"arm": arm, "stream": stream, "kind": kind, "dtype": str(dtype).replace("torch.", ""),
-              "runner": "numpy" if run is None else "kernel"},
+              "runner": "torch" if use_torch else "numpy" if run is None else "kernel", "device": str(device)},
     )
 
 
 def _harvest(done, position, escape, theta, kick_esc, kick_lag, kick_count, mom_sum, below_steps,
              out_escape, out_theta, out) -> None:
-    where = position[done].numpy()
-    out_escape[where] = escape[done].numpy()
-    out_theta[where] = theta[:, done].T.to(torch.float64).numpy()
-    out["kick_at_escape"][where] = kick_esc[done].to(torch.float64).numpy()
-    out["kick_lag"][where] = kick_lag[done].numpy()
-    out["kick_count"][where] = kick_count[done].numpy()
-    out["momentum_sum"][where] = mom_sum[done].numpy()
-    out["below_steps"][where] = below_steps[done].numpy()
+    host = lambda tensor: tensor.cpu().numpy()  # noqa: E731  (no copy on the CPU)
+    where = host(position[done])
+    out_escape[where] = host(escape[done])
+    out_theta[where] = host(theta[:, done].T.to(torch.float64))
+    out["kick_at_escape"][where] = host(kick_esc[done].to(torch.float64))
+    out["kick_lag"][where] = host(kick_lag[done])
+    out["kick_count"][where] = host(kick_count[done])
+    out["momentum_sum"][where] = host(mom_sum[done])
+    out["below_steps"][where] = host(below_steps[done])

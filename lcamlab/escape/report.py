@@ -180,7 +180,8 @@ def design_summary(points: pd.DataFrame, metadata: dict) -> str:
     lines = [f"escape v2 (sharp valley, batch 1): {points['trials'].iloc[0]} trials per (optimizer, arm, k), "
              f"{points.groupby(['optimizer', 'arm']).ngroups} (optimizer, arm) settings x "
              f"{points['k_index'].nunique()} k values; {metadata.get('trial_steps', 0):.3g} trial-steps in "
-             f"{metadata.get('simulation_seconds', float('nan')):.0f} s of simulation (one core, fused kernel)"]
+             f"{metadata.get('simulation_seconds', float('nan')):.0f} s of simulation (fused kernel, "
+             f"{metadata.get('threads', 1)} thread{'s' if metadata.get('threads', 1) != 1 else ''})"]
     for (optimizer, arm), group in points.groupby(["optimizer", "arm"], sort=False):
         ks = group["k"]
         lines.append(f"  {optimizer:>20} / {arm:<5}: k {ks.min():.3g} .. {ks.max():.3g} (ratio {ks.max() / ks.min():.2f}); "

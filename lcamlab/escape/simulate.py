@@ -297,6 +297,7 @@ def simulate_batched(
     chunk: int = 256,
     warmup: int = 0,
     progress: Callable[[int], None] | None = None,
+    threads: int = 1,
 ) -> SimulationResult:
     r"""Run all trials of one optimizer as one ``(trials, dim)`` tensor until all left or ``budget``.
 
@@ -315,13 +316,14 @@ def simulate_batched(
         batch_size, criterion, seed, epoch_length, lcam_mean, chunk, warmup: see
             :class:`~lcamlab.escape.config.EscapeConfig`.
         progress: called with the number of iterations done after every chunk.
+        threads: torch's intra-op threads on the CPU during the run (default 1: see :func:`cpu_threads`).
 
     Returns:
         :class:`SimulationResult`.
     """
     problem = EscapeProblem(landscape, sqrt_k, batch_size)
     epoch_length = epoch_length or max(1, landscape.n_samples // batch_size)
-    with cpu_threads(landscape.device):
+    with cpu_threads(landscape.device, threads):
         return _simulate(problem, spec, region, budget=budget, criterion=criterion, seed=seed,
                          epoch_length=epoch_length, lcam_mean=lcam_mean, chunk=chunk, warmup=warmup,
                          warm_problem=problem.with_batch_axis(), progress=progress)
