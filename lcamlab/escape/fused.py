@@ -1,38 +1,58 @@
-r"""The fast escape runner: the whole step fused into one compiled loop, float32, one core.
+r"""The fast escape runner: the whole step fused into one compiled loop, float32, on every core.
 
-**Why a kernel, not ``torch.compile``** (a design argument; ``torch.compile`` and JAX were not
-measured here). Today's eager runner (:func:`lcamlab.escape.simulate.simulate_batched`) issues a
-dozen tensor operations per step, each streaming the ``(trials, dim)`` state through memory, and
-draws its mini-batch indices with ``torch.randint`` (measured: about 5 ns per index, float32, one
-thread). A compiled graph of the same per-step operations still reads and writes the state and the
-drawn indices once per step. :file:`fused_kernel.cpp` instead keeps a
-tile of 16 trials (one SIMD lane each) in L1 for a whole block of steps, draws the
-randomness inside the loop from a counter-based Philox4x32-10 stream, and fuses the
-gradient, the optimizer update, the escape check and the kick diagnostics. It is a
-plain C ABI compiled with the system C++ compiler, one small library per variant (optimizer
-kind, noise arm, diagnostics; about 0.4 s each, cached under ``~/.cache/lcamlab``) and called
-through :mod:`ctypes`, so it needs no torch headers.
+**Why a kernel, not ``torch.compile`` or JAX.** Today's eager runner
+(:func:`lcamlab.escape.simulate.simulate_batched`) issues a dozen tensor operations per step, each
+streaming the ``(trials, dim)`` state through memory, and draws its mini-batch indices with
+``torch.randint``. A compiled graph of the same per-step operations (``torch.compile``; JAX's
+``vmap`` inside ``lax.scan``) still reads and writes the state and the drawn indices once per step:
+plain SGD written that way in JAX ran 4.5e7 trial-steps/s here, the fused kernel 1.9e8 (``lcamlab
+bench escape --jax``, below). :file:`fused_kernel.cpp` instead keeps a tile of 32 trials (one SIMD
+lane each) in L1 for a whole block of steps, draws the randomness inside the loop from a
+counter-based Philox4x32-10 stream, and fuses the gradient, the optimizer update, the escape check
+and the kick diagnostics; tiles are split over worker threads (``threads``, default every usable
+CPU; results do not depend on it). It is a plain C ABI compiled with the system C++ compiler, one
+small library per variant (optimizer kind, noise arm, diagnostics; about 0.5 s each, cached under
+``~/.cache/lcamlab``) and called through :mod:`ctypes`, so it needs no torch headers.
 
 **Without a C++ compiler** (or when compiling fails) one line on stderr says so and the same
 loop runs in NumPy (:mod:`lcamlab.escape.fused_numpy`: the same Philox stream and arithmetic,
 the kernel's escape steps; the tests compare them), fast enough for the quick build and the
 notebook's sliders, far too slow for the full design.
 
-**Compiler flags.** ``-O2``: measured on this machine (8192 trials x 1024 steps, one thread) it
+**Compiler flags.** ``-O2``: measured on this machine with the kernel's first version (8192 trials x
+1024 steps, one thread) it
 runs SGD, LCAM and Adai as fast as ``-O3`` (5.5e7, 3.2e7 and 3.8e7 trial-steps/s), Adam with
 Gaussian noise 2.4x faster (3.0e7 against 1.25e7), and compiles in 0.4 s per variant against
 2-3 s (a fresh machine builds about 9 variants for the notebook's quick build). IEEE arithmetic
 without contraction (``-ffp-contract=off``, no fast-math) makes the two give identical results:
 re-running units of the committed design with ``-O2`` gave their stored escape steps exactly.
 
-**Speed** (``lcamlab bench escape``, 8192 trials x 2048 steps, one thread, on this shared 2-core
-machine): 6.5e7 trial-steps/s for SGD, 4.8e7 for Adam, 3.5-3.7e7 for LCAM against the eager
-runner's 1.7e7, 1.1-1.3e7 and 0.8-1.0e7: 3.6-4.5x per trial-step, short of the 10x target. The
-gather of the sampled training rows is the bottleneck: with the gather replaced by a constant the
-same kernel ran 3.7x faster (1.6e8 trial-steps/s), and prefetching the next step's rows did not
-help measurably. The per-k budgets with dropped trials save a further factor (33x on the v2
-design against a common budget). CUDA: this kernel is CPU-only (no GPU was available to build and
-test a CUDA version); the eager runner still runs on CUDA.
+**Speed** (``lcamlab bench escape --jax``, 8192 trials x 2048 steps, float32, this 2-core AMD
+EPYC with AVX-512, quiet, 2026-11-30), trial-steps per second:
+
+=========  ===========  ===========  ===========  ===========
+optimizer  eager 1 thr  eager 2 thr  fused 1 thr  fused 2 thr
+=========  ===========  ===========  ===========  ===========
+SGD        1.55e7       2.74e7       9.27e7       1.88e8
+Adam       1.32e7       1.94e7       6.84e7       1.37e8
+LCAM       1.01e7       1.53e7       6.06e7       1.20e8
+=========  ===========  ===========  ===========  ===========
+
+Against the eager runner as it runs (one thread, :func:`~lcamlab.escape.simulate.cpu_threads`) the
+fused runner on both cores is 12.1x (SGD), 10.3x (Adam) and 12.0x (LCAM) faster; thread for
+thread 5.2-6.0x; against the eager runner given both cores 6.9-7.9x. Plain SGD in JAX: 4.5e7.
+What the hand-written AVX-512 paths bought (same stream, same escape steps; measured one
+thread, best of 5): loading the sampled rows whole and transposing them in registers instead of
+``vgatherdps`` 1.2x, Philox with ``vpmuludq`` instead of GCC's ``vpmullq`` widening 1.15x, vector
+loops for the per-lane momentum choice (scalar stores read back as vectors had stalled LCAM's
+step) 1.35x on LCAM, the escape test as one maximum per lane 1.09x, 32-lane tiles 1.07x; prefetching rows one to eight steps ahead did not help.
+The per-k budgets with dropped trials save a further factor (33x on the v2 design against a
+common budget); the v2 design's 7.1e9 trial-steps take 84 s of simulation.
+
+**CUDA.** The kernel is CPU-only; on a CUDA landscape :func:`simulate_fused` runs the same loop as
+tensor operations on the device (:mod:`lcamlab.escape.fused_torch`: no host synchronisation inside
+a call; on the CPU it gives the kernel's data-arm escape steps bit for bit). Its speed on a GPU has
+not been measured (no GPU was available).
 
 **The random stream.** With ``stream="philox"`` a trial's mini-batch index at main-run
 step :math:`t` is a pure function of ``(seed, trial id, t)``: common random numbers
