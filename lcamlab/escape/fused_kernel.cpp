@@ -23,6 +23,10 @@
 #include <limits>
 #include <thread>
 #include <vector>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define ESC_AVX512 1
+#endif
 
 namespace {
 
@@ -156,9 +160,7 @@ inline void load_columns(const T* data, int64_t D, const int32_t* idx, T (*x)[W]
         for (int w = 0; w < W; ++w) x[c][w] = data[(int64_t)idx[w] * D + c];
 }
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#define ESC_AVX512 1
+#ifdef ESC_AVX512
 static_assert(W % 16 == 0, "the AVX-512 paths work on 16-lane registers");
 
 // Sixteen row loads and a 16x16 transpose in registers (64 shuffles) instead of D gathers: measured
