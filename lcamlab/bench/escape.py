@@ -318,7 +318,8 @@ def main(args: argparse.Namespace) -> int:
                   + (f" {r['jax']:>10.3e}" if with_jax and r["optimizer"] == "sgd" else ""))
         if with_jax and rows and rows[0]["optimizer"] == "sgd":
             r = rows[0]
-            print(f"SGD in JAX (vmap inside lax.scan, jit): {r['jax'] / max(r['eager_1'], r['eager_n']):.1f}x the eager "
+            eager_best = max(r["eager_1"], r["eager_n"])
+            print(f"SGD in JAX (vmap inside lax.scan, jit): {r['jax'] / eager_best:.1f}x the eager "
                   f"runner; the fused runner is {r['fused_n'] / r['jax']:.1f}x JAX")
         print("\nagreement on the eager runner's stream (float64):")
         agree = check_parity()

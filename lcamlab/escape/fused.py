@@ -45,7 +45,8 @@ What the hand-written AVX-512 paths bought (same stream, same escape steps; meas
 thread, best of 5): loading the sampled rows whole and transposing them in registers instead of
 ``vgatherdps`` 1.2x, Philox with ``vpmuludq`` instead of GCC's ``vpmullq`` widening 1.15x, vector
 loops for the per-lane momentum choice (scalar stores read back as vectors had stalled LCAM's
-step) 1.35x on LCAM, the escape test as one maximum per lane 1.09x, 32-lane tiles 1.07x; prefetching rows one to eight steps ahead did not help.
+step) 1.35x on LCAM, the escape test as one maximum per lane 1.09x, 32-lane tiles 1.07x;
+prefetching rows one to eight steps ahead did not help.
 The per-k budgets with dropped trials save a further factor (33x on the v2 design against a
 common budget); the v2 design's 7.1e9 trial-steps take 84 s of simulation.
 
