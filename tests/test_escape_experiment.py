@@ -197,10 +197,7 @@ def test_the_jax_yardstick_escapes_at_the_fused_runners_rate():
     design = DesignConfig()
     landscape = make_design_landscape(design)
     region = sharp_valley_region(landscape)
-    boundary, direction = landscape.tensor(region.boundary), landscape.tensor(region.direction)
-    run = bench.jax_sgd_runner(landscape.data.numpy(), np.asarray(region.start),
-                               region.offset(boundary, direction).numpy(), direction.numpy(),
-                               lr=design.lr("sgd"), trials=4096, steps=2048)
+    run = bench.jax_sgd_runner(landscape, region, lr=design.lr("sgd"), trials=4096, steps=2048)
     jax_escaped = (run() > 0).mean()
     fused_escaped = simulate_fused(landscape, design.spec("sgd"), np.ones(4096), region, budget=2048,
                                    drop=False).escaped.mean()

@@ -114,8 +114,7 @@ def compare(config: EscapeConfig, *, loop_trials: int | None = 1, log=print) -> 
 RUNNER_KEYS = ("sgd", "adam", "lcam-above")
 
 
-def jax_sgd_runner(data: np.ndarray, start_u: np.ndarray, offset: np.ndarray, direction: np.ndarray, *,
-                   lr: float, trials: int, steps: int, seed: int = 0):
+def jax_sgd_runner(landscape, region, *, lr: float, trials: int, steps: int, seed: int = 0):
     r"""Plain SGD's escape run written as a researcher would in JAX: one trial's step ``vmap``-ed over trials
     inside ``lax.scan`` over steps, jitted, float32 (needs ``pip install 'jax[cpu]'``).
 
@@ -123,14 +122,17 @@ def jax_sgd_runner(data: np.ndarray, start_u: np.ndarray, offset: np.ndarray, di
     :math:`g = f'(u - x) = 2.5 + (2y^2 - 16)\,y` with :math:`y = u - x`, :math:`\theta \leftarrow \theta - \eta g`,
     and the trial's first step outside the half-space is recorded. Indices come from ``jax.random``
     (another stream than the kernel's Philox, so escape steps differ trial by trial; the work is the same).
-    Returns ``run()``: one timed call (blocks until the result is ready), returning the escape steps.
+    ``landscape`` and ``region``: the training set and the half-space valley region, as for
+    :func:`~lcamlab.escape.fused.simulate_fused`. Returns ``run()``: one timed call (blocks until the
+    result is ready), returning the escape steps.
     """
     import jax
     import jax.numpy as jnp
 
-    table = jnp.asarray(data, dtype=jnp.float32)
-    off = jnp.asarray(offset, dtype=jnp.float32)
-    dirn = jnp.asarray(direction, dtype=jnp.float32)
+    boundary, direction = landscape.tensor(region.boundary), landscape.tensor(region.direction)
+    table = jnp.asarray(landscape.data.cpu().numpy(), dtype=jnp.float32)
+    off = jnp.asarray(region.offset(boundary, direction).cpu().numpy(), dtype=jnp.float32)
+    dirn = jnp.asarray(direction.cpu().numpy(), dtype=jnp.float32)
     n_samples = table.shape[0]
 
     def trial_step(theta, escaped_at, x, t):
@@ -151,7 +153,7 @@ def jax_sgd_runner(data: np.ndarray, start_u: np.ndarray, offset: np.ndarray, di
         (theta, escaped_at, _), _ = jax.lax.scan(scan_step, (theta, escaped_at, key), jnp.arange(steps))
         return escaped_at
 
-    theta0 = jnp.broadcast_to(jnp.asarray(start_u, dtype=jnp.float32), (trials, table.shape[1]))
+    theta0 = jnp.broadcast_to(jnp.asarray(np.asarray(region.start), dtype=jnp.float32), (trials, table.shape[1]))
     escaped0 = jnp.zeros(trials, dtype=jnp.int32)
     key0 = jax.random.PRNGKey(seed)
     run_all(theta0, escaped0, key0).block_until_ready()  # compile outside the timing
@@ -188,11 +190,7 @@ def compare_runners(*, trials: int = 8192, steps: int = 2048, repeats: int = 3, 
         best: dict[str, float] = {}
         jax_run = None
         if jax and key == "sgd":
-            boundary = landscape.tensor(region.boundary)
-            direction = landscape.tensor(region.direction)
-            jax_run = jax_sgd_runner(landscape.data.numpy(), np.asarray(region.start),
-                                     region.offset(boundary, direction).numpy(), direction.numpy(),
-                                     lr=spec.lr, trials=trials, steps=steps)
+            jax_run = jax_sgd_runner(landscape, region, lr=spec.lr, trials=trials, steps=steps)
         for _ in range(repeats):
             for n in settings:
                 e = simulate_batched(landscape, spec, torch.as_tensor(sqrt_k), region, budget=steps, chunk=256,

@@ -532,11 +532,12 @@ def simulate_fused(
         raise ValueError("Invalid SGD setting for the fused runner: dampening")
     constant_tensors = {"data": data, "moments": moments_t, "cov": cov_t, "iso_sd": iso_t, "offset": offset,
                         "direction": direction}
+    constant_arrays = None if use_torch else {name: tensor.numpy() for name, tensor in constant_tensors.items()}
     generator = None
     if stream == "torch":
         generator = torch.Generator(device=device)
         generator.manual_seed(int(seed) + 1)  # as lcamlab.escape.simulate: seed itself draws the training set
-    state = {"opt_step": 0, "epoch_count": 0, "has_decision": 0, "stepped": False}
+    state = {"opt_step": 0, "epoch_count": 0, "has_decision": 0}
 
     def call(steps: int, t0: int, frozen: bool, indices: Tensor | None) -> None:
         args.n, args.steps, args.t0, args.frozen = int(root.numel()), int(steps), int(t0), int(frozen)
@@ -555,8 +556,8 @@ def simulate_fused(
                 fused_torch.run(args, {**dict(tensors), **constant_tensors, "indices": indices})
             code = 0
         elif run is None:  # the NumPy runner: the same loop on NumPy views of the same tensors
-            arrays = {name: None if tensor is None else tensor.numpy() for name, tensor in
-                      (*tensors, *constant_tensors.items())}
+            arrays = {name: None if tensor is None else tensor.numpy() for name, tensor in tensors}
+            arrays.update(constant_arrays)
             arrays["indices"] = None if indices is None else indices.numpy()
             fused_numpy.run(args, arrays)
             code = 0

@@ -253,8 +253,7 @@ inline void draw_indices(const EscapeArgs& a, int64_t t, int64_t i0, int64_t lan
             philox16(c0, c1, c2, c3, k0, k1);
             _mm512_storeu_si512(out[b] + h, mulhi_u32(c0, nsv));  // the index: (c0 * n_samples) >> 32
         }
-    return;
-#endif
+#else
     for (int64_t b = 0; b < B; ++b) {
 #pragma omp simd
         for (int w = 0; w < W; ++w) {
@@ -263,6 +262,7 @@ inline void draw_indices(const EscapeArgs& a, int64_t t, int64_t i0, int64_t lan
             out[b][w] = (int32_t)(((uint64_t)c0 * ns) >> 32);
         }
     }
+#endif
 }
 
 template <typename T, int KIND, int ARM, bool DIAG, bool B1, bool PLAIN>
