@@ -55,6 +55,9 @@ class OptimizerInfo:
     #: a per-trial ``(T,)`` statistic that must differ between trials of the trial
     #: test, showing that per-trial state mattered (``None``: not checked)
     trial_statistic: Callable[[Any], Any] | None = None
+    #: whether a compiled step with these settings has a graph break (so no
+    #: ``fullgraph=True``): a callable momentum schedule runs as Python
+    graph_breaks: Callable[[dict[str, Any]], bool] = lambda settings: False
 
     @property
     def name(self) -> str:
@@ -208,5 +211,6 @@ optim_db: list[OptimizerInfo] = [
         state_key="scheduled_momentum",
         state_keys=frozenset({"momentum_buffer"}),
         observe=lambda opt: {"steps_taken": opt.steps_taken},
+        graph_breaks=lambda settings: callable(settings["momentum"]),
     ),
 ]

@@ -324,28 +324,6 @@ def test_param_groups(info, settings):
         exact(p.detach(), q.detach())
 
 
-@pytest.mark.parametrize("info, settings", each_setting())
-def test_lr_scheduler_sets_the_step(info, settings):
-    """With StepLR every group moves as with the scheduled lr written by hand; the schedule matters."""
-    scheduled, by_hand, constant = make_params(10), make_params(10), make_params(10)
-    opt = build(info, scheduled, settings, groups=True)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.1)
-    opt_hand = build(info, by_hand, settings, groups=True)
-    opt_constant = build(info, constant, settings, groups=True)
-    lr0 = [g["lr"] for g in opt_hand.param_groups]
-    for step in range(6):
-        for group, lr in zip(opt_hand.param_groups, lr0):
-            group["lr"] = lr * 0.1 ** (step // 2)
-        train(opt, scheduled, 1, start=step)
-        sched.step()
-        train(opt_hand, by_hand, 1, start=step)
-        train(opt_constant, constant, 1, start=step)
-        for p, q in zip(scheduled, by_hand):
-            exact(p.detach(), q.detach())
-    assert [g["lr"] for g in opt.param_groups] == pytest.approx([lr * 0.1 ** 3 for lr in lr0])
-    assert any(not torch.equal(p, q) for p, q in zip(scheduled, constant))
-
-
 # --------------------------------------------------------------------------------------
 # Closure, loss and epochs
 # --------------------------------------------------------------------------------------
@@ -525,3 +503,221 @@ def test_cuda_step_has_no_host_sync(info, foreach, trial_axis):
         torch.cuda.set_sync_debug_mode("default")
     assert torch.isfinite(params[0]).all()
     assert all(v.is_cuda for v in observed.values() if isinstance(v, torch.Tensor))
+
+
+# --------------------------------------------------------------------------------------
+# The rest of torch's optimizer contract: AMP, schedulers, hooks, zero_grad, devices
+# --------------------------------------------------------------------------------------
+
+
+def _scaled_train(opt, params, steps: int, scaler, *, start: int = 0, epoch_every: int = 3) -> None:
+    """``train`` through ``torch.amp.GradScaler``: the scaled loss goes backward, the unscaled one to the step."""
+    for step in range(start, start + steps):
+        if step % epoch_every == 0:
+            start_epoch(opt)
+        opt.zero_grad()
+        loss = toy_loss(params, step, stream=STREAM)
+        scaler.scale(loss).backward()
+        if takes_loss(opt):
+            scaler.step(opt, loss=loss.detach())
+        else:
+            scaler.step(opt)
+        scaler.update()
+
+
+@pytest.mark.parametrize("info, settings", each_setting())
+def test_grad_scaler(info, settings):
+    """``scaler.step(opt, loss=...)`` gives the unscaled run bit for bit; a step with inf
+    gradients is skipped and leaves everything, LCAM's running mean included, untouched."""
+    scaled, plain = make_params(21), make_params(21)
+    opt, opt_plain = info.cls(scaled, **settings), info.cls(plain, **settings)
+    # a power of two: scaling and unscaling are exact in float64
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 12, growth_interval=1000)
+    _scaled_train(opt, scaled, 5, scaler)
+    train(opt_plain, plain, 5)
+    assert_same(snapshot(info, opt, scaled), snapshot(info, opt_plain, plain))
+    before = snapshot(info, opt, scaled)
+    opt.zero_grad()
+    loss = toy_loss(scaled, 5, stream=STREAM)
+    scaler.scale(loss).backward()
+    scaled[0].grad[0, 0] = float("inf")
+    if takes_loss(opt):
+        scaler.step(opt, loss=loss.detach())
+    else:
+        scaler.step(opt)
+    scaler.update()
+    assert_same(snapshot(info, opt, scaled), before)
+    assert scaler.get_scale() == 2.0 ** 11  # the scaler saw the inf and backed off
+
+
+_SCHEDULERS = {
+    "StepLR": lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.1),
+    "SequentialLR": lambda opt: torch.optim.lr_scheduler.SequentialLR(
+        opt, [torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.25, total_iters=3),
+              torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.8)], milestones=[3]),
+    "OneCycleLR": lambda opt: torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=[2 * g["lr"] for g in opt.param_groups], total_steps=8, cycle_momentum=False),
+    "CosineAnnealingWarmRestarts": lambda opt: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=3),
+}
+
+
+@pytest.mark.parametrize("scheduler", list(_SCHEDULERS))
+@pytest.mark.parametrize("info, settings", each_setting())
+def test_lr_scheduler_sets_the_step(info, settings, scheduler):
+    """Every group moves as with the scheduler's learning rates written by hand (taken from the
+    same scheduler on a torch SGD twin); the schedule matters."""
+    scheduled, by_hand, constant = make_params(10), make_params(10), make_params(10)
+    opt = build(info, scheduled, settings, groups=True)
+    sched = _SCHEDULERS[scheduler](opt)
+    opt_hand = build(info, by_hand, settings, groups=True)
+    opt_constant = build(info, constant, settings, groups=True)
+    twin = torch.optim.SGD([{"params": [torch.zeros(1)], "lr": g["lr"]} for g in opt_hand.param_groups], lr=1.0)
+    twin_sched = _SCHEDULERS[scheduler](twin)
+    for step in range(7):
+        for group, twin_group in zip(opt_hand.param_groups, twin.param_groups):
+            group["lr"] = twin_group["lr"]
+        train(opt, scheduled, 1, start=step)
+        sched.step()
+        train(opt_hand, by_hand, 1, start=step)
+        train(opt_constant, constant, 1, start=step)
+        twin.step()
+        twin_sched.step()
+        for p, q in zip(scheduled, by_hand):
+            exact(p.detach(), q.detach())
+    assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in twin.param_groups]
+    assert any(not torch.equal(p, q) for p, q in zip(scheduled, constant))
+
+
+@pytest.mark.parametrize("info", each())
+def test_momentum_cycling_scheduler_is_refused(info):
+    """OneCycleLR's default cycle_momentum=True would overwrite a setting that is not SGD's
+    momentum here (LCAM's pair, Adai's beta0): one clear error, never a wrong number."""
+    params = make_params(12)
+    opt = info.cls(params, **info.settings[0])
+    with pytest.raises(ValueError, match="cycle_momentum"):
+        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10)
+        train(opt, params, 1)  # torch accepted it (a group with 'momentum' or 'betas'): the step refuses
+
+
+@pytest.mark.parametrize("info", each())
+def test_step_hooks(info):
+    """register_step_pre_hook / post_hook run around every step; the pre-hook sees the loss."""
+    params = make_params(13)
+    opt = info.cls(params, **info.settings[0])
+    seen: list[tuple[str, Any]] = []
+
+    def pre(optimizer, args, kwargs):
+        seen.append(("pre", kwargs.get("loss")))
+
+    def post(optimizer, args, kwargs):
+        seen.append(("post", float(params[0].detach().sum())))
+
+    handles = [opt.register_step_pre_hook(pre), opt.register_step_post_hook(post)]
+    train(opt, params, 3)
+    assert [kind for kind, _ in seen] == ["pre", "post"] * 3
+    assert all((value is not None) == info.takes_loss for kind, value in seen if kind == "pre")
+    for handle in handles:
+        handle.remove()
+    train(opt, params, 1, start=3)
+    assert len(seen) == 6
+
+
+@pytest.mark.parametrize("info, settings", each_setting())
+def test_zero_grad(info, settings):
+    """set_to_none=True: no gradient, so a step leaves the parameters and their state alone;
+    set_to_none=False: zero gradients, a step as with zeros written by hand."""
+    params = make_params(14)
+    opt = info.cls(params, **settings)
+    train(opt, params, 2)
+    opt.zero_grad(set_to_none=True)
+    assert all(p.grad is None for p in params)
+    before = {k: v for k, v in snapshot(info, opt, params).items() if k.startswith("param")}
+    optimizer_step(opt, 1.0)
+    assert_same({k: v for k, v in snapshot(info, opt, params).items() if k.startswith("param")}, before)
+
+    zeroed, by_hand = make_params(15), make_params(15)
+    opt_z, opt_h = info.cls(zeroed, **settings), info.cls(by_hand, **settings)
+    train(opt_z, zeroed, 2)
+    train(opt_h, by_hand, 2)
+    grads = [p.grad for p in zeroed]
+    opt_z.zero_grad(set_to_none=False)
+    assert all(p.grad is g and not p.grad.any() for p, g in zip(zeroed, grads))
+    for p in by_hand:
+        p.grad = torch.zeros_like(p)
+    optimizer_step(opt_z, 1.0)
+    optimizer_step(opt_h, 1.0)
+    assert_same(snapshot(info, opt_z, zeroed), snapshot(info, opt_h, by_hand))
+
+
+def _state_tensors(opt: TrialOptimizer) -> dict[str, torch.Tensor]:
+    """Every tensor the optimizer holds for its parameters (torch's state and the class's extra state)."""
+    found = {f"state {i} {key}": value for i, state in enumerate(opt.state.values())
+             for key, value in state.items() if isinstance(value, torch.Tensor)}
+    found.update({f"extra {key}": value for key, value in opt.state_dict()[opt._state_key].items()
+                  if isinstance(value, torch.Tensor)})
+    return found
+
+
+#: CPU counters by design (as torch.optim.Adam's step): reading them never syncs a GPU
+_CPU_BY_DESIGN = {"step"}
+
+
+@pytest.mark.parametrize("info, settings", each_setting())
+def test_state_dict_map_location(tmp_path, info, settings):
+    """Saved on one device and loaded with ``map_location`` onto another ("meta" here: every
+    machine has it): the optimizer's state follows its parameters, as torch's does."""
+    params = make_params(16)
+    opt = info.cls(params, **settings)
+    train(opt, params, 4)
+    torch.save(opt.state_dict(), tmp_path / "opt.pt")
+    saved = torch.load(tmp_path / "opt.pt", map_location="meta")
+    meta = [torch.nn.Parameter(torch.empty_like(p, device="meta")) for p in params]
+    moved = info.cls(meta, **settings)
+    moved.load_state_dict(saved)
+    for key, value in _state_tensors(moved).items():
+        if key.split()[-1] not in _CPU_BY_DESIGN:
+            assert value.is_meta, key
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
+@pytest.mark.parametrize("info, settings", each_setting())
+def test_state_dict_cpu_to_cuda(tmp_path, info, settings):
+    """Saved on the CPU, resumed on CUDA: the same trajectory as staying on the CPU."""
+    params, straight = make_params(17), make_params(17)
+    opt, opt_straight = info.cls(params, **settings), info.cls(straight, **settings)
+    train(opt, params, 4)
+    train(opt_straight, straight, 4)
+    torch.save({"params": [p.detach() for p in params], "opt": opt.state_dict()}, tmp_path / "ckpt.pt")
+    ckpt = torch.load(tmp_path / "ckpt.pt", map_location="cuda")
+    on_cuda = [torch.nn.Parameter(p.clone()) for p in ckpt["params"]]
+    resumed = info.cls(on_cuda, **settings)
+    resumed.load_state_dict(ckpt["opt"])
+    for step in range(4, 8):
+        # the toy batch is built on the CPU: the CUDA run steps on the same gradients, copied
+        loss = compute_loss([opt_straight], straight, step, None, None).detach()
+        for p, q in zip(on_cuda, straight):
+            p.grad = q.grad.cuda()
+        optimizer_step(opt_straight, loss)
+        optimizer_step(resumed, loss.cuda())
+    for p, q in zip(on_cuda, straight):
+        torch.testing.assert_close(p.detach().cpu(), q.detach(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("info", each())
+def test_load_state_dict_into_other_hyperparameters(info):
+    """As in torch: the loaded groups' hyperparameters replace the optimizer's own."""
+    params, straight = make_params(18), make_params(18)
+    opt = info.cls(straight, **info.settings[0])
+    train(opt, straight, 4)
+    for p, q in zip(params, straight):
+        p.data.copy_(q.detach())
+    other = info.cls(params, **{**info.settings[0], **info.group_override})
+    assert other.param_groups[0]["lr"] != opt.param_groups[0]["lr"]
+    # a copy, as through torch.save: torch's state_dict() holds references to the live buffers
+    other.load_state_dict(copy.deepcopy(opt.state_dict()))
+    settings_of = lambda o: [{k: v for k, v in g.items() if k != "params"} for g in o.param_groups]  # noqa: E731
+    assert settings_of(other) == settings_of(opt)
+    train(opt, straight, 4, start=4)
+    train(other, params, 4, start=4)
+    assert_same(snapshot(info, opt, straight), snapshot(info, other, params))

@@ -1,6 +1,6 @@
 """Benchmark: one LCAM step against ``torch.optim.SGD(foreach=True)`` on the WRN-28-10 parameters.
 
-``lcamlab bench optim [--device auto|cpu|cuda] [--steps N] [--rounds R]``
+``lcamlab bench optim [--device auto|cpu|cuda] [--steps N] [--rounds R] [--no-compile]``
 
 Three optimizers update identical copies of the WRN-28-10 parameter tensors
 (36.5 M parameters, shapes from :class:`lcamlab.models.wrn.WideResNet`) with
@@ -9,7 +9,11 @@ the same gradients:
 * ``sgd``: ``torch.optim.SGD(momentum=0.9, weight_decay=5e-4, foreach=True)``, the baseline;
 * ``lcam``: :class:`lcamlab.optim.LCAM` ``(0.9, 0.95)`` fed a device loss tensor;
 * ``authors``: the published loop's step: SGD, then ``loss.item()``, the running
-  mean on the host and the momentum rewritten in every param group.
+  mean on the host and the momentum rewritten in every param group;
+* ``sgd compiled`` and ``lcam compiled`` (unless ``--no-compile``): the same two
+  steps wrapped in ``torch.compile`` (inductor), each with a 0-dim tensor learning
+  rate, torch's recipe for a compiled step that a scheduler changes without
+  recompiling. Their compile time (the warm-up) is not timed.
 
 Timing alternates the variants in rounds (so drift in clock speed or other load
 hits all of them alike) and reports the median per-step time and its ratio to
@@ -74,8 +78,9 @@ def measure(
     depth: int = 28,
     widen: int = 10,
     seed: int = 0,
+    compiled: bool = True,
 ) -> dict[str, dict[str, float | None]]:
-    """Median ms per step, ratio to SGD and host syncs per step for sgd, lcam and authors."""
+    """Median ms per step, ratio to SGD and host syncs per step for sgd, lcam, authors (and the compiled pair)."""
     device = torch.device(device)
     if steps < 1 or rounds < 1:
         raise ValueError(f"Invalid steps/rounds: {steps}/{rounds} (both must be >= 1)")
@@ -98,6 +103,14 @@ def measure(
         "lcam": lambda i: lcam.step(loss=losses[i]),
         "authors": lambda i: authors.step(losses[i]),
     }
+    if compiled:
+        lr = lambda: torch.tensor(0.1, device=device)  # noqa: E731 - a tensor: see the module docstring
+        sgd_c = torch.optim.SGD(fresh_params(), lr=lr(), momentum=0.9, weight_decay=5e-4, foreach=True)
+        lcam_c = LCAM(fresh_params(), lr=lr(), momentum=(0.9, 0.95), weight_decay=5e-4, foreach=True)
+        sgd_step = torch.compile(lambda: sgd_c.step())
+        lcam_step = torch.compile(lambda loss: lcam_c.step(loss=loss))
+        variants["sgd compiled"] = lambda i: sgd_step()
+        variants["lcam compiled"] = lambda i: lcam_step(losses[i])
     # Warm-up: creates momentum buffers, LCAM's device constants, allocator pools.
     for run in variants.values():
         for i in range(2):
@@ -145,6 +158,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds (default 5)")
     parser.add_argument("--depth", type=int, default=28, help="WRN depth whose shapes are used (default 28)")
     parser.add_argument("--widen", type=int, default=10, help="WRN widen factor (default 10)")
+    parser.add_argument("--no-compile", dest="compile", action="store_false",
+                        help="skip the torch.compile rows (their warm-up compiles for tens of seconds)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -164,10 +179,14 @@ def main(args: argparse.Namespace) -> int:
           f"{n_params / 1e6:.2f} M parameters, float32")
     print(f"device: {describe_device(device)}; torch {torch.__version__}; "
           f"{_dt.date.today().isoformat()}; {args.rounds} rounds x {args.steps} steps, median")
-    results = measure(device, steps=args.steps, rounds=args.rounds, depth=args.depth, widen=args.widen)
-    print(f"{'variant':<10}{'ms/step':>10}{'vs SGD':>9}{'host syncs/step':>18}")
+    results = measure(device, steps=args.steps, rounds=args.rounds, depth=args.depth, widen=args.widen,
+                      compiled=args.compile)
+    print(f"{'variant':<15}{'ms/step':>10}{'vs SGD':>9}{'host syncs/step':>18}")
     for name, row in results.items():
         syncs = "n/a (cpu)" if row["syncs_per_step"] is None else f"{row['syncs_per_step']:.2f}"
-        print(f"{name:<10}{row['ms_per_step']:>10.3f}{row['ratio_to_sgd']:>8.3f}x{syncs:>18}")
+        print(f"{name:<15}{row['ms_per_step']:>10.3f}{row['ratio_to_sgd']:>8.3f}x{syncs:>18}")
     print(f"LCAM / SGD step time ratio: {results['lcam']['ratio_to_sgd']:.3f}")
+    if args.compile:
+        ratio = results["lcam compiled"]["ms_per_step"] / results["sgd compiled"]["ms_per_step"]
+        print(f"compiled LCAM / compiled SGD step time ratio: {ratio:.3f}")
     return 0

@@ -39,8 +39,8 @@ import torch
 from torch import Tensor
 
 from lcamlab.optim.base import (
-    TrialOptimizer, check_bool, check_number, check_pair, check_trial_shapes,
-    resolve_foreach, trial_rows, trial_view,
+    TrialOptimizer, foreach_descend_, check_bool, check_number, check_pair, check_trial_shapes,
+    host_number, resolve_foreach, trial_rows, trial_view,
 )
 
 __all__ = ["Adai", "AdaiW", "adai"]
@@ -57,7 +57,7 @@ def _adai_second_moment(
     exp_avg_sqs: Sequence[Tensor],
     state_steps: Sequence[Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     beta2: float,
     weight_decay: float,
     decoupled: bool,
@@ -83,7 +83,7 @@ def _adai_second_moment(
                 eff_grads = list(torch._foreach_add(grads, params, alpha=weight_decay))
         else:
             eff_grads = list(grads)
-        bias_corrections = [1.0 - beta2 ** float(s) for s in state_steps]
+        bias_corrections = [1.0 - beta2 ** host_number(s) for s in state_steps]
         torch._foreach_mul_(exp_avg_sqs, beta2)
         torch._foreach_addcmul_(exp_avg_sqs, eff_grads, eff_grads, value=1.0 - beta2)
         if trial_axis:
@@ -106,7 +106,7 @@ def _adai_second_moment(
             else:
                 g = g.add(p, alpha=weight_decay)
         eff_grads.append(g)
-        bc2 = 1.0 - beta2 ** float(step)
+        bc2 = 1.0 - beta2 ** host_number(step)
         bias_corrections.append(bc2)
         v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
         s = (trial_rows(v).sum(1) if trial_axis else v.sum()) / bc2
@@ -134,7 +134,7 @@ def _adai_inertia_update(
     bias_corrections: Sequence[float],
     v_bar: Tensor,
     *,
-    lr: float,
+    lr: float | Tensor,
     beta0: float,
     eps: float,
     trial_axis: bool,
@@ -161,7 +161,7 @@ def _adai_inertia_update(
         bias_corrections1 = torch._foreach_neg(beta1_prods)
         torch._foreach_add_(bias_corrections1, 1.0)
         m_hat = torch._foreach_div(exp_avgs, bias_corrections1)
-        torch._foreach_add_(params, m_hat, alpha=-lr)
+        foreach_descend_(params, m_hat, lr)
         return
 
     for p, g, m, v, prod, bc2 in zip(params, grads, exp_avgs, exp_avg_sqs, beta1_prods, bias_corrections):
@@ -180,7 +180,7 @@ def adai(
     beta1_prods: Sequence[Tensor],
     state_steps: Sequence[Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     beta0: float,
     beta2: float,
     eps: float,
@@ -306,7 +306,7 @@ class Adai(TrialOptimizer):
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float,
+        lr: float | Tensor,
         betas: tuple[float, float] = (0.1, 0.99),
         eps: float = 1e-3,
         weight_decay: float = 0.0,
@@ -330,13 +330,22 @@ class Adai(TrialOptimizer):
         )
         group["decoupled"] = check_bool("decoupled", group["decoupled"])
 
-    def _init_group(self, group: dict[str, Any]) -> tuple[list[Tensor], ...]:
-        params, grads, exp_avgs, exp_avg_sqs, prods, steps = [], [], [], [], [], []
+    def _init_group(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor],
+                    exp_avgs: list[Tensor], exp_avg_sqs: list[Tensor], prods: list[Tensor],
+                    steps: list[Tensor]) -> bool:
+        """Collect ``group``'s parameters with a gradient and their state, creating it on the first step.
+
+        torch's convention (``torch.optim.Adam._init_group``): the lists are filled
+        in place, and ``torch.compile`` runs this eagerly rather than tracing it.
+        Returns whether any parameter was collected.
+        """
         for p in self._params_with_grad(group):
             state = self.state[p]
             if len(state) == 0:
-                # A CPU counter, as in torch.optim.Adam: reading it never syncs a GPU.
-                state["step"] = torch.zeros((), dtype=torch.float64)
+                # A float32 CPU counter, as in torch.optim.Adam: reading it never syncs a
+                # GPU, and it counts exactly up to 2**24 steps. (Not float64: a compiled
+                # graph drops in-place updates of 0-dim float64 CPU tensors, torch 2.13.)
+                state["step"] = torch.zeros((), dtype=torch.float32)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["beta1_prod"] = torch.ones_like(p, memory_format=torch.preserve_format)
@@ -345,8 +354,10 @@ class Adai(TrialOptimizer):
             exp_avgs.append(state["exp_avg"])
             exp_avg_sqs.append(state["exp_avg_sq"])
             prods.append(state["beta1_prod"])
+            if state["step"].dtype == torch.float64:  # a checkpoint of an earlier lcamlab version
+                state["step"] = state["step"].to(torch.float32)
             steps.append(state["step"])
-        return params, grads, exp_avgs, exp_avg_sqs, prods, steps
+        return bool(params)
 
     def _step(self, loss: None) -> None:
         r"""Both phases of :func:`adai`, with :math:`\bar v` spanning every group (authors' semantics)."""
@@ -354,8 +365,8 @@ class Adai(TrialOptimizer):
         total: Tensor | None = None
         count = 0
         for group in self.param_groups:
-            params, grads, exp_avgs, exp_avg_sqs, prods, steps = self._init_group(group)
-            if not params:
+            params, grads, exp_avgs, exp_avg_sqs, prods, steps = [], [], [], [], [], []
+            if not self._init_group(group, params, grads, exp_avgs, exp_avg_sqs, prods, steps):
                 continue
             foreach = resolve_foreach(group["foreach"], params)
             eff_grads, bias_corrections, group_total = _adai_second_moment(
@@ -401,7 +412,7 @@ class AdaiW(Adai):
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float,
+        lr: float | Tensor,
         betas: tuple[float, float] = (0.1, 0.99),
         eps: float = 1e-3,
         weight_decay: float = 0.0,

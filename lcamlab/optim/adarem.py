@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from lcamlab.optim.base import (
-    TrialOptimizer, check_number, check_trial_shapes, resolve_foreach, trial_rows, trial_view,
+    TrialOptimizer, foreach_descend_, check_number, check_trial_shapes, host_number, resolve_foreach, trial_rows, trial_view,
 )
 
 __all__ = ["AdaRem", "adarem", "resilience_factors"]
@@ -65,7 +65,7 @@ def resilience_factors(
     momentum_buffers: Sequence[Tensor],
     *,
     lam: float,
-    epoch: int,
+    epoch: int | Tensor,
     eps: float,
     trial_axis: bool = False,
     foreach: bool = False,
@@ -88,7 +88,7 @@ def resilience_factors(
     Returns:
         One factor tensor per gradient.
     """
-    lam_t = float(lam) ** int(epoch)
+    lam_t = float(lam) ** epoch
     if foreach:
         if trial_axis:
             m_max = [_max_abs(m, True) for m in momentum_buffers]
@@ -115,10 +115,10 @@ def adarem(
     grads: Sequence[Tensor],
     momentum_buffers: Sequence[Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     beta: float,
     lam: float,
-    epoch: int,
+    epoch: int | Tensor,
     weight_decay: float = 0.0,
     eps: float = 1e-8,
     trial_axis: bool = False,
@@ -161,9 +161,9 @@ def _descend(
     grads: Sequence[Tensor],
     momentum_buffers: Sequence[Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     lam: float,
-    epoch: int,
+    epoch: int | Tensor,
     weight_decay: float,
     eps: float,
     trial_axis: bool,
@@ -186,7 +186,7 @@ def _descend(
             torch._foreach_div_(steps, torch._foreach_mul(alphas, alphas))
         if weight_decay != 0:
             torch._foreach_add_(steps, params, alpha=weight_decay)
-        torch._foreach_add_(params, steps, alpha=-lr)
+        foreach_descend_(params, steps, lr)
         return
     for i, (p, g, step) in enumerate(zip(params, grads, steps)):
         step.mul_(g)
@@ -263,7 +263,7 @@ class AdaRem(TrialOptimizer):
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float,
+        lr: float | Tensor,
         beta: float = 0.9,
         lam: float = 0.999,
         weight_decay: float = 0.0,
@@ -273,8 +273,11 @@ class AdaRem(TrialOptimizer):
     ) -> None:
         defaults = dict(lr=lr, beta=beta, lam=lam, weight_decay=weight_decay, eps=eps,
                         foreach=foreach, **self._more_defaults())
-        self._epoch = 0
-        self._stepped_in_epoch = False
+        # CPU tensors changed in place (a compiled step drops assignments to optimizer
+        # attributes and would bake a Python epoch into its graph); int64 and bool,
+        # so reading them never synchronises a GPU.
+        self._epoch = torch.zeros((), dtype=torch.int64)
+        self._stepped_in_epoch = torch.zeros((), dtype=torch.bool)
         super().__init__(params, defaults, trial_axis=trial_axis)
 
     # -- configuration -----------------------------------------------------------------
@@ -297,7 +300,7 @@ class AdaRem(TrialOptimizer):
     @property
     def epoch(self) -> int:
         r"""The epoch index :math:`\tau` in :math:`\lambda^\tau` (0 in the first epoch)."""
-        return self._epoch
+        return int(self._epoch)
 
     def new_epoch(self) -> None:
         r"""Mark an epoch boundary: :math:`\tau` advances if a step was taken since the last boundary.
@@ -305,14 +308,19 @@ class AdaRem(TrialOptimizer):
         Idempotent between steps, so calling it at the start of every epoch, at
         the end, or both, gives the first epoch :math:`\tau = 0`.
         """
-        if self._stepped_in_epoch:
-            self._epoch += 1
-            self._stepped_in_epoch = False
+        self._epoch.add_(self._stepped_in_epoch)
+        self._stepped_in_epoch.fill_(False)
 
     # -- the step ------------------------------------------------------------------------
 
-    def _collect(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        params, grads, bufs = [], [], []
+    def _init_group(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor],
+                    bufs: list[Tensor]) -> bool:
+        """Collect ``group``'s parameters with a gradient and their momenta (zeros on the first step).
+
+        torch's convention (``torch.optim.SGD._init_group``): the lists are filled
+        in place, and ``torch.compile`` runs this eagerly rather than tracing it.
+        Returns whether any parameter was collected.
+        """
         for p in self._params_with_grad(group):
             state = self.state[p]
             if "momentum_buffer" not in state:
@@ -320,25 +328,29 @@ class AdaRem(TrialOptimizer):
             params.append(p)
             grads.append(p.grad)
             bufs.append(state["momentum_buffer"])
-        return params, grads, bufs
+        return bool(params)
 
     def _settings(self, group: dict[str, Any]) -> dict[str, Any]:
         """The keyword arguments :func:`adarem` (and :func:`~lcamlab.optim.adarem_s.adarem_s`) take from ``group``."""
-        return dict(lr=group["lr"], beta=group["beta"], lam=group["lam"], epoch=self._epoch,
+        return dict(lr=group["lr"], beta=group["beta"], lam=group["lam"], epoch=host_number(self._epoch),
                     weight_decay=group["weight_decay"], eps=group["eps"],
                     trial_axis=self.trial_axis, foreach=group["foreach"])
 
     def _step(self, loss: None) -> None:
         for group in self.param_groups:
-            adarem(*self._collect(group), **self._settings(group))
-        self._stepped_in_epoch = True
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            bufs: list[Tensor] = []
+            self._init_group(group, params, grads, bufs)
+            adarem(params, grads, bufs, **self._settings(group))
+        self._stepped_in_epoch.fill_(True)
 
     # -- checkpointing -------------------------------------------------------------------
 
     def _extra_state(self) -> dict[str, Any]:
         """The epoch counter (saved under ``"adarem"``, ``"adarem_s"`` for AdaRem-S)."""
-        return {"epoch": self._epoch, "stepped_in_epoch": self._stepped_in_epoch}
+        return {"epoch": int(self._epoch), "stepped_in_epoch": bool(self._stepped_in_epoch)}
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
-        self._epoch = int(extra["epoch"])
-        self._stepped_in_epoch = bool(extra["stepped_in_epoch"])
+        self._epoch = torch.tensor(int(extra["epoch"]), dtype=torch.int64)
+        self._stepped_in_epoch = torch.tensor(bool(extra["stepped_in_epoch"]))

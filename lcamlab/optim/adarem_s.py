@@ -103,10 +103,10 @@ def adarem_s(
     radii: Sequence[Tensor],
     alphas: Sequence[Tensor],
     *,
-    lr: float,
+    lr: float | Tensor,
     beta: float,
     lam: float,
-    epoch: int,
+    epoch: int | Tensor,
     weight_decay: float = 0.0,
     eps: float = 1e-8,
     sphere_lr: bool = True,
@@ -232,7 +232,7 @@ class AdaRemS(AdaRem):
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float,
+        lr: float | Tensor,
         beta: float = 0.9,
         lam: float = 0.999,
         weight_decay: float = 0.0,
@@ -265,7 +265,9 @@ class AdaRemS(AdaRem):
         for group in self.param_groups:
             flat: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
             sphere: tuple[list[Tensor], ...] = ([], [], [], [], [])
-            for p, g, m in zip(*self._collect(group)):
+            collected: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
+            self._init_group(group, *collected)
+            for p, g, m in zip(*collected):
                 if not self.is_spherical(p, group):
                     for lst, x in zip(flat, (p, g, m)):
                         lst.append(x)
@@ -279,4 +281,4 @@ class AdaRemS(AdaRem):
             settings = self._settings(group)
             adarem(*flat, **settings)
             adarem_s(*sphere, sphere_lr=group["sphere_lr"], **settings)
-        self._stepped_in_epoch = True
+        self._stepped_in_epoch.fill_(True)

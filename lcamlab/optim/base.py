@@ -56,6 +56,10 @@ __all__ = [
     "check_number",
     "check_bool",
     "check_pair",
+    "check_lr",
+    "compiling",
+    "host_number",
+    "foreach_descend_",
 ]
 
 
@@ -199,6 +203,54 @@ def check_number(
     return float(value)
 
 
+def check_lr(value: Any) -> float | Tensor:
+    """A learning rate: a finite number >= 0, or a 0-dim floating tensor holding one (as torch's optimizers take).
+
+    A tensor is kept as given, so a scheduler changes it in place and a compiled
+    step reads it instead of baking the number into the graph (with a float
+    learning rate, ``torch.compile`` recompiles the step whenever a scheduler
+    changes it, for torch's own optimizers too). Checking a tensor's value reads
+    it once, here.
+    """
+    if isinstance(value, Tensor):
+        if value.dim() != 0 or not value.is_floating_point() or value.requires_grad:
+            raise ValueError(
+                f"Invalid learning rate: a tensor of shape {tuple(value.shape)}, dtype {value.dtype}"
+                f"{', requiring grad' if value.requires_grad else ''} (a tensor learning rate must be "
+                f"0-dim, floating point and not require grad, e.g. torch.tensor(0.1))"
+            )
+        check_number("learning rate", float(value))
+        return value
+    return check_number("learning rate", value)
+
+
+def compiling() -> bool:
+    """Whether the code is being traced by ``torch.compile`` (dynamo)."""
+    return torch.compiler.is_compiling()
+
+
+def host_number(counter: Tensor) -> float | Tensor:
+    """A CPU counter (a step, an epoch) as a Python number, or the tensor itself under ``torch.compile``.
+
+    Eager code computes with the exact host number (reading a CPU tensor never
+    synchronises a GPU); a compiled step must read the tensor, or dynamo would
+    bake the number of the step it traced into the graph.
+    """
+    return counter if compiling() else counter.item()
+
+
+def foreach_descend_(params: list[Tensor], updates: list[Tensor], lr: float | Tensor) -> None:
+    """:math:`\theta \leftarrow \theta - \eta u` for lists, in place (``torch._foreach_add_(..., alpha=-lr)``).
+
+    A tensor ``lr`` under ``torch.compile`` is multiplied in instead: ``alpha``
+    is read on the host, which breaks the graph (torch's SGD does the same).
+    """
+    if isinstance(lr, Tensor) and compiling():
+        torch._foreach_add_(params, torch._foreach_mul(updates, -lr))
+    else:
+        torch._foreach_add_(params, updates, alpha=-lr)
+
+
 def check_bool(name: str, value: Any, *, optional: bool = False, note: str | None = None) -> bool | None:
     """``value`` if it is ``True`` or ``False`` (or ``None`` with ``optional``), else ``ValueError``.
 
@@ -280,7 +332,7 @@ class TrialOptimizer(Optimizer):
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         """Check one param group's settings in place; subclasses extend it."""
-        group["lr"] = check_number("learning rate", group["lr"])
+        group["lr"] = check_lr(group["lr"])
         group["weight_decay"] = check_number("weight_decay value", group["weight_decay"])
         group["foreach"] = check_bool("foreach", group["foreach"], optional=True)
 
@@ -398,6 +450,13 @@ class TrialOptimizer(Optimizer):
                 f"{name}.step takes no loss ({name}.takes_loss is False): call step(), or "
                 f"lcamlab.optim.optimizer_step(optimizer, loss), which passes it only where it is used"
             )
+        for group in self.param_groups:
+            if "base_momentum" in group:
+                raise ValueError(
+                    f"{name} cannot follow a momentum-cycling scheduler: OneCycleLR or CyclicLR with "
+                    f"cycle_momentum=True overwrites group['momentum'] / group['betas'][0], which "
+                    f"{name} does not use as SGD's momentum (create the scheduler with cycle_momentum=False)"
+                )
         first = self._first_param()
         if first is None:
             return closure_loss

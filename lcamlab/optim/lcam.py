@@ -47,6 +47,7 @@ loop calls ``loss.item()`` every iteration, which stalls a GPU).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -54,7 +55,7 @@ import torch
 from torch import Tensor
 
 from lcamlab.optim.base import (
-    TrialOptimizer, check_bool, check_number, check_pair, check_trial_shapes,
+    TrialOptimizer, foreach_descend_, check_bool, check_number, check_pair, check_trial_shapes,
     resolve_foreach, trial_view,
 )
 
@@ -71,7 +72,7 @@ def lcam(
     grads: Sequence[Tensor],
     momentum_buffers: list[Tensor | None],
     *,
-    lr: float,
+    lr: float | Tensor,
     momentum: float | Tensor,
     weight_decay: float = 0.0,
     nesterov: bool = False,
@@ -167,7 +168,7 @@ def _lcam_foreach(params, grads, momentum_buffers, *, lr, momentum, weight_decay
         grads = torch._foreach_add(grads, torch._foreach_mul(bufs, betas))
     else:
         grads = bufs
-    torch._foreach_add_(params, grads, alpha=-lr)
+    foreach_descend_(params, grads, lr)
 
 
 def running_mean_update(loss_sum: Tensor, count: int, loss: Tensor) -> tuple[Tensor, Tensor]:
@@ -280,7 +281,7 @@ class LCAM(TrialOptimizer):
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float = 1e-3,
+        lr: float | Tensor = 1e-3,
         momentum: tuple[float, float] | float = (0.9, 0.95),
         initial_momentum: float | None = None,
         weight_decay: float = 0.0,
@@ -300,10 +301,14 @@ class LCAM(TrialOptimizer):
         # Device constants (beta_below, beta_above) per (value, device, dtype), created
         # once with torch.full so a step never copies a coefficient from the host.
         self._constants: dict[tuple[float, torch.device, torch.dtype], Tensor] = {}
+        # The loss statistics: device tensors created before the first step (by
+        # _init_group) and from then on changed only in place, so that a compiled
+        # step updates them (torch.compile drops a step's assignments to optimizer
+        # attributes and bakes Python counters into the graph).
+        self._loss_state: dict[str, Tensor] = {}
         defaults = dict(lr=lr, momentum=momentum, initial_momentum=initial_momentum,
                         weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, foreach=foreach)
         super().__init__(params, defaults, trial_axis=trial_axis)
-        self._reset_loss_state(full=True)
 
     # -- configuration -----------------------------------------------------------------
 
@@ -330,35 +335,89 @@ class LCAM(TrialOptimizer):
 
     # -- loss statistics -----------------------------------------------------------------
 
-    def _reset_loss_state(self, full: bool) -> None:
-        """Start a new epoch (``full=False``) or forget everything (``full=True``)."""
-        if full:
-            self._ema: Tensor | None = None
-            self._below: Tensor | None = None  # the latest decision: loss < mean
-            self._mean: Tensor | None = None  # the mean that decision compared against
-            self._steps_total = 0
-        self._loss_sum: Tensor | None = None
-        self._epoch_steps = 0
-        self._below_steps: Tensor | None = None  # device counter of "below" decisions
+    def _ensure_loss_state(self, loaded: dict[str, Any] | None = None) -> None:
+        r"""Create the loss statistics on the parameters' device, or move them there.
+
+        ======================  ==========  ==================================================
+        entry                   shape       meaning
+        ======================  ==========  ==================================================
+        ``loss_sum``            stat        :math:`S_t`, this epoch's sum of losses
+        ``ema``                 stat        the EMA (``mean="ema"``)
+        ``last_mean``           stat        the mean the latest loss was compared with
+        ``below``               stat        the latest decision, loss < mean (bool)
+        ``below_steps``         stat        this epoch's count of "below" decisions
+        ``epoch_steps``         ``(1,)``    this epoch's count of steps
+        ``steps_total``         ``(1,)``    steps since the start (int64); 0: ``initial_momentum``
+        ======================  ==========  ==================================================
+
+        "stat" is ``(T,)`` with ``trial_axis``, else ``(1,)``, not ``()``: under
+        torch 2.13 a compiled graph drops in-place updates of 0-dim float64 CPU
+        tensors (``tests/test_optim_compile.py`` shows the effect on LCAM); the
+        public views (:attr:`last_mean`, ...) have the loss's shape. Statistics are float64
+        (float32 on MPS, which has no float64), like the authors' Python floats;
+        a float32 loss is compared against the float64 mean exactly as
+        ``loss.item() < mean`` does. ``loaded`` (from :meth:`load_state_dict`)
+        fills them from a checkpoint.
+        """
+        first = self._first_param()
+        if first is None:
+            return
+        device = first.device
+        state = self._loss_state
+        if loaded is None and state and state["steps_total"].device == device:
+            return
+        if loaded is None:
+            loaded = {key: value for key, value in state.items()}
+        shape = (int(first.shape[0]),) if self.trial_axis else (1,)
+        stat = torch.float32 if device.type == "mps" else torch.float64
+
+        def make(key: str, fill: float, dtype: torch.dtype, size: tuple[int, ...] = shape) -> Tensor:
+            value = loaded.get(key)
+            if value is None:
+                return torch.full(size, fill, dtype=dtype, device=device)
+            return torch.as_tensor(value).to(device=device, dtype=dtype).reshape(size).clone()
+
+        self._loss_state = {
+            "loss_sum": make("loss_sum", 0.0, stat),
+            "ema": make("ema", 0.0, stat),
+            "last_mean": make("last_mean", math.nan, stat),
+            "below": make("below", False, torch.bool),
+            "below_steps": make("below_steps", 0.0, stat),
+            "epoch_steps": make("epoch_steps", 0.0, stat, (1,)),
+            "steps_total": make("steps_total", 0, torch.int64, (1,)),
+        }
+
+    def _as_loss_shape(self, stat: Tensor) -> Tensor:
+        """A statistic in the loss's shape: ``(T, ...)`` with ``trial_axis``, else ``(1, ...)`` -> ``(...)``."""
+        return stat if self.trial_axis else stat.squeeze(0)
+
+    def _stepped(self) -> bool:
+        """Whether a step has been taken: the loss state exists (the first step creates it)."""
+        return bool(self._loss_state)
 
     def new_epoch(self) -> None:
         """Start a new epoch: the running mean and the phase counters restart.
 
         With ``mean="ema"`` the average carries over and only the phase counters
         restart. The next step's momentum (chosen after the last step) is kept,
-        as in the authors' loop.
+        as in the authors' loop. In place and without synchronising.
         """
-        self._reset_loss_state(full=False)
+        for key in ("loss_sum", "below_steps", "epoch_steps"):
+            if key in self._loss_state:
+                self._loss_state[key].zero_()
 
     @property
     def last_below(self) -> Tensor | None:
-        """The latest decision (bool tensor, ``()`` or ``(T,)``): True where the loss was below its mean."""
-        return self._below
+        """The latest decision (bool tensor, ``()`` or ``(T,)``): True where the loss was below its mean.
+
+        ``None`` before the first step.
+        """
+        return self._as_loss_shape(self._loss_state["below"]).clone() if self._stepped() else None
 
     @property
     def last_mean(self) -> Tensor | None:
-        """The running mean (or EMA) the latest loss was compared with, ``()`` or ``(T,)``."""
-        return self._mean
+        """The running mean (or EMA) the latest loss was compared with, ``()`` or ``(T,)``; ``None`` before the first step."""
+        return self._as_loss_shape(self._loss_state["last_mean"]).clone() if self._stepped() else None
 
     def phase_fractions(self) -> Tensor:
         """Fractions of this epoch's steps whose loss was below / above the mean.
@@ -368,17 +427,19 @@ class LCAM(TrialOptimizer):
         does not synchronise; reading it (``.tolist()``) does, so log once per
         epoch. NaN before the first step of an epoch.
         """
-        if self._below_steps is None or self._epoch_steps == 0:
+        if not self._loss_state:
             return torch.full((2,), float("nan"), dtype=torch.float64)
-        below = self._below_steps / self._epoch_steps
-        return torch.stack([below, 1.0 - below], dim=-1)
+        below = self._loss_state["below_steps"] / self._loss_state["epoch_steps"]  # 0/0 = NaN
+        return self._as_loss_shape(torch.stack([below, 1.0 - below], dim=-1))
 
     def momentum_now(self, group: int = 0) -> Tensor:
         """The momentum the next step of param group ``group`` will use (float64 tensor)."""
         settings = self.param_groups[group]
-        if self._below is None:
+        if not self._loss_state:
             return torch.tensor(settings["initial_momentum"], dtype=torch.float64)
-        return choose_momentum(self._below, *settings["momentum"])
+        first = self._loss_state["steps_total"] == 0
+        return self._as_loss_shape(torch.where(first, settings["initial_momentum"],
+                                               choose_momentum(self._loss_state["below"], *settings["momentum"])))
 
     def _constant(self, value: float, device: torch.device, dtype: torch.dtype) -> Tensor:
         key = (value, device, dtype)
@@ -387,56 +448,67 @@ class LCAM(TrialOptimizer):
         return self._constants[key]
 
     def _update_loss_state(self, loss: Tensor) -> None:
-        """Feed the current loss into the mean and choose the next momentum (device ops only)."""
-        self._epoch_steps += 1
-        self._steps_total += 1
-        # Statistics accumulate in float64 (float32 on MPS, which has no float64), like
-        # the authors' Python floats; a float32 loss is compared against the float64
-        # mean exactly as ``loss.item() < mean`` does.
-        stat_dtype = torch.float32 if loss.device.type == "mps" else torch.float64
+        """Feed the current loss into the mean and choose the next momentum (device ops, in place)."""
+        state = self._loss_state
+        loss = loss.reshape(state["below"].shape)
+        first = state["steps_total"] == 0
+        state["epoch_steps"].add_(1)
+        state["steps_total"].add_(1)
         if self.mean == "epoch":
-            if self._loss_sum is None:
-                self._loss_sum = torch.zeros(loss.shape, dtype=stat_dtype, device=loss.device)
-            self._loss_sum, mean = running_mean_update(self._loss_sum, self._epoch_steps, loss)
+            _, mean = running_mean_update(state["loss_sum"], state["epoch_steps"], loss)
         else:
-            self._ema = ema_update(self._ema, loss.to(stat_dtype), self.ema_decay)
-            mean = self._ema
-        self._mean = mean
-        self._below = torch.lt(loss, mean)
-        if self._below_steps is None:
-            self._below_steps = torch.zeros(loss.shape, dtype=stat_dtype, device=loss.device)
-        self._below_steps.add_(self._below)
+            loss = loss.to(state["ema"].dtype)
+            ema = torch.where(first, loss, ema_update(state["ema"], loss, self.ema_decay))
+            mean = state["ema"].copy_(ema)
+        state["last_mean"].copy_(mean)
+        state["below"].copy_(torch.lt(loss, mean))
+        state["below_steps"].add_(state["below"])
 
     # -- the step ------------------------------------------------------------------------
 
-    def _group_momentum(self, group: dict[str, Any], like: Tensor) -> float | Tensor:
-        """The momentum of this step for ``group``: ``initial_momentum``, then the switch's choice."""
-        if self._below is None:
-            return group["initial_momentum"]
+    def _group_momentum(self, group: dict[str, Any], like: Tensor) -> Tensor:
+        """The momentum of this step for ``group``: ``initial_momentum`` at the first step, then the switch's choice."""
         device = like.device
         # The momentum tensor takes the parameters' dtype (float32 for half types,
         # whose rounding of 0.95 would change the coefficient).
         dtype = like.dtype
         if dtype in (torch.float16, torch.bfloat16):
             dtype = torch.float32
-        below = self._below if self._below.device == device else self._below.to(device, non_blocking=True)
-        return choose_momentum(
+        state = self._loss_state
+        below = state["below"] if state["below"].device == device else state["below"].to(device, non_blocking=True)
+        first = state["steps_total"] == 0
+        if first.device != device:
+            first = first.to(device, non_blocking=True)
+        chosen = choose_momentum(
             below,
             self._constant(group["momentum"][0], device, dtype),
             self._constant(group["momentum"][1], device, dtype),
         )
+        return self._as_loss_shape(torch.where(first, self._constant(group["initial_momentum"], device, dtype), chosen))
+
+    def _init_group(self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor],
+                    momentum_buffers: list[Tensor | None]) -> bool:
+        """Collect ``group``'s parameters with a gradient, their gradients and buffers; create the loss state.
+
+        torch's convention (``torch.optim.SGD._init_group``): the lists are filled
+        in place, and ``torch.compile`` runs this eagerly rather than tracing it.
+        Returns whether any parameter was collected.
+        """
+        self._ensure_loss_state()
+        for p in self._params_with_grad(group):
+            state = self.state[p]
+            params.append(p)
+            grads.append(p.grad)
+            momentum_buffers.append(state.get("momentum_buffer"))
+        return bool(params)
 
     def _step(self, loss: Tensor) -> None:
         """Update the parameters with this step's momentum, then feed ``loss`` into the mean."""
         for group in self.param_groups:
-            params, grads, bufs = [], [], []
-            for p in self._params_with_grad(group):
-                state = self.state[p]
-                if len(state) == 0:
-                    state["momentum_buffer"] = None
-                params.append(p)
-                grads.append(p.grad)
-                bufs.append(state["momentum_buffer"])
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            bufs: list[Tensor | None] = []
+            self._init_group(group, params, grads, bufs)
             if not params:
                 continue
             lcam(params, grads, bufs, lr=group["lr"], momentum=self._group_momentum(group, params[0]),
@@ -449,38 +521,28 @@ class LCAM(TrialOptimizer):
     # -- checkpointing -------------------------------------------------------------------
 
     def _extra_state(self) -> dict[str, Any]:
-        """LCAM's loss statistics (saved under ``"lcam"``)."""
+        """LCAM's loss statistics (saved under ``"lcam"``, in the loss's shape; the counters 0-dim).
 
-        def _copy(value: Tensor | None) -> Tensor | None:
-            return None if value is None else value.clone()
-
-        return {
-            "mean": self.mean,
-            "ema_decay": self.ema_decay,
-            "loss_sum": _copy(self._loss_sum),
-            "ema": _copy(self._ema),
-            "below": _copy(self._below),
-            "last_mean": _copy(self._mean),
-            "below_steps": _copy(self._below_steps),
-            "epoch_steps": self._epoch_steps,
-            "steps_total": self._steps_total,
-        }
+        Copies, no reads: saving does not synchronise a GPU.
+        """
+        saved: dict[str, Any] = {"mean": self.mean, "ema_decay": self.ema_decay}
+        for key, value in self._loss_state.items():
+            saved[key] = value.reshape(()).clone() if key in ("epoch_steps", "steps_total") \
+                else self._as_loss_shape(value).clone()
+        return saved
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
-        """Restore the running mean / EMA and the latest decision."""
+        """Restore the running mean / EMA, the counters and the latest decision.
+
+        Also reads checkpoints of earlier lcamlab versions, which stored ``None``
+        for statistics not yet created.
+        """
         self._constants = {}  # a cache of device constants, refilled on demand (not saved)
         self.mean = extra["mean"]
         self.ema_decay = extra["ema_decay"]
-        first = self._first_param()
-        device = first.device if first is not None else torch.device("cpu")
-
-        def _to(value: Tensor | None) -> Tensor | None:
-            return None if value is None else value.to(device)
-
-        self._loss_sum = _to(extra["loss_sum"])
-        self._ema = _to(extra["ema"])
-        self._below = _to(extra["below"])
-        self._mean = _to(extra.get("last_mean"))
-        self._below_steps = _to(extra["below_steps"])
-        self._epoch_steps = int(extra["epoch_steps"])
-        self._steps_total = int(extra["steps_total"])
+        self._loss_state = {}
+        saved = {key: extra.get(key) for key in ("loss_sum", "ema", "last_mean", "below", "below_steps",
+                                                 "epoch_steps", "steps_total")}
+        # Nothing to restore if saved before the first step (earlier versions saved the int 0).
+        if saved["steps_total"] is not None and not (isinstance(saved["steps_total"], int) and saved["steps_total"] == 0):
+            self._ensure_loss_state(saved)

@@ -33,12 +33,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lcamlab.optim.base import TrialOptimizer, check_bool, check_number, is_number
+from lcamlab.optim.base import TrialOptimizer, check_bool, check_number, host_number, is_number
 from lcamlab.optim.lcam import lcam
 
 __all__ = ["ScheduledMomentum"]
 
 Schedule = float | Tensor | Callable[[int], "float | Tensor"]
+
+
+@torch.compiler.disable
+def _call_schedule(schedule: Callable[[int], Any], step: int | Tensor) -> Any:
+    """A callable schedule's value at ``step``, always run as Python (a graph break under ``torch.compile``)."""
+    return schedule(int(step))
 
 
 class ScheduledMomentum(TrialOptimizer):
@@ -86,7 +92,7 @@ class ScheduledMomentum(TrialOptimizer):
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float = 1e-3,
+        lr: float | Tensor = 1e-3,
         momentum: Schedule = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
@@ -96,7 +102,9 @@ class ScheduledMomentum(TrialOptimizer):
         foreach: bool | None = None,
     ) -> None:
         self._schedule = self._check_schedule(momentum)
-        self._steps = 0
+        # A CPU int64 counter changed in place: a compiled step drops assignments to
+        # optimizer attributes and would bake a Python count into its graph.
+        self._steps = torch.zeros((), dtype=torch.int64)
         defaults = dict(lr=lr, weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, foreach=foreach)
         super().__init__(params, defaults, trial_axis=trial_axis)
 
@@ -124,20 +132,28 @@ class ScheduledMomentum(TrialOptimizer):
     @property
     def steps_taken(self) -> int:
         """How many steps this optimizer has taken (the schedule's next row)."""
-        return self._steps
+        return int(self._steps)
 
-    def momentum_at(self, step: int, like: Tensor) -> float | Tensor:
-        """The momentum of step ``step`` on ``like``'s device and dtype (float32 for half types)."""
+    def momentum_at(self, step: int | Tensor, like: Tensor) -> float | Tensor:
+        """The momentum of step ``step`` on ``like``'s device and dtype (float32 for half types).
+
+        ``step`` is an int, or under ``torch.compile`` the optimizer's 0-dim step
+        counter; a compiled step indexes a tensor schedule with it (the indexing
+        checks the bounds) and calls a callable schedule outside the graph (a
+        graph break) with the int.
+        """
         schedule = self._schedule
         if is_number(schedule):
             return float(schedule)
-        if isinstance(schedule, Tensor):
+        if isinstance(schedule, Tensor) and isinstance(step, Tensor):
+            value: Any = schedule.index_select(0, step.reshape(1)).squeeze(0)
+        elif isinstance(schedule, Tensor):
             if step >= schedule.shape[0]:
                 raise IndexError(f"ScheduledMomentum: step {step} is beyond the momentum schedule's "
                                  f"{schedule.shape[0]} steps (give a longer schedule)")
-            value: Any = schedule[step]
+            value = schedule[step]
         else:
-            value = schedule(step)
+            value = _call_schedule(schedule, step)
             if is_number(value):
                 return float(value)
         dtype = like.dtype if like.dtype not in (torch.float16, torch.bfloat16) else torch.float32
@@ -158,13 +174,13 @@ class ScheduledMomentum(TrialOptimizer):
                 if len(state) == 0:
                     state["momentum_buffer"] = None
                 bufs.append(state["momentum_buffer"])
-            beta = self.momentum_at(self._steps, params[0])
+            beta = self.momentum_at(host_number(self._steps), params[0])
             lcam(params, [p.grad for p in params], bufs, lr=group["lr"], momentum=beta,
                  weight_decay=group["weight_decay"], nesterov=group["nesterov"], maximize=group["maximize"],
                  trial_axis=self.trial_axis, foreach=group["foreach"])
             for p, buf in zip(params, bufs):
                 self.state[p]["momentum_buffer"] = buf
-        self._steps += 1
+        self._steps.add_(1)
 
     def __getstate__(self) -> dict[str, Any]:
         # a pickled optimizer keeps its schedule (a callable must itself be picklable)
@@ -177,12 +193,12 @@ class ScheduledMomentum(TrialOptimizer):
         if "_schedule" in state:
             self._schedule = state.pop("_schedule")
         if not hasattr(self, "_steps"):
-            self._steps = 0
+            self._steps = torch.zeros((), dtype=torch.int64)
         super().__setstate__(state)
 
     def _extra_state(self) -> dict[str, Any]:
         # the schedule itself is the caller's (a callable cannot be saved); the position in it is state
-        return {"steps": self._steps}
+        return {"steps": int(self._steps)}
 
     def _load_extra_state(self, extra: dict[str, Any]) -> None:
-        self._steps = int(extra["steps"])
+        self._steps = torch.tensor(int(extra["steps"]), dtype=torch.int64)
