@@ -63,6 +63,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "toys": ("lcamlab.bench.toys", "batched toy runner vs a per-trial Python loop"),
     "escape": ("lcamlab.bench.escape", "batched escape experiment vs a per-trial Python loop"),
     "wrn": ("lcamlab.bench.wrn", "WRN-28-10 training throughput: lcamlab engine vs the authors' loop"),
+    "gpu": ("lcamlab.bench.gpu", "the GPU check: every CUDA test and the CUDA benchmarks, one table and JSON report"),
 }
 
 
@@ -275,8 +276,6 @@ _OUTPUTS: dict[str, list[tuple[str, str, str]]] = {
 
 def preflight(args: argparse.Namespace) -> None:
     """Check ``args`` before the subcommand computes anything (see the module docstring)."""
-    from lcamlab.provenance import check_output_file, check_output_folder
-
     module = getattr(getattr(args, "_handler", None), "__module__", "")
     if isinstance(getattr(args, "device", None), str):
         check_device(args.device)
@@ -293,6 +292,9 @@ def preflight(args: argparse.Namespace) -> None:
         value = getattr(args, attribute, None)
         if value is None:
             continue
+        # imported here: it imports torch (2 s), which a command without outputs may never need
+        from lcamlab.provenance import check_output_file, check_output_folder
+
         if kind == "folder":
             check_output_folder(value, flag)
             if module == "lcamlab.escape.cli":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import sys
 
 import pytest
@@ -47,3 +48,29 @@ def test_lab_opens_the_repository_with_the_notebooks_in_front(capsys):
     assert command[-2:] == ["--port", "8890"] and "--no-browser" in command
     assert main(["lab", "--print-command"]) == 0
     assert "jupyterlab" in capsys.readouterr().out
+
+
+def test_bench_gpu_without_a_gpu_says_so_at_once():
+    """On a machine without CUDA the GPU check exits 0 in under a second with one clear line."""
+    from lcamlab.bench.gpu import _nvidia_driver_present, cuda_device_name
+
+    if cuda_device_name() is not None:
+        pytest.skip("this machine has a GPU: `lcamlab bench gpu` runs the real check")
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "lcamlab", "bench", "gpu"], capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("lcamlab bench gpu: no CUDA GPU on this machine")
+    assert result.stdout.count("\n") == 1 and not result.stderr
+    if not _nvidia_driver_present():  # then torch is never imported
+        assert elapsed < 1.0
+
+
+def test_the_optimizers_import_without_the_notebook_stack():
+    """`from lcamlab.optim import LCAM` in a training loop imports torch, not matplotlib, pandas or papermill."""
+    code = ("import sys; from lcamlab.optim import LCAM, Adai, AdaRem, optimizer_step; "
+            "print(sorted(m for m in ('matplotlib', 'pandas', 'papermill', 'scipy', 'jupyterlab', 'numba') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -44,7 +44,7 @@ def _model() -> torch.nn.Module:
 
 
 def train(make, *, compiled: bool, fullgraph: bool = False, tensor_lr: bool = True, scheduled: bool = True,
-          epochs: int = EPOCHS):
+          epochs: int = EPOCHS, device: str = "cpu"):
     """Epochs of 6 batches, an ExponentialLR step per epoch; returns (model, optimizer, compiles after warm-up, total).
 
     With ``tensor_lr`` the learning rate is a 0-dim tensor (torch's recipe for a
@@ -52,8 +52,8 @@ def train(make, *, compiled: bool, fullgraph: bool = False, tensor_lr: bool = Tr
     scheduler wraps ``opt.step`` in a function dynamo does not trace, so with one
     ``fullgraph=True`` fails for torch's own optimizers too.
     """
-    x, y = _data()
-    model = _model()
+    x, y = (t.to(device) for t in _data())
+    model = _model().to(device)
     opt = make(model.parameters(), tensor_lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=0.7) if scheduled else None
     counter = CompileCounterWithBackend("inductor")
@@ -183,3 +183,34 @@ def test_lcam_trial_axis_compiled():
     torch.testing.assert_close(f, f_eager, rtol=0.0, atol=0.0)
     assert f[:, 0].unique().numel() > 1  # trials made different decisions
     assert total == warm
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize(("info", "settings"), [
+    pytest.param(info, info.settings[0], id=info.name) for info in optim_db if not info.graph_breaks(info.settings[0])])
+def test_cuda_compiled_step_equals_eager(info: OptimizerInfo, settings: dict[str, Any]):
+    """On CUDA (foreach by default): the compiled step gives the eager numbers, without recompiling."""
+    make = _maker(info, settings)
+    eager_model, eager_opt, _, _ = train(make, compiled=False, device="cuda")
+    model, opt, warm, total = train(make, compiled=True, device="cuda")
+    assert_same(snapshot(info, eager_opt, list(eager_model.parameters())),
+                snapshot(info, opt, list(model.parameters())), rtol=0.0, atol=REFERENCE_ATOL)
+    assert total == warm
+
+
+def test_compiled_schedule_checks_its_bounds():
+    """A compiled ScheduledMomentum indexes its tensor schedule in the graph: past its end, an error, not garbage."""
+    from lcamlab.optim import ScheduledMomentum
+
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = ScheduledMomentum([w], lr=0.1, momentum=torch.tensor([0.9, 0.5, 0.9], dtype=torch.float64))
+    torch._dynamo.reset()
+    step = torch.compile(lambda: opt.step(), fullgraph=True)
+    for _ in range(3):
+        w.grad = torch.ones(3)
+        step()
+    assert opt.steps_taken == 3
+    w.grad = torch.ones(3)
+    with pytest.raises(RuntimeError, match="out of bounds"):
+        step()

@@ -80,7 +80,8 @@ def resilience_factors(
         grads: gradients :math:`g`.
         momentum_buffers: momenta :math:`m` (before this step's update).
         lam: :math:`\lambda`.
-        epoch: :math:`\tau`, the epoch index (0 in the first epoch).
+        epoch: :math:`\tau`, the epoch index (0 in the first epoch): an int, or a 0-dim tensor
+            under ``torch.compile``.
         eps: :math:`\epsilon > 0`.
         trial_axis: dim 0 is an independent trial.
         foreach: multi-tensor path (same numbers, bit for bit).
@@ -140,7 +141,8 @@ def adarem(
         lr: learning rate :math:`\eta`.
         beta: momentum decay :math:`\beta`.
         lam: :math:`\lambda`.
-        epoch: :math:`\tau`, the epoch index (0 in the first epoch).
+        epoch: :math:`\tau`, the epoch index (0 in the first epoch): an int, or a 0-dim tensor
+            under ``torch.compile``.
         weight_decay: :math:`\gamma`.
         eps: :math:`\epsilon > 0` (with :math:`\epsilon = 0` the first step is 0/0).
         trial_axis: dim 0 of every parameter is an independent trial; the max

@@ -135,7 +135,8 @@ def adarem_s(
         lr: the base (Euclidean) learning rate :math:`\eta`.
         beta: momentum decay :math:`\beta`.
         lam: :math:`\lambda`.
-        epoch: :math:`\tau`, the epoch index (0 in the first epoch).
+        epoch: :math:`\tau`, the epoch index (0 in the first epoch): an int, or a 0-dim tensor
+            under ``torch.compile``.
         weight_decay: :math:`\gamma` of the equivalent Euclidean run.
         eps: :math:`\epsilon > 0`.
         sphere_lr: use :math:`\eta/\alpha_t^2` (003's SLR). ``False`` is the

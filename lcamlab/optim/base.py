@@ -240,7 +240,7 @@ def host_number(counter: Tensor) -> float | Tensor:
 
 
 def foreach_descend_(params: list[Tensor], updates: list[Tensor], lr: float | Tensor) -> None:
-    """:math:`\theta \leftarrow \theta - \eta u` for lists, in place (``torch._foreach_add_(..., alpha=-lr)``).
+    r""":math:`\theta \leftarrow \theta - \eta u` for lists, in place (``torch._foreach_add_(..., alpha=-lr)``).
 
     A tensor ``lr`` under ``torch.compile`` is multiplied in instead: ``alpha``
     is read on the host, which breaks the graph (torch's SGD does the same).

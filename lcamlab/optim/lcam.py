@@ -171,14 +171,14 @@ def _lcam_foreach(params, grads, momentum_buffers, *, lr, momentum, weight_decay
     foreach_descend_(params, grads, lr)
 
 
-def running_mean_update(loss_sum: Tensor, count: int, loss: Tensor) -> tuple[Tensor, Tensor]:
+def running_mean_update(loss_sum: Tensor, count: int | Tensor, loss: Tensor) -> tuple[Tensor, Tensor]:
     r"""The epoch's running mean including the current loss.
 
     .. math:: S_t = S_{t-1} + L_t, \qquad \bar L_t = S_t / t
 
     Args:
         loss_sum: :math:`S_{t-1}` (zeros at the start of an epoch); updated in place.
-        count: :math:`t`, the number of losses including the current one (a host int).
+        count: :math:`t`, the number of losses including the current one (an int or a tensor).
         loss: :math:`L_t`.
 
     Returns:
@@ -350,10 +350,11 @@ class LCAM(TrialOptimizer):
         ``steps_total``         ``(1,)``    steps since the start (int64); 0: ``initial_momentum``
         ======================  ==========  ==================================================
 
-        "stat" is ``(T,)`` with ``trial_axis``, else ``(1,)``, not ``()``: under
-        torch 2.13 a compiled graph drops in-place updates of 0-dim float64 CPU
-        tensors (``tests/test_optim_compile.py`` shows the effect on LCAM); the
-        public views (:attr:`last_mean`, ...) have the loss's shape. Statistics are float64
+        "stat" is ``(T,)`` with ``trial_axis``, else ``(1,)``, not ``()``: a graph
+        compiled by torch 2.13 drops in-place updates of 0-dim float64 CPU tensors
+        (``t.add_(1)`` inside ``torch.compile`` leaves ``t`` as it was; LCAM's
+        compiled runs in ``tests/test_optim_compile.py`` fail with such tensors).
+        The public views (:attr:`last_mean`, ...) have the loss's shape. Statistics are float64
         (float32 on MPS, which has no float64), like the authors' Python floats;
         a float32 loss is compared against the float64 mean exactly as
         ``loss.item() < mean`` does. ``loaded`` (from :meth:`load_state_dict`)
