@@ -74,3 +74,33 @@ def test_the_optimizers_import_without_the_notebook_stack():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_bench_gpu_report(tmp_path, monkeypatch, capsys):
+    """The GPU check's table and JSON report, with the CUDA benchmarks stubbed (this machine may have no GPU)
+    and the test step real: a tests folder with one passing and one failing CUDA test."""
+    import json
+
+    from lcamlab.bench import gpu
+
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_fake.py").write_text("def test_cuda_ok():\n    pass\n\ndef test_cuda_broken():\n    assert False\n\n"
+                                        "def test_not_selected():\n    assert False\n")
+    monkeypatch.setattr(gpu, "cuda_device_name", lambda: "NVIDIA Test GPU")
+    monkeypatch.setattr(gpu, "_run_optim", lambda: [
+        {"check": "LCAM / SGD step time, WRN-28-10 shapes", "result": "1.010x", "target": "<= 1.05x", "ok": True}])
+    monkeypatch.setattr(gpu, "_run_wrn", lambda: [
+        {"check": "WRN-28-10 engine images/s (batch 128, bf16)", "result": "13,000", "target": ">= 12,700", "ok": True}])
+    out = tmp_path / "report.json"
+    assert main(["bench", "gpu", "--out", str(out), "--tests", str(tests)]) == 1  # one CUDA test failed
+    printed = capsys.readouterr().out
+    assert "GPU check on NVIDIA Test GPU" in printed and "FAILED" in printed and "test_cuda_broken" in printed
+    report = json.loads(out.read_text())
+    assert report["gpu"] == "NVIDIA Test GPU" and report["date"] and report["torch_version"]
+    tests_row = report["checks"][0]
+    assert tests_row["ok"] is False and "1 failed, 1 passed" in tests_row["result"]
+    assert [row["ok"] for row in report["checks"][1:]] == [True, True]
+    # a second run never overwrites the report: one clear error, before any work
+    assert main(["bench", "gpu", "--out", str(out), "--tests", str(tests)]) == 2
+    assert "already exists" in capsys.readouterr().err
