@@ -143,7 +143,10 @@ def test_fullgraph(info: OptimizerInfo, settings: dict[str, Any], foreach: bool)
 
 @pytest.mark.parametrize("foreach", [False, True])
 def test_lcam_float_lr_compiled(foreach: bool):
-    """A float learning rate under a scheduler also gives the eager numbers (recompiling when it changes, as torch's SGD does)."""
+    """A float learning rate under a scheduler also gives the eager numbers.
+
+    (Recompiling when it changes, as torch's SGD does.)
+    """
     make = lambda params, tensor_lr: LCAM(params, lr=0.05, momentum=(0.9, 0.95), foreach=foreach)  # noqa: E731
     eager_model, eager_opt, _, _ = train(make, compiled=False, tensor_lr=False)
     model, opt, _, _ = train(make, compiled=True, tensor_lr=False)

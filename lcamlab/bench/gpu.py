@@ -126,7 +126,8 @@ def _run_wrn() -> list[dict[str, Any]]:
         {"check": "WRN-28-10 engine images/s (batch 128, bf16)", "result": f"{engine['images_per_s']:,.0f}",
          "target": f">= {TARGET_IMAGES_PER_S:,}", "ok": engine["images_per_s"] >= TARGET_IMAGES_PER_S,
          "detail": {"engine": engine, "authors": authors}},
-        {"check": "engine / authors' loop images/s", "result": f"{engine['images_per_s'] / authors['images_per_s']:.2f}x",
+        {"check": "engine / authors' loop images/s",
+         "result": f"{engine['images_per_s'] / authors['images_per_s']:.2f}x",
          "target": "> 1", "ok": engine["images_per_s"] > authors["images_per_s"]},
     ]
 

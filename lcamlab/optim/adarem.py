@@ -42,7 +42,8 @@ import torch
 from torch import Tensor
 
 from lcamlab.optim.base import (
-    TrialOptimizer, foreach_descend_, check_number, check_trial_shapes, host_number, resolve_foreach, trial_rows, trial_view,
+    TrialOptimizer, check_number, check_trial_shapes, foreach_descend_, host_number, resolve_foreach,
+    trial_rows, trial_view,
 )
 
 __all__ = ["AdaRem", "adarem", "resilience_factors"]

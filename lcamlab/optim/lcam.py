@@ -417,7 +417,10 @@ class LCAM(TrialOptimizer):
 
     @property
     def last_mean(self) -> Tensor | None:
-        """The running mean (or EMA) the latest loss was compared with, ``()`` or ``(T,)``; ``None`` before the first step."""
+        """The running mean (or EMA) the latest loss was compared with, ``()`` or ``(T,)``.
+
+        ``None`` before the first step.
+        """
         return self._as_loss_shape(self._loss_state["last_mean"]).clone() if self._stepped() else None
 
     def phase_fractions(self) -> Tensor:
@@ -545,5 +548,6 @@ class LCAM(TrialOptimizer):
         saved = {key: extra.get(key) for key in ("loss_sum", "ema", "last_mean", "below", "below_steps",
                                                  "epoch_steps", "steps_total")}
         # Nothing to restore if saved before the first step (earlier versions saved the int 0).
-        if saved["steps_total"] is not None and not (isinstance(saved["steps_total"], int) and saved["steps_total"] == 0):
+        steps_total = saved["steps_total"]
+        if steps_total is not None and not (isinstance(steps_total, int) and steps_total == 0):
             self._ensure_loss_state(saved)
