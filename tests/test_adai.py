@@ -8,6 +8,9 @@ schedulers, closure, epochs, docstring examples, no host sync) is tested for Ada
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import pytest
 import torch
 
@@ -213,3 +216,19 @@ def test_zero_gradients_do_not_make_nan():
     opt.step()
     assert torch.isfinite(w).all()
     assert torch.equal(w[0], torch.ones(3, dtype=DT))  # the converged trial does not move
+
+
+def test_checkpoint_with_float64_steps_loads_as_float32():
+    """Earlier versions counted steps in float64 (which a compiled step cannot update): loading converts them."""
+    w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    opt = Adai([w], lr=0.1)
+    w.grad = torch.ones(3, dtype=torch.float64)
+    opt.step()
+    saved = copy.deepcopy(opt.state_dict())
+    saved["state"][0]["step"] = saved["state"][0]["step"].to(torch.float64)  # as an earlier version saved it
+    resumed = Adai([w], lr=0.1)
+    resumed.load_state_dict(saved)
+    assert resumed.state[w]["step"].dtype == torch.float32 and float(resumed.state[w]["step"]) == 1.0
+    opt.state[w]["step"] = opt.state[w]["step"].to(torch.float64)  # a pickle of an earlier version
+    restored = pickle.loads(pickle.dumps(opt))
+    assert next(iter(restored.state.values()))["step"].dtype == torch.float32

@@ -88,11 +88,11 @@ def _run_tests(tests: Path) -> dict[str, Any]:
 
 
 def _run_optim() -> list[dict[str, Any]]:
-    from lcamlab.bench.optim_step import measure
+    from lcamlab.bench.optim_step import compiled_ratio, measure
 
     rows = measure("cuda", steps=20, rounds=5, compiled=True)
     eager = rows["lcam"]["ratio_to_sgd"]
-    compiled = rows["lcam compiled"]["ms_per_step"] / rows["sgd compiled"]["ms_per_step"]
+    compiled = compiled_ratio(rows)
     syncs = rows["lcam"]["syncs_per_step"]
     return [
         {"check": "LCAM / SGD step time, WRN-28-10 shapes", "result": f"{eager:.3f}x",

@@ -354,10 +354,14 @@ class Adai(TrialOptimizer):
             exp_avgs.append(state["exp_avg"])
             exp_avg_sqs.append(state["exp_avg_sq"])
             prods.append(state["beta1_prod"])
-            if state["step"].dtype == torch.float64:  # a checkpoint of an earlier lcamlab version
-                state["step"] = state["step"].to(torch.float32)
             steps.append(state["step"])
         return bool(params)
+
+    def _load_extra_state(self, extra: dict[str, Any]) -> None:
+        """Checkpoints of earlier lcamlab versions: their float64 step counters become float32 (see ``_init_group``)."""
+        for state in self.state.values():
+            if "step" in state and state["step"].dtype == torch.float64:
+                state["step"] = state["step"].to(torch.float32)
 
     def _step(self, loss: None) -> None:
         r"""Both phases of :func:`adai`, with :math:`\bar v` spanning every group (authors' semantics)."""

@@ -57,7 +57,6 @@ __all__ = [
     "check_bool",
     "check_pair",
     "check_lr",
-    "compiling",
     "host_number",
     "foreach_descend_",
 ]
@@ -224,11 +223,6 @@ def check_lr(value: Any) -> float | Tensor:
     return check_number("learning rate", value)
 
 
-def compiling() -> bool:
-    """Whether the code is being traced by ``torch.compile`` (dynamo)."""
-    return torch.compiler.is_compiling()
-
-
 def host_number(counter: Tensor) -> float | Tensor:
     """A CPU counter (a step, an epoch) as a Python number, or the tensor itself under ``torch.compile``.
 
@@ -236,7 +230,7 @@ def host_number(counter: Tensor) -> float | Tensor:
     synchronises a GPU); a compiled step must read the tensor, or dynamo would
     bake the number of the step it traced into the graph.
     """
-    return counter if compiling() else counter.item()
+    return counter if torch.compiler.is_compiling() else counter.item()
 
 
 def foreach_descend_(params: list[Tensor], updates: list[Tensor], lr: float | Tensor) -> None:
@@ -245,7 +239,7 @@ def foreach_descend_(params: list[Tensor], updates: list[Tensor], lr: float | Te
     A tensor ``lr`` under ``torch.compile`` is multiplied in instead: ``alpha``
     is read on the host, which breaks the graph (torch's SGD does the same).
     """
-    if isinstance(lr, Tensor) and compiling():
+    if isinstance(lr, Tensor) and torch.compiler.is_compiling():
         torch._foreach_add_(params, torch._foreach_mul(updates, -lr))
     else:
         torch._foreach_add_(params, updates, alpha=-lr)

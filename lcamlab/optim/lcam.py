@@ -368,7 +368,7 @@ class LCAM(TrialOptimizer):
         if loaded is None and state and state["steps_total"].device == device:
             return
         if loaded is None:
-            loaded = {key: value for key, value in state.items()}
+            loaded = dict(state)
         shape = (int(first.shape[0]),) if self.trial_axis else (1,)
         stat = torch.float32 if device.type == "mps" else torch.float64
 
@@ -431,7 +431,7 @@ class LCAM(TrialOptimizer):
         does not synchronise; reading it (``.tolist()``) does, so log once per
         epoch. NaN before the first step of an epoch.
         """
-        if not self._loss_state:
+        if not self._stepped():
             return torch.full((2,), float("nan"), dtype=torch.float64)
         below = self._loss_state["below_steps"] / self._loss_state["epoch_steps"]  # 0/0 = NaN
         return self._as_loss_shape(torch.stack([below, 1.0 - below], dim=-1))
@@ -439,11 +439,9 @@ class LCAM(TrialOptimizer):
     def momentum_now(self, group: int = 0) -> Tensor:
         """The momentum the next step of param group ``group`` will use (float64 tensor)."""
         settings = self.param_groups[group]
-        if not self._loss_state:
+        if not self._stepped():
             return torch.tensor(settings["initial_momentum"], dtype=torch.float64)
-        first = self._loss_state["steps_total"] == 0
-        return self._as_loss_shape(torch.where(first, settings["initial_momentum"],
-                                               choose_momentum(self._loss_state["below"], *settings["momentum"])))
+        return self._group_momentum(settings, self._loss_state["below"].device, torch.float64)
 
     def _constant(self, value: float, device: torch.device, dtype: torch.dtype) -> Tensor:
         key = (value, device, dtype)
@@ -470,14 +468,8 @@ class LCAM(TrialOptimizer):
 
     # -- the step ------------------------------------------------------------------------
 
-    def _group_momentum(self, group: dict[str, Any], like: Tensor) -> Tensor:
-        """The momentum of this step for ``group``: ``initial_momentum`` at the first step, then the switch's choice."""
-        device = like.device
-        # The momentum tensor takes the parameters' dtype (float32 for half types,
-        # whose rounding of 0.95 would change the coefficient).
-        dtype = like.dtype
-        if dtype in (torch.float16, torch.bfloat16):
-            dtype = torch.float32
+    def _group_momentum(self, group: dict[str, Any], device: torch.device, dtype: torch.dtype) -> Tensor:
+        """The momentum of the next step for ``group``: ``initial_momentum`` at the first step, then the switch's choice."""
         state = self._loss_state
         below = state["below"] if state["below"].device == device else state["below"].to(device, non_blocking=True)
         first = state["steps_total"] == 0
@@ -515,7 +507,11 @@ class LCAM(TrialOptimizer):
             self._init_group(group, params, grads, bufs)
             if not params:
                 continue
-            lcam(params, grads, bufs, lr=group["lr"], momentum=self._group_momentum(group, params[0]),
+            # The momentum takes the parameters' dtype (float32 for half types, whose
+            # rounding of 0.95 would change the coefficient).
+            dtype = torch.float32 if params[0].dtype in (torch.float16, torch.bfloat16) else params[0].dtype
+            momentum = self._group_momentum(group, params[0].device, dtype)
+            lcam(params, grads, bufs, lr=group["lr"], momentum=momentum,
                  weight_decay=group["weight_decay"], nesterov=group["nesterov"],
                  maximize=group["maximize"], trial_axis=self.trial_axis, foreach=group["foreach"])
             for p, buf in zip(params, bufs):
@@ -545,9 +541,7 @@ class LCAM(TrialOptimizer):
         self.mean = extra["mean"]
         self.ema_decay = extra["ema_decay"]
         self._loss_state = {}
-        saved = {key: extra.get(key) for key in ("loss_sum", "ema", "last_mean", "below", "below_steps",
-                                                 "epoch_steps", "steps_total")}
         # Nothing to restore if saved before the first step (earlier versions saved the int 0).
-        steps_total = saved["steps_total"]
+        steps_total = extra.get("steps_total")
         if steps_total is not None and not (isinstance(steps_total, int) and steps_total == 0):
-            self._ensure_loss_state(saved)
+            self._ensure_loss_state(extra)
