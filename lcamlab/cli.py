@@ -284,7 +284,7 @@ def preflight(args: argparse.Namespace) -> None:
     escape_command = getattr(args, "escape_command", None)
     if module == "lcamlab.escape.cli" and escape_command == "show" and Path(args.path).is_dir():
         raise IsADirectoryError(errno.EISDIR, "Is a directory", str(args.path))
-    if module == "lcamlab.escape.cli" and escape_command not in ("valley", "saddle"):
+    if module == "lcamlab.escape.cli" and escape_command != "saddle":
         return
     if module == "lcamlab.train.cli" and getattr(args, "resume", None) is not None:
         return

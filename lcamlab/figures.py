@@ -81,7 +81,6 @@ __all__ = [
     "list_notebooks",
     "resolve_notebooks",
     "notebook_metadata",
-    "declared_parameters",
     "parameter_specs",
     "unparsed_parameter_lines",
     "coerce_parameter",
@@ -200,8 +199,18 @@ def notebook_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return block if isinstance(block, dict) else {}
 
 
-def _papermill_parameters(path: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """``papermill.inspect_notebook(path)`` and the warnings papermill logged while parsing."""
+#: papermill's warning for a line of the parameters cell it skips (more than one ``=`` on it).
+_UNPARSED = re.compile(r"Unable to parse line (\d+) '(.*)'\.", re.DOTALL)
+_ASSIGNED = re.compile(r"\s*([A-Za-z_]\w*)\s*(?::[^=]*)?=(?!=)")
+
+
+def _papermill_parameters(path: Path) -> tuple[dict[str, dict[str, Any]], list[tuple[int, str, str]]]:
+    """``papermill.inspect_notebook(path)``, and the assignments its parser skipped.
+
+    The skipped lines are the ones papermill itself reports while parsing ("Unable to parse
+    line N '...'", logged as a warning): ``[(line, name, text)]`` for each such line that assigns
+    a name papermill did not find elsewhere in the cell.
+    """
     import papermill
 
     messages: list[str] = []
@@ -212,7 +221,9 @@ def _papermill_parameters(path: Path) -> tuple[dict[str, dict[str, Any]], list[s
 
     logger = logging.getLogger("papermill")
     handler = Collect(level=logging.WARNING)
+    level = logger.level
     logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)  # a quieter logging setup must not hide the parser's report
     try:
         inferred = papermill.inspect_notebook(str(path))
     except NotebookError:
@@ -222,15 +233,14 @@ def _papermill_parameters(path: Path) -> tuple[dict[str, dict[str, Any]], list[s
                             f"{' '.join(str(error).split())[:200]}); restore it") from None
     finally:
         logger.removeHandler(handler)
-    return inferred, messages
-
-
-def _parameters_cell(nb: dict[str, Any]) -> str | None:
-    for cell in nb.get("cells", []):
-        if isinstance(cell, dict) and "parameters" in (cell.get("metadata") or {}).get("tags", []):
-            source = cell.get("source", "")
-            return "".join(source) if isinstance(source, list) else str(source)
-    return None
+        logger.setLevel(level)
+    skipped = []
+    for message in messages:
+        line = _UNPARSED.fullmatch(message)
+        target = _ASSIGNED.match(line.group(2)) if line else None
+        if target and target.group(1) not in inferred:
+            skipped.append((int(line.group(1)), target.group(1), line.group(2).strip()))
+    return inferred, skipped
 
 
 def unparsed_parameter_lines(path: str | os.PathLike) -> list[tuple[int, str, str]]:
@@ -240,23 +250,8 @@ def unparsed_parameter_lines(path: str | os.PathLike) -> list[tuple[int, str, st
     know it); the usual cause is a second ``=`` on the line, e.g. in its comment.
     """
     path = Path(path)
-    source = _parameters_cell(_read_notebook_json(path))
-    if source is None:
-        return []
-    inferred, _ = _papermill_parameters(path)
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    lines = source.splitlines()
-    skipped = []
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) \
-            else []
-        for target in targets:
-            if isinstance(target, ast.Name) and target.id not in inferred:
-                skipped.append((node.lineno, target.id, lines[node.lineno - 1].strip()))
-    return skipped
+    _read_notebook_json(path)  # a clear message for a damaged file, before papermill's
+    return _papermill_parameters(path)[1]
 
 
 def _kind_of_value(value: Any) -> str:
@@ -295,11 +290,6 @@ def parameter_specs(path: str | os.PathLike) -> dict[str, Parameter]:
     return {name: Parameter(name, str(info.get("default")), _kind(info, str(info.get("default"))),
                             str(info.get("help") or ""))
             for name, info in inferred.items()}
-
-
-def declared_parameters(path: str | os.PathLike) -> dict[str, Any]:
-    """The names and defaults (source text) of the ``parameters`` cell, as papermill sees them."""
-    return {name: spec.default for name, spec in parameter_specs(path).items()}
 
 
 # --------------------------------------------------------------------------------------

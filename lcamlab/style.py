@@ -1,8 +1,13 @@
 """One figure style for the whole suite, so every figure looks like one paper.
 
-Colours are colour-blind safe (Okabe & Ito 2008, with Paul Tol's muted scheme
-for the extra entries) and fixed per optimizer across every notebook: the same
-optimizer is the same colour everywhere. The LCAM paper's own group colours
+Each optimizer's colour, marker and legend label are declared with the optimizer,
+in its registry entry (:data:`lcamlab.experiments.registry.PRESETS`), and read
+here through :func:`optimizer_color`, :func:`optimizer_marker` and
+:func:`optimizer_label` (the registry's :func:`~lcamlab.experiments.registry.color`,
+:func:`~lcamlab.experiments.registry.marker` and
+:func:`~lcamlab.experiments.registry.label`): the same optimizer looks the same in
+every notebook. The colours are colour-blind safe (Okabe & Ito 2008, with Paul
+Tol's muted scheme for the extra entries). The LCAM paper's own group colours
 (000 Figures 3-5: black, blue, green, red) are kept for the WRN figures, in
 their colour-blind-safe Okabe-Ito shades.
 
@@ -23,11 +28,12 @@ from pathlib import Path
 
 import matplotlib
 
+from lcamlab.experiments.registry import color as optimizer_color
+from lcamlab.experiments.registry import label as optimizer_label
+from lcamlab.experiments.registry import marker as optimizer_marker
 from lcamlab.paths import FIGURES_DIR
 
 __all__ = [
-    "OPTIMIZER_COLORS",
-    "OPTIMIZER_LABELS",
     "PAPER_GROUP_COLORS",
     "PHASE_COLORS",
     "apply",
@@ -35,49 +41,13 @@ __all__ = [
     "save_figure",
     "show",
     "optimizer_color",
+    "optimizer_label",
+    "optimizer_marker",
     "table_html",
     "show_table",
-    "optimizer_label",
     "paper_group_color",
     "default_figures_dir",
 ]
-
-# Colour per optimizer key. Keys are the names used throughout lcamlab
-# ("lcam-above": LCAM with beta_above > beta_below, i.e. accelerating the
-# above-mean / non-sparse phase; "lcam-below": the opposite orientation).
-OPTIMIZER_COLORS: dict[str, str] = {
-    "sgd": "#999999",         # grey: plain SGD, the reference
-    "momentum": "#000000",    # black: SGD + fixed momentum (the paper's "Fixed 0.9")
-    "momentum-0.925": "#6B6B9A",  # slate: fixed momentum at the mean of LCAM's (0.9, 0.95)
-    "adagrad": "#999933",     # olive
-    "rmsprop": "#88CCEE",     # cyan
-    "adam": "#E69F00",        # orange
-    "adamw": "#DDCC77",       # sand
-    "adai": "#0072B2",        # blue
-    "adaiw": "#332288",       # indigo
-    "adarem": "#CC79A7",      # reddish purple
-    "adarem-s": "#882255",    # wine
-    "lcam": "#D55E00",        # vermillion
-    "lcam-above": "#D55E00",  # vermillion: the paper's red "0.9-0.95"
-    "lcam-below": "#009E73",  # bluish green: the paper's green "0.95-0.9"
-}
-
-OPTIMIZER_LABELS: dict[str, str] = {
-    "sgd": "SGD",
-    "momentum": "SGD+momentum",
-    "momentum-0.925": "SGD+momentum 0.925",
-    "adagrad": "AdaGrad",
-    "rmsprop": "RMSprop",
-    "adam": "Adam",
-    "adamw": "AdamW",
-    "adai": "Adai",
-    "adaiw": "AdaiW",
-    "adarem": "AdaRem",
-    "adarem-s": "AdaRem-S",
-    "lcam": "LCAM",
-    "lcam-above": "LCAM (accelerate above)",
-    "lcam-below": "LCAM (accelerate below)",
-}
 
 # The LCAM paper's momentum groups, written (below, above), in the paper's colours.
 PAPER_GROUP_COLORS: dict[tuple[float, float], str] = {
@@ -273,26 +243,6 @@ def show_table(frame, **kwargs) -> None:
     from IPython.display import HTML, display
 
     display(HTML(table_html(frame, **kwargs)))
-
-
-def _normalise(name: str) -> str:
-    return name.strip().lower().replace("_", "-").replace(" ", "-")
-
-
-def optimizer_color(name: str) -> str:
-    """The suite's colour for optimizer key ``name`` (see :data:`OPTIMIZER_COLORS`)."""
-    key = _normalise(name)
-    if key in OPTIMIZER_COLORS:
-        return OPTIMIZER_COLORS[key]
-    for prefix in sorted(OPTIMIZER_COLORS, key=len, reverse=True):
-        if key.startswith(prefix):
-            return OPTIMIZER_COLORS[prefix]
-    raise KeyError(f"Unknown optimizer for colour: {name!r}; known: {sorted(OPTIMIZER_COLORS)}")
-
-
-def optimizer_label(name: str) -> str:
-    """The display label for optimizer key ``name``."""
-    return OPTIMIZER_LABELS.get(_normalise(name), name)
 
 
 def paper_group_color(momentum: Iterable[float]) -> str:

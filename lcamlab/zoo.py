@@ -38,10 +38,10 @@ import numpy as np
 import torch
 
 from lcamlab import style
-from lcamlab.experiments.registry import OptimizerSpec, preset
+from lcamlab.experiments.registry import PRESETS, OptimizerSpec, preset, suite_keys
 from lcamlab.optim import optimizer_step, start_epoch
 
-__all__ = ["Landscape", "LANDSCAPES", "ZOO_OPTIMIZERS", "LINE_STYLES", "DOUBLING_OPTIONS", "DIVERGED_LOSS",
+__all__ = ["Landscape", "LANDSCAPES", "OPTIMIZERS", "LINE_STYLES", "DOUBLING_OPTIONS", "DIVERGED_LOSS",
            "PHASE_NOTE", "ZooRun", "zoo_spec", "noise_sequence", "run_spec", "run_zoo", "f_star", "max_curvature",
            "late_loss", "steps_to", "lowest_late_loss", "summary_table", "phase_table", "preset_momentum",
            "doubling_table", "doubling_answer", "stability_bound", "plot_landscape", "plot_trajectories",
@@ -120,18 +120,8 @@ LANDSCAPES: dict[str, Landscape] = {
     ),
 }
 
-# registry preset key -> label. LCAM's pairs are the paper's two orientations, written (below, above).
-ZOO_OPTIMIZERS: dict[str, str] = {
-    "sgd": "SGD",
-    "momentum": "SGD + momentum 0.9",
-    "lcam-above": "LCAM (below 0.9, above 0.95)",
-    "lcam-below": "LCAM (below 0.95, above 0.9)",
-    "adagrad": "AdaGrad",
-    "rmsprop": "RMSprop",
-    "adam": "Adam",
-    "adai": "Adai",
-    "adarem": "AdaRem",
-}
+# The zoo's optimizers: the registry presets of its suite (their labels, colours: the registry's).
+OPTIMIZERS: tuple[str, ...] = suite_keys("zoo")
 
 # How each path is drawn. SGD + momentum and LCAM often follow nearly the same path (LCAM is
 # momentum with two values of beta): LCAM is drawn thick and translucent underneath, momentum
@@ -158,9 +148,9 @@ PHASE_NOTE = (r"Loss axis (symlog): logarithmic beyond $\pm 10^{-2}$, linear in 
 
 
 def zoo_spec(key: str, landscape: str, lr_scale: float = 1.0) -> OptimizerSpec:
-    """Optimizer ``key`` (a :data:`ZOO_OPTIMIZERS` key, a registry preset) at ``landscape``'s learning rate."""
-    if key not in ZOO_OPTIMIZERS:
-        raise ValueError(f"Invalid optimizer: {key!r} (choose from {list(ZOO_OPTIMIZERS)})")
+    """Optimizer ``key`` (one of :data:`OPTIMIZERS`, a registry preset) at ``landscape``'s learning rate."""
+    if key not in OPTIMIZERS:
+        raise ValueError(f"Invalid optimizer: {key!r} (choose from {list(OPTIMIZERS)})")
     return preset(key, LANDSCAPES[landscape].lr[key] * lr_scale)
 
 
@@ -168,20 +158,16 @@ def zoo_spec(key: str, landscape: str, lr_scale: float = 1.0) -> OptimizerSpec:
 class ZooRun:
     """One optimizer's run on one landscape."""
 
-    optimizer: str              # style key (colour, line style): a ZOO_OPTIMIZERS key, or "lcam" for any pair
+    optimizer: str              # style key (colour, line style): an OPTIMIZERS key, or "lcam" for any pair
     landscape: str
     path: np.ndarray            # (steps + 1, 2) positions (fewer rows if the run diverged and was stopped)
     losses: np.ndarray          # (steps,) mini-batch losses L_t
     true_losses: np.ndarray     # (steps + 1,) noiseless f along the path
     below: np.ndarray | None    # (steps,) LCAM's decisions (loss < running mean), else None
     running_mean: np.ndarray | None  # (steps,) the mean each loss was compared with
-    label: str = ""             # legend label
+    label: str                  # legend label
     lr: float = float("nan")    # learning rate
     diverged_at: int | None = None  # first step whose loss exceeded DIVERGED_LOSS (run stopped there), else None
-
-    def __post_init__(self) -> None:
-        if not self.label:
-            self.label = ZOO_OPTIMIZERS.get(self.optimizer, self.optimizer)
 
     @property
     def style_key(self) -> str:
@@ -205,7 +191,7 @@ def noise_sequence(steps: int, noise: float, seed: int) -> torch.Tensor:
 
 
 def run_spec(landscape: str, spec: OptimizerSpec, perturbations: torch.Tensor, *, epoch_length: int = 25,
-             key: str | None = None, label: str | None = None, stop_on_divergence: bool = False) -> ZooRun:
+             key: str | None = None, stop_on_divergence: bool = False) -> ZooRun:
     r"""Run one optimizer (any registry spec) on ``landscape`` with the given perturbations.
 
     Args:
@@ -213,8 +199,7 @@ def run_spec(landscape: str, spec: OptimizerSpec, perturbations: torch.Tensor, *
         spec: the optimizer (learning rate included).
         perturbations: :math:`\sigma\xi_t` from :func:`noise_sequence`; its length is the number of steps.
         epoch_length: steps per "epoch" for LCAM's running mean (``new_epoch`` every so many steps).
-        key: style key of the run (default ``spec.style_key``).
-        label: legend label (default the :data:`ZOO_OPTIMIZERS` label of ``key``).
+        key: style key of the run (default ``spec.style_key``); its legend label is ``spec.label``.
         stop_on_divergence: once the loss exceeds :data:`DIVERGED_LOSS` (or is not finite), stop and
             return the run so far with ``diverged_at`` set (the sliders use this); otherwise raise
             :class:`FloatingPointError`.
@@ -260,7 +245,7 @@ def run_spec(landscape: str, spec: OptimizerSpec, perturbations: torch.Tensor, *
         true = land.loss(torch.from_numpy(path_arr)).numpy()
     return ZooRun(key, landscape, path_arr, losses[:done].numpy(), true,
                   below[:done].numpy() if is_lcam else None, means[:done].numpy() if is_lcam else None,
-                  label=label or "", lr=spec.lr, diverged_at=diverged_at)
+                  label=spec.label, lr=spec.lr, diverged_at=diverged_at)
 
 
 def run_zoo(
@@ -278,7 +263,7 @@ def run_zoo(
 
     Args:
         landscape: a :data:`LANDSCAPES` key.
-        optimizers: :data:`ZOO_OPTIMIZERS` keys (default all).
+        optimizers: :data:`OPTIMIZERS` keys (default all).
         steps: iterations per optimizer.
         noise: :math:`\sigma`, the scale of the mini-batch perturbation (0: full-batch).
         epoch_length: steps per "epoch" for LCAM's running mean (``new_epoch`` every so many steps).
@@ -298,10 +283,10 @@ def run_zoo(
         raise ValueError(f"Invalid epoch_length: {epoch_length!r} (must be an integer >= 1)")
     if not lr_scale > 0:
         raise ValueError(f"Invalid lr_scale: {lr_scale} (must be > 0)")
-    keys = list(ZOO_OPTIMIZERS) if optimizers is None else list(optimizers)
-    unknown = [k for k in keys if k not in ZOO_OPTIMIZERS]
+    keys = list(OPTIMIZERS) if optimizers is None else list(optimizers)
+    unknown = [k for k in keys if k not in OPTIMIZERS]
     if unknown:
-        raise ValueError(f"Invalid optimizer: {unknown[0]!r} (choose from {list(ZOO_OPTIMIZERS)})")
+        raise ValueError(f"Invalid optimizer: {unknown[0]!r} (choose from {list(OPTIMIZERS)})")
     perturbations = noise_sequence(steps, noise, seed)
     return {key: run_spec(landscape, zoo_spec(key, landscape, lr_scale), perturbations, epoch_length=epoch_length,
                           key=key, stop_on_divergence=stop_on_divergence)
@@ -356,7 +341,8 @@ def summary_table(runs_by_landscape: Mapping[str, Mapping[str, ZooRun]], thresho
     rows = []
     keys = list(dict.fromkeys(k for runs in runs_by_landscape.values() for k in runs))
     for key in keys:
-        row: dict[str, object] = {"optimizer": ZOO_OPTIMIZERS.get(key, key)}
+        first = next(runs[key] for runs in runs_by_landscape.values() if key in runs)
+        row: dict[str, object] = {"optimizer": first.label}
         for name, runs in runs_by_landscape.items():
             run = runs.get(key)
             if run is None:
@@ -384,13 +370,10 @@ def phase_table(runs: Sequence[ZooRun]):
 
 
 def preset_momentum(key: str) -> float:
-    """The fixed momentum of a :data:`ZOO_OPTIMIZERS` key that has one (0 for plain SGD)."""
-    from lcamlab.experiments.registry import PRESETS
-
-    kind, options = PRESETS[key]
-    if kind != "sgd":
+    """The fixed momentum of a registry preset that has one (0 for plain SGD)."""
+    if PRESETS[key].kind != "sgd":
         raise ValueError(f"Invalid optimizer: {key!r} has no single fixed momentum (only SGD presets do)")
-    return float(options.get("momentum", 0.0))
+    return float(PRESETS[key].options.get("momentum", 0.0))
 
 
 def doubling_table(runs: Mapping[str, ZooRun]):

@@ -140,11 +140,6 @@ class ZooExplorer(CanvasPanel):
             "lcam": OptimizerSpec("lcam", v["lr"], (("momentum", (v["below"], v["above"])),), "lcam"),
         }
 
-    def labels(self) -> dict[str, str]:
-        v = self.values()
-        return {"momentum": f"SGD + momentum {v['momentum']:.3g}",
-                "lcam": f"LCAM (below {v['below']:.3g}, above {v['above']:.3g})"}
-
     # -- drawing -----------------------------------------------------------------------------
 
     def _build_figure(self) -> None:
@@ -231,9 +226,8 @@ class ZooExplorer(CanvasPanel):
         """Rerun both optimizers and re-render; returns the seconds it took (also shown in the panel)."""
         started = time.perf_counter()
         landscape = self.sliders["landscape"].value
-        labels = self.labels()
         self.runs = {key: zoo.run_spec(landscape, spec, self.perturbations, epoch_length=self.epoch_length,
-                                       key=key, label=labels[key], stop_on_divergence=True)
+                                       key=key, stop_on_divergence=True)
                      for key, spec in self.specs().items()}
         self._show_landscape(landscape)
         floor = zoo.f_star(landscape)
@@ -259,12 +253,11 @@ class ZooExplorer(CanvasPanel):
         lcam = self.runs["lcam"]
         if len(lcam.below):
             parts.append(f"LCAM below its mean in {lcam.below.mean():.0%} of steps")
-        for key, name in (("momentum", "SGD + momentum"), ("lcam", "LCAM")):
-            run = self.runs[key]
+        for run in (self.runs["momentum"], lcam):
             if run.diverged:
-                parts.append(f"{name} diverged at step {run.diverged_at} (lower the learning rate)")
+                parts.append(f"{run.label} diverged at step {run.diverged_at} (lower the learning rate)")
             else:
-                parts.append(f"{name}: late f−f* {zoo.late_loss(run):.2g}")
+                parts.append(f"{run.label}: late f−f* {zoo.late_loss(run):.2g}")
         return "; ".join(parts)
 
     def _render_png(self) -> bytes:

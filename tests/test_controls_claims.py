@@ -10,7 +10,8 @@ import torch
 
 from lcamlab.experiments import claims
 from lcamlab.experiments.controls import (bernoulli_schedule, control_specs, matched_schedule, realised_momentum,
-                                          shuffled_schedule, split_key)
+                                          shuffled_schedule)
+from lcamlab.experiments.registry import split_key
 from lcamlab.experiments.registry import OptimizerSpec, preset
 from lcamlab.toys import SpringPair, run
 from lcamlab.toys.runner import run_controls
@@ -83,7 +84,7 @@ def test_matched_control_uses_the_realised_mean():
     assert specs["lcam-below:bound-below"].momentum == 0.95 and specs["lcam-below:bound-above"].momentum == 0.9
     assert all(s.lr == 0.02 for s in specs.values())
     assert split_key("lcam-below:matched") == ("lcam-below", "matched") and split_key("adam") == ("adam", None)
-    assert specs["lcam-below:shuffled"].label.endswith("shuffled")
+    assert specs["lcam-below:shuffled"].label == "LCAM (0.95, 0.9), shuffled control"
     with pytest.raises(ValueError, match="expected 'lcam'"):
         control_specs(preset("momentum", 0.1))
 

@@ -282,7 +282,7 @@ def _unwritable(ws: Workspace, folder: Path) -> Path:
 
 
 def _no_recompute(ws: Workspace) -> None:
-    assert not list(ws.root.rglob("valley_*.csv"))  # checked before the simulation ran
+    assert not list(ws.root.rglob("saddle_*.csv"))  # checked before the simulation ran
 
 
 # --- the catalogue ------------------------------------------------------------------------------------
@@ -298,13 +298,13 @@ CASES = [
     Case("train-runs-dir-not-creatable", lambda ws: _train(ws, "--runs-dir",
                                                             str(_unwritable(ws, ws.root / "ro") / "runs")), 2,
          lambda ws: ["--runs-dir", "permission denied in", str(ws.root / "ro")]),
-    Case("escape-data-dir-unwritable", lambda ws: ["escape", "valley", "--quick", "--data-dir",
+    Case("escape-data-dir-unwritable", lambda ws: ["escape", "saddle", "--quick", "--data-dir",
                                                    str(_unwritable(ws, ws.root / "ro"))], 2,
          lambda ws: ["--data-dir", str(ws.root / "ro"), "permission denied"], _no_recompute),
     Case("bench-wrn-out-unwritable", lambda ws: ["bench", "wrn", "--device", "cpu", "--out",
                                                  str(_unwritable(ws, ws.root / "ro") / "x.csv")], 2,
          lambda ws: ["--out", str(ws.root / "ro"), "permission denied"]),
-    Case("escape-device-cuda-abc", lambda ws: ["escape", "valley", "--quick", "--device", "cuda:abc",
+    Case("escape-device-cuda-abc", lambda ws: ["escape", "saddle", "--quick", "--device", "cuda:abc",
                                                "--data-dir", str(ws.root)], 2,
          lambda ws: ["--device 'cuda:abc'", "cuda:N"]),
     Case("escape-device-tpu", lambda ws: ["escape", "saddle", "--quick", "--device", "tpu",
@@ -318,7 +318,7 @@ CASES = [
          lambda ws: ["--device 'cuda:abc'"]),
     Case("escape-show-a-folder", lambda ws: ["escape", "show", str(ws.root)], 2,
          lambda ws: [str(ws.root), "is a folder", "give the path of a file"]),
-    Case("escape-data-dir-a-file", lambda ws: ["escape", "valley", "--quick", "--data-dir", str(ws.a_file())], 2,
+    Case("escape-data-dir-a-file", lambda ws: ["escape", "saddle", "--quick", "--data-dir", str(ws.a_file())], 2,
          lambda ws: ["--data-dir", str(ws.root / "a-file"), "is a file, not a folder"], _no_recompute),
     Case("archive-md5-matches-not-a-tar", _not_a_tar, 2,
          lambda ws: [str(ws.root / "archive" / "cifar-10-python.tar.gz"), "not a readable CIFAR-10 tar.gz",
@@ -370,7 +370,7 @@ CASES = [
          lambda ws: ["-p seed", "5000 digits", "out of range"]),
     Case("figures-p-int-for-list", lambda ws: ["figures", "00", "-p", "landscapes", "quadratic"], 2,
          lambda ws: ["-p landscapes", "list"]),
-    Case("escape-valley-seed-negative", lambda ws: ["escape", "valley", "--quick", "--seed", "-1",
+    Case("escape-saddle-seed-negative", lambda ws: ["escape", "saddle", "--quick", "--seed", "-1",
                                                     "--data-dir", str(ws.root)], 2,
          lambda ws: ["--seed: -1", "0..2**63-1"]),
     Case("escape-points-seed-negative", lambda ws: ["escape", "points", "--seed", "-1"], 2,

@@ -71,7 +71,7 @@ def test_cached_table_and_the_notebook_tables(tmp_path):
              report.two_line_view(analysis.two_line_table(points)), report.design_table(points)]
     for view in views:
         assert len(view.columns) <= 11
-    assert "LCAM (accelerate above), shuffled control" in set(views[0]["setting"])
+    assert "LCAM (0.9, 0.95), shuffled control" in set(views[0]["setting"])
     assert views[0]["verdict"].map(len).max() < 60
     # the exercises' measured answers
     answer, why = report.jump_exercise(jumps, alphas, "sgd")

@@ -1,4 +1,4 @@
-"""Escape experiments: batched equals looped, bad parameters, the cache and the command line."""
+"""The eager escape runner (batched equals looped), the saddle experiment: bad parameters, the cache, the command line."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from lcamlab.escape.config import EscapeConfig, default_optimizers
 from lcamlab.escape.experiment import make_landscape, run_escape, trial_layout
 from lcamlab.escape.regions import saddle_region, valley_region
 from lcamlab.escape.simulate import simulate_batched, simulate_looped
-from lcamlab.experiments.cache import CacheError
+from lcamlab.experiments.cache import CacheError, table_path
 from lcamlab.experiments.registry import OptimizerSpec
 
 SETTINGS = {spec.key: spec for spec in default_optimizers()}
 
 
 def _small(**changes) -> EscapeConfig:
+    # a saddle config; the valley-region tests below use it only for its simulation options
     base = dict(sharpness=(3.0, 5.0), trials=3, budget=150, n_samples=2000, dtype="float64", chunk=64, warmup=25)
     base.update(changes)
     return EscapeConfig(**base)
@@ -53,32 +54,37 @@ def test_batched_equals_looped_valley(key):
 
 @pytest.mark.parametrize("key", ["sgd", "adai", "lcam-below"])
 def test_batched_equals_looped_saddle(key):
-    config = _small(experiment="saddle", sharpness=(2.0, 4.0), budget=150)
+    config = _small(sharpness=(2.0, 4.0), budget=150)
     batched, looped = _both(config, SETTINGS[key], "saddle")
     assert batched.escaped.sum() >= 4
     _assert_same(batched, looped)
 
 
-def test_batched_equals_looped_all_criterion_batches_and_ema():
-    config = _small(criterion="all", batch_size=3, lcam_mean="ema", sharpness=(5.0,), budget=200)
+def test_batched_equals_looped_batches_and_ema():
+    config = _small(batch_size=3, lcam_mean="ema", sharpness=(5.0,), budget=200)
     for key in ("momentum", "lcam-above"):
         batched, looped = _both(config, SETTINGS[key])
         _assert_same(batched, looped)
 
 
-def test_any_escape_is_a_boundary_crossing_and_seeds_reproduce():
-    config = _small(optimizers=(SETTINGS["sgd"],), sharpness=(5.0,), trials=20, budget=400)
+def test_saddle_exits_are_censored_at_the_budget_and_seeds_reproduce():
+    config = _small(optimizers=(SETTINGS["sgd"],), sharpness=(1.0,), trials=20, budget=200)
     frame, info = run_escape(config)
     again, _ = run_escape(config)
     assert frame.equals(again)
     other, _ = run_escape(config.replace(seed=1))
     assert not np.array_equal(other["escape_step"], frame["escape_step"])
     assert frame["escaped"].any()
-    assert (frame.loc[frame["escaped"], "escape_step"] <= 400).all()
-    assert (frame.loc[~frame["escaped"], "escape_step"] == 401).all()
-    assert (frame["exposure"] == np.minimum(frame["escape_step"], 400)).all()
-    # the start is the valley bottom of the actual training loss, not the textbook 2.7468
-    assert 2.0 < info["start_u"][0] < 2.2
+    assert (~frame["escaped"]).any()  # some censored trials: the budget rule below is exercised
+    assert (frame.loc[frame["escaped"], "escape_step"] <= 200).all()
+    assert (frame.loc[~frame["escaped"], "escape_step"] == 201).all()
+    assert (frame["exposure"] == np.minimum(frame["escape_step"], 200)).all()
+    # the start is the saddle of the actual training loss: coordinate 0 on its ridge (not the textbook
+    # 0.1567), the others at the bottom of their shallow valley
+    points = info["critical_points_u"]
+    assert info["start_u"][0] == points["boundary"][0] and 0.2 < info["start_u"][0] < 0.3
+    assert info["start_u"][1:] == points["shallow_min"][1:]
+    assert (frame["hessian"] < 0).all()
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -88,9 +94,11 @@ def test_any_escape_is_a_boundary_crossing_and_seeds_reproduce():
     (dict(trials=0), "Invalid number of trials: 0"),
     (dict(noise_scale=0.0), "Unreachable boundary"),
     (dict(criterion="most"), "Invalid criterion"),
+    (dict(criterion="all"), "Invalid criterion"),  # the retired valley experiment's option
     (dict(batch_size=5000), "Invalid batch size"),
     (dict(dtype="float16"), "Invalid dtype"),
     (dict(warmup=-1), "Invalid warm-up"),
+    (dict(experiment="valley"), r"sharp-valley design: `lcamlab escape run`"),
 ])
 def test_bad_parameters_raise_clear_errors(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -101,7 +109,7 @@ def test_unreachable_boundaries_raise():
     with pytest.raises(ValueError, match="Unreachable valley boundary"):
         run_escape(_small(noise_scale=2.0))
     with pytest.raises(ValueError, match="Unreachable saddle-neighbourhood boundary"):
-        run_escape(_small(experiment="saddle", radius=5.0))
+        run_escape(_small(radius=5.0))
     with pytest.raises(ValueError, match="learning rate"):
         OptimizerSpec("sgd", 0.0)
 
@@ -110,7 +118,8 @@ def test_cache_hit_new_file_and_refusal(tmp_path):
     config = _small(optimizers=(SETTINGS["sgd"], SETTINGS["adam"]), trials=2, budget=60)
     first = cache.load_or_run(config, tmp_path)
     assert not first.from_cache and first.path.parent == tmp_path / "escape"
-    assert first.path == cache.result_path(config, tmp_path) and first.path.name.startswith("valley_")
+    # the key is every field of the config and the table version
+    assert first.path == table_path("saddle", config.to_config(), tmp_path / "escape", version=cache.VERSION)
     sidecar = json.loads(first.path.with_suffix(".json").read_text())
     assert sidecar["seed"] == 0 and sidecar["config"]["budget"] == 60 and "git_commit" in sidecar
     assert set(sidecar["seconds_per_optimizer"]) == {"sgd", "adam"} and "critical_points_u" in sidecar
@@ -127,8 +136,8 @@ def test_cache_hit_new_file_and_refusal(tmp_path):
     # by default the mismatching entry is moved aside (nothing lost) and recomputed: the same numbers
     fourth = cache.load_or_run(config, tmp_path)
     assert not fourth.from_cache and fourth.frame.equals(first.frame)
-    assert len(list((tmp_path / "escape").glob("valley_*.damaged-*.csv"))) == 1
-    assert not first.rates().empty
+    assert len(list((tmp_path / "escape").glob("saddle_*.damaged-*.csv"))) == 1
+    assert not first.saddle().empty
 
 
 def test_config_round_trips_through_its_description():
@@ -141,25 +150,27 @@ def test_config_round_trips_through_its_description():
 
 
 def test_command_line(tmp_path, capsys):
-    args = ["escape", "valley", "--sharpness", "4,5,6", "--trials", "3", "--budget", "80", "--optimizers",
+    args = ["escape", "saddle", "--sharpness", "1,2,4", "--trials", "3", "--budget", "100", "--optimizers",
             "sgd,adam", "--samples", "2000", "--warmup", "10", "--data-dir", str(tmp_path)]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "Escape rates" in out and "adam" in out and "saved:" in out
+    assert "Iterations to leave the saddle" in out and "adam" in out and "saved:" in out
     assert cli.main(args) == 0
     assert "cached:" in capsys.readouterr().out
-    saved = next((tmp_path / "escape").glob("valley_*.csv"))
+    saved = next((tmp_path / "escape").glob("saddle_*.csv"))
     assert cli.main(["escape", "show", str(saved)]) == 0
+    assert "|lambda|^p" in capsys.readouterr().out
     assert cli.main(["escape", "points", "--dim", "2", "--samples", "1000"]) == 0
-    assert cli.main(["escape", "saddle", "--sharpness", "1,2,4", "--trials", "2", "--budget", "100",
-                     "--optimizers", "sgd", "--samples", "2000", "--warmup", "0", "--data-dir", str(tmp_path)]) == 0
     capsys.readouterr()
-    assert cli.main(["escape", "valley", "--sharpness", "2,-1", "--data-dir", str(tmp_path)]) == 2
+    assert cli.main(["escape", "saddle", "--sharpness", "2,-1", "--data-dir", str(tmp_path)]) == 2
     assert "Invalid sharpness k: -1.0" in capsys.readouterr().err
-    assert cli.main(["escape", "valley", "--budget", "0", "--data-dir", str(tmp_path)]) == 2
+    assert cli.main(["escape", "saddle", "--budget", "0", "--data-dir", str(tmp_path)]) == 2
     assert "Invalid budget: 0" in capsys.readouterr().err
     assert cli.main(["escape", "show", str(tmp_path / "missing.csv")]) == 2
-    for command in (["escape", "--help"], ["escape", "valley", "--help"], ["escape", "saddle", "--help"],
+    with pytest.raises(SystemExit) as exit_info:  # the first valley experiment is retired: `escape run` is the valley
+        cli.main(["escape", "valley"])
+    assert exit_info.value.code == 2 and "invalid choice: 'valley'" in capsys.readouterr().err
+    for command in (["escape", "--help"], ["escape", "saddle", "--help"],
                     ["escape", "points", "--help"], ["escape", "show", "--help"], ["bench", "escape", "--help"]):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(command)

@@ -85,7 +85,7 @@ def _points() -> pd.DataFrame:
 def test_the_notebook_tables_are_labelled_and_narrow():
     points = _points()
     design = report.design_table(points)
-    assert list(design["setting"]) == ["SGD", "LCAM (accelerate above)", "LCAM (accelerate above), shuffled control"]
+    assert list(design["setting"]) == ["SGD", "LCAM (0.9, 0.95)", "LCAM (0.9, 0.95), shuffled control"]
     assert "optimizer" not in design and design["censored (%)"].iloc[0] == pytest.approx(100 * 20 / 520)
     gof = report.gof_view(points)
     rejected = int((points[points["optimizer"] == "sgd"]["ks_p"] < 0.05).sum())

@@ -50,6 +50,50 @@ def test_presets_keys_labels_and_round_trip():
     assert [s.lr for s in specs] == [0.2, 0.02]
 
 
+def test_one_declaration_per_optimizer():
+    """Everything about an optimizer but its learning rates is its registry entry: the experiments' lists of
+    optimizers, the labels, colours and markers of every figure read it, control keys included."""
+    import ast
+
+    from matplotlib.colors import is_color_like
+    from matplotlib.lines import Line2D
+
+    from lcamlab import zoo
+    from lcamlab.paths import NOTEBOOKS_DIR
+    from lcamlab.train.config import OPTIMIZERS
+
+    for key, entry in PRESETS.items():
+        assert entry.kind in KINDS and entry.label and entry.marker in Line2D.markers
+        assert (registry.label(key), registry.color(key), registry.marker(key)) == (entry.label, entry.color,
+                                                                                    entry.marker)
+        assert is_color_like(entry.color)
+        spec = preset(key, 0.1)
+        assert type(spec.build([torch.nn.Parameter(torch.ones(2))])) is spec._class()  # the one class table
+        if key != "lcam":  # "lcam" is LCAM at any pair: a spec of it names its pair
+            assert spec.label == entry.label
+    assert len({entry.label for entry in PRESETS.values()}) == len(PRESETS)  # legends tell them apart
+    assert OptimizerSpec.lcam(0.1, 0.9, 0.97).label == "LCAM (0.9, 0.97)"  # a setting that is no preset
+    assert OptimizerSpec.heavy_ball(0.1, 0.9).label == registry.label("momentum")
+    assert OptimizerSpec("scheduled", 0.1).label == "ScheduledMomentum"  # a kind without a preset: its class
+    # Every suite is read from the registry; train builds its names as kinds.
+    assert zoo.OPTIMIZERS == registry.suite_keys("zoo") and OPTIMIZERS == registry.suite_keys("train")
+    assert OPTIMIZERS == ("sgd", "lcam", "adai", "adaiw", "adarem", "adam", "adamw")  # as `lcamlab train` took
+    assert all(PRESETS[k].kind == k for k in OPTIMIZERS)
+    assert all(set(zoo.OPTIMIZERS) <= set(landscape.lr) for landscape in zoo.LANDSCAPES.values())
+    notebook = json.loads((NOTEBOOKS_DIR / "01_weight_traction.ipynb").read_text())
+    cell = next("".join(c["source"]) for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", []))
+    defaults = {node.targets[0].id: node.value for node in ast.parse(cell).body if isinstance(node, ast.Assign)}
+    assert set(ast.literal_eval(defaults["optimizers"])) == set(registry.suite_keys("toys"))
+    # Control keys: the LCAM setting's colour and marker, its label with the control's name.
+    assert registry.label("lcam-above:shuffled") == "LCAM (0.9, 0.95), shuffled control"
+    assert registry.color("lcam-below:matched") == registry.color("lcam-below") != registry.color("lcam-above")
+    assert registry.marker("lcam-below:shuffled") == registry.marker("lcam-below") == "X"
+    with pytest.raises(KeyError, match="Unknown optimizer"):
+        registry.label("lbfgs")
+    with pytest.raises(ValueError, match="Invalid suite"):
+        registry.suite_keys("paper")
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda: OptimizerSpec("lbfgs", 0.1), "optimizer kind"),
     (lambda: OptimizerSpec("sgd", 0.0), "learning rate"),

@@ -167,7 +167,7 @@ def test_bad_p_values_name_the_parameter_and_its_declaration(tmp_path, key, text
 def test_a_line_papermill_cannot_parse_is_named(tmp_path, caplog):
     nb = _typed_notebook(tmp_path / "00_typed.ipynb", TYPED + "noise = 0.2   # scale (0 = off)\n")
     assert figures.unparsed_parameter_lines(nb) == [(12, "noise", "noise = 0.2   # scale (0 = off)")]
-    assert "noise" not in figures.declared_parameters(nb) and "quick" in figures.declared_parameters(nb)
+    assert "noise" not in figures.parameter_specs(nb) and "quick" in figures.parameter_specs(nb)
     lines = []
     with pytest.raises(ValueError, match=r"Parameter 'noise' of 00_typed.ipynb is on a line papermill cannot parse"):
         figures.build([str(nb)], text_parameters={"noise": "1.0"}, log=lines.append, dry_run=True)

@@ -22,7 +22,7 @@ def test_notebook_is_stored_clean_and_parameterised(notebook):
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "stored with outputs"
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
-    declared = figures.declared_parameters(notebook)
+    declared = figures.parameter_specs(notebook)
     assert {"figures_dir", "data_dir", "quick"} <= set(declared)
     meta = nb["metadata"]["lcamlab"]
     assert meta["quick_parameters"].get("quick") is True

@@ -11,6 +11,7 @@ import torch
 matplotlib.use("Agg")
 
 from lcamlab import __version__, provenance, style  # noqa: E402
+from lcamlab.experiments.registry import PRESETS  # noqa: E402
 
 
 def test_run_metadata_records_everything():
@@ -61,7 +62,7 @@ def test_atomic_write_keeps_old_file_when_serialisation_fails(tmp_path):
 
 
 def test_style_colours_and_saving(tmp_path):
-    assert style.optimizer_color("LCAM-above") == style.OPTIMIZER_COLORS["lcam-above"]
+    assert style.optimizer_color("LCAM-above") == PRESETS["lcam-above"].color
     assert style.optimizer_color("adam") != style.optimizer_color("adai")
     assert style.paper_group_color((0.9, 0.95)) == style.PAPER_GROUP_COLORS[(0.9, 0.95)]
     with pytest.raises(KeyError, match="Unknown optimizer"):

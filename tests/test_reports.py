@@ -74,7 +74,7 @@ def test_read_run_formats_torn_line_and_repeated_epoch(tmp_path):
         read_run(tmp_path / "nothing")
 
 
-def test_load_runs_filters_and_inventory(tmp_path):
+def test_load_runs_filters(tmp_path):
     write_run(tmp_path, dataset="cifar10", momentum=(0.9, 0.9), seed=0, finished=True)
     write_run(tmp_path, dataset="cifar100", momentum=(0.93, 0.9), seed=0, epochs=(1,), planned=3)
     write_run(tmp_path, dataset="cifar10", momentum=(0.9, 0.95), seed=0, schedule="step", run_id="fig3-x")
@@ -85,9 +85,6 @@ def test_load_runs_filters_and_inventory(tmp_path):
     assert len(load_runs(tmp_path, momentum=(0.93, 0.9))) == 1
     assert len(load_runs(tmp_path, dataset=("cifar10", "cifar100"), schedule="lcam-exp")) == 2
     assert load_runs(tmp_path / "absent") == []
-    inventory = reports.run_inventory(load_runs(tmp_path)).set_index("run_id")
-    assert inventory.loc["fig5-cifar100-m0.93-0.9-s0", "state"] == "partial"
-    assert inventory.loc["fig5-cifar10-m0.9-0.9-s0", "state"] == "finished"
 
 
 def test_one_state_vocabulary_for_started_diverged_and_finished_runs(tmp_path):
@@ -107,9 +104,6 @@ def test_one_state_vocabulary_for_started_diverged_and_finished_runs(tmp_path):
     assert (first.state, first.diverged, first.epochs_done, first.epochs_planned) == ("partial", False, 0, 5)
     assert (second.state, second.diverged, second.finished) == ("diverged", True, False)
     assert (third.state, third.epochs_done, third.group, third.momentum) == ("finished", 2, "0.9-0.9", (0.9, 0.9))
-    inventory = reports.run_inventory([started, diverged, done]).set_index("run_id")
-    assert inventory.state.to_dict() == {started.name: "partial", diverged.name: "diverged", done.name: "finished"}
-    assert inventory.epochs_done.tolist() == [0, 1, 2]
     frame = reports.runs_frame(list(runs.values()))
     assert set(frame.run_id) == {diverged.name, done.name}  # a run without epochs adds no rows
     with pytest.raises(ValueError, match="Cannot read a run"):
@@ -285,31 +279,29 @@ def test_notebook_panels_figures_summary_and_table1(tmp_path, paper_curves, pape
         write_run(tmp_path / "runs", momentum=(0.9, 0.95), seed=seed, epochs=(119, 120), test_error=[9.0, l])
     frame = reports.runs_frame(load_runs(tmp_path / "runs"))
     panels = {"cifar10": "fig5", "cifar100": "fig5"}
-    drawn = reports.plot_panels(frame, paper_curves, panels, tmp_path / "figures",
-                                title="Figure {number} of the LCAM paper: final training on {dataset}", show=False)
-    assert [fig._suptitle.get_text() for fig, _ in drawn] == ["Figure 5 of the LCAM paper: final training on CIFAR-10",
-                                                              "Figure 5 of the LCAM paper: final training on CIFAR-100"]
-    legend = [t.get_text() for fig, _ in drawn for t in fig.legends[0].get_texts()]
+    drawn = reports.plot_panels(frame, paper_curves, panels,
+                                title="Figure {number} of the LCAM paper: final training on {dataset}")
+    for dataset, (fig, _) in drawn.items():  # as the notebooks do: they name and save every figure
+        style.save_figure(fig, f"{panels[dataset]}_{dataset}", tmp_path / "figures")
+    assert [fig._suptitle.get_text() for fig, _ in drawn.values()] == [
+        "Figure 5 of the LCAM paper: final training on CIFAR-10", "Figure 5 of the LCAM paper: final training on CIFAR-100"]
+    legend = [t.get_text() for fig, _ in drawn.values() for t in fig.legends[0].get_texts()]
     assert "the LCAM paper's Figure 5" in legend and not any("000" in t for t in legend)
     assert (tmp_path / "figures" / "fig5_cifar100.pdf").exists() and (tmp_path / "figures" / "fig5_cifar10.png").exists()
-    text = reports.describe_groups(frame, paper_curves, panels, epochs_planned=150, drop_epochs=())
-    assert text.startswith("CIFAR-10 at epoch 120 (of 150 planned):")
-    assert "lowest mean test error in our runs: LCAM 0.9-0.95; in the paper at epoch 120: LCAM 0.9-0.95" in text
-    assert "No runs yet" in reports.describe_groups(frame.iloc[:0], paper_curves, panels, epochs_planned=150)
     (shown,) = reports.show_groups(frame, paper_curves, {"cifar10": "fig5"}, epochs_planned=150, drop_epochs=(),
                                    show=False)
     assert shown["epoch"] == 120 and shown["lowest"] == "LCAM 0.9-0.95"
     assert shown["table"].set_index("group").loc["LCAM 0.9-0.95", "test error, mean (%)"] == pytest.approx(4.0)
     provenance = {"runs_dir": "runs", "seeds": 2, "epochs": 150, "depth": 28, "widen": 10, "synthetic_cifar": False}
     table = reports.table1_report(frame, paper_table1, paper_curves, ["cifar10", "cifar100"], epoch=120,
-                                  data_dir=tmp_path / "data", figures_dir=tmp_path / "figures", provenance=provenance,
-                                  show=False, log=None)
+                                  data_dir=tmp_path / "data", provenance=provenance, show=False, log=None)
+    style.save_figure(table.figure[0], "table1", tmp_path / "figures")
     assert table.saved["status"] == "written" and (tmp_path / "figures" / "table1.png").exists()
     sidecar = json.loads(table.saved["csv"].with_suffix(".json").read_text())
     assert sidecar["config"] == {"table_epoch": 120, "baseline": "0.9-0.9", **provenance}
     assert table.text.endswith("(+ .json, .md)") and "4.00 ± 0.14 (best 3.90; n=2; win 100%)" in table.text
     again = reports.table1_report(frame, paper_table1, paper_curves, ["cifar10"], epoch=120, data_dir=tmp_path / "data",
-                                  figures_dir=tmp_path / "figures", provenance=provenance, show=False, log=None)
+                                  provenance=provenance, show=False, log=None)
     assert again.saved == {**table.saved, "status": "cached"}
     words = reports.describe_table1(table.rows, paper_table1)
     assert "CIFAR-10 LCAM 0.9-0.95 at epoch 120: 4.00 % mean over 2 seed(s)" in words
@@ -389,15 +381,15 @@ def test_fmnist_claims_verdicts_and_report(tmp_path):
     assert rows["fmnist.groups.green_vs_fixed09"]["verdict"] == "does not hold"
     assert rows["fmnist.groups.red_vs_green"]["estimate"] == pytest.approx(-1.5, abs=1e-9)
 
-    class Runs:  # what lcamlab.train.plan.prepare_fmnist returns, as far as the report reads it
+    class Runs:  # what lcamlab.reports.plan.prepare_fmnist returns, as far as the report reads it
         pass
 
     runs = Runs()
     runs.frame, runs.runs_dir, runs.setting_text = frame, runs_dir, "s"
     runs.settings = {"epochs": 2, "arch": "fmnet"}
     report = reports.fmnist_report(runs, figure="fig3", kind="groups", notebook="03_momentum_groups",
-                                   figures_dir=tmp_path / "figures", data_dir=tmp_path / "data", stem="fig3_fmnist",
-                                   title="t", show=False, log=None)
+                                   data_dir=tmp_path / "data", stem="fig3_fmnist", title="t", show=False, log=None)
+    style.save_figure(report.figure[0], "fig3_fmnist", tmp_path / "figures")
     assert (tmp_path / "figures" / "fig3_fmnist.png").stat().st_size > 5000
     assert (tmp_path / "data" / "paper_reproduction" / "fig3_fmnist.csv").is_file()
     ledger = report.ledger

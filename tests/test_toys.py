@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from lcamlab.toys import SUITE_KEYS, OptimizerSpec, ProductChain, SpringPair, loss_phases, run, run_looped, suite
+from lcamlab.experiments.registry import suite_keys
+from lcamlab.toys import OptimizerSpec, ProductChain, SpringPair, loss_phases, run, run_looped, suite
 from lcamlab.toys.base import grid_cells
 
 F64 = torch.float64
@@ -239,9 +240,11 @@ def test_record_every_subsamples_and_keeps_the_end():
 def test_suite_and_style_keys():
     lrs = {"sgd": 0.2, "momentum": 0.02, "lcam-above": 0.02, "lcam-below": 0.02, "adam": 0.02, "adagrad": 0.2,
            "rmsprop": 0.005, "adai": 0.2, "adarem": 0.2}
-    specs = suite(SUITE_KEYS, lrs)
+    specs = suite(suite_keys("toys"), lrs)
     keys = [s.style_key for s in specs]
-    assert keys == ["sgd", "momentum", "lcam-above", "lcam-below", "adam", "adagrad", "rmsprop", "adai", "adarem"]
+    assert keys == list(suite_keys("toys"))
+    assert sorted(keys) == sorted(["sgd", "momentum", "lcam-above", "lcam-below", "adam", "adagrad", "rmsprop", "adai",
+                                   "adarem"])
     from lcamlab import style
 
     assert all(style.optimizer_color(k) for k in keys)

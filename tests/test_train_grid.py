@@ -163,7 +163,8 @@ def test_fmnist_run_sets_names_groups_and_order():
 def test_control_values_and_schedule():
     from lcamlab.experiments.controls import bernoulli_schedule
     from lcamlab.train.config import TrainConfig
-    from lcamlab.train.grid import control_schedule, control_values_from
+    from lcamlab.train.grid import control_values_from
+    from lcamlab.train.runner import control_schedule
 
     rows = [{"epoch": 1, "phase_below": 0.25}, {"epoch": 2, "phase_below": 0.75}]
     assert control_values_from(rows, "shuffled", (0.9, 0.95), 2) == (0.25, 0.75)

@@ -13,16 +13,17 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from lcamlab import zoo  # noqa: E402
+from lcamlab.experiments.registry import label  # noqa: E402
 
 
 @pytest.mark.parametrize("landscape", list(zoo.LANDSCAPES))
 def test_every_optimizer_descends(landscape):
     runs = zoo.run_zoo(landscape, steps=150, seed=1)
-    assert set(runs) == set(zoo.ZOO_OPTIMIZERS)
+    assert set(runs) == set(zoo.OPTIMIZERS)
     for key, run in runs.items():
         assert run.path.shape == (151, 2) and np.isfinite(run.path).all(), key
         assert run.true_losses[-1] < run.true_losses[0], f"{key} did not descend on {landscape}"
-        assert not run.diverged and run.label == zoo.ZOO_OPTIMIZERS[key]
+        assert not run.diverged and run.label == label(key)
 
 
 @pytest.mark.parametrize("landscape", list(zoo.LANDSCAPES))
@@ -136,14 +137,14 @@ def test_trajectory_figure_keeps_momentum_visible_over_lcam_and_reads_at_8pt():
         fig.canvas.draw()
         ax_path = fig.axes[0]
         lines = {line.get_label(): line for line in ax_path.get_lines()}
-        momentum = lines[zoo.ZOO_OPTIMIZERS["momentum"]]
+        momentum = lines[label("momentum")]
         for key in ("lcam-above", "lcam-below"):
-            lcam = lines[zoo.ZOO_OPTIMIZERS[key]]
+            lcam = lines[label(key)]
             assert momentum.get_zorder() > lcam.get_zorder()       # drawn on top ...
             assert momentum.get_linewidth() < lcam.get_linewidth()  # ... thinner, so LCAM shows around it
             assert momentum.get_linestyle() != "-"                  # ... and dashed, so LCAM shows through it
         legend = fig.legends[0]
-        assert len(legend.get_texts()) == len(zoo.ZOO_OPTIMIZERS)
+        assert len(legend.get_texts()) == len(zoo.OPTIMIZERS)
         assert min(t.get_fontsize() for t in _texts(fig)) >= 8
     finally:
         matplotlib.pyplot.close(fig)
@@ -168,7 +169,7 @@ def test_phase_figure_has_visible_dots_and_explains_its_loss_axis():
 def test_no_paper_file_numbers_in_user_facing_text():
     import re
 
-    text = " ".join([zoo.__doc__, zoo.PHASE_NOTE, *zoo.ZOO_OPTIMIZERS.values(),
+    text = " ".join([zoo.__doc__, zoo.PHASE_NOTE, *map(label, zoo.OPTIMIZERS),
                      *(land.title for land in zoo.LANDSCAPES.values())])
     assert not re.search(r"\b00[0-4]\b", text)
 
@@ -185,7 +186,7 @@ def test_slider_panel_redraws_once_per_change():
     first = panel.image.value
     panel.sliders["below"].value = 0.95
     assert len(panel.redraw_seconds) == 2 and panel.image.value != first
-    assert panel.labels()["lcam"] == "LCAM (below 0.95, above 0.95)"
+    assert panel.runs["lcam"].label == "LCAM (0.95, 0.95)"
     assert panel.runs["lcam"].below is not None and len(panel.runs["lcam"].below) == 60
     # A new landscape: its own learning rate, one redraw (not one per changed control).
     panel.sliders["landscape"].value = "rosenbrock"
@@ -215,7 +216,7 @@ def test_slider_panel_reports_divergence_instead_of_failing():
     panel = ZooExplorer(steps=200, momentum=0.0)
     panel.sliders["lr"].value = 0.5  # plain gradient descent far beyond 2 / 25 on the quadratic
     assert panel.runs["momentum"].diverged
-    assert "SGD + momentum diverged at step" in panel.status.value
+    assert panel.runs["momentum"].label == "SGD" and "SGD diverged at step" in panel.status.value
 
 
 def test_slider_panel_blits_the_same_picture_as_a_full_draw():

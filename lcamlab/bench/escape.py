@@ -1,22 +1,23 @@
-"""Benchmark: the fused escape runner against today's eager runner (and the eager runner against a loop).
+"""Benchmark: the numba escape loop against the eager runner and JAX (and the eager runner against a loop).
 
 ``lcamlab bench escape [--trials N] [--steps S] [--repeats R] [--threads T] [--jax]`` (default):
-trial-steps per second of the fused kernel (:func:`lcamlab.escape.fused.simulate_fused`, float32,
+trial-steps per second of the numba loop (:func:`lcamlab.escape.fused.simulate_fused`, float32,
 Philox stream) and of the eager batched runner (:func:`lcamlab.escape.simulate_batched`, float32),
-side by side in one run, for SGD, Adam and LCAM on the same workload (v2's sharp valley at k = 1,
-the design's learning rates, no trial dropped, so both do the same trial-steps). Each runner is
-timed on one thread and on ``T`` threads (default: every CPU the process may use), each ``--repeats``
-times, interleaved, and the best is kept (the machine is shared). Two speed-ups are printed: on one
-thread each, and on the whole machine with each runner at its faster thread count (the eager runner
-pins torch to one thread by design; the benchmark times it on ``T`` as well). ``--jax`` adds plain
-SGD written as a researcher would in JAX (:func:`jax_sgd_runner`): what the fused runner has to beat.
-The benchmark then checks that the fused runner gives the eager runner's escape steps on the eager
-runner's own stream (float64).
+side by side in one run, for SGD, momentum, Adam and LCAM on the same workload (v2's sharp valley
+at k = 1, the design's learning rates, no trial dropped, so both do the same trial-steps). Each
+runner is timed on one thread and on ``T`` threads (default: every CPU the process may use), each
+``--repeats`` times, interleaved, and the best is kept (the machine is shared). Two speed-ups are
+printed: on one thread each, and on the whole machine with each runner at its faster thread count
+(the eager runner pins torch to one thread by design; the benchmark times it on ``T`` as well).
+``--jax`` adds plain SGD written as a researcher would in JAX (:func:`jax_sgd_runner`): what the
+loop has to beat. Each optimizer's first call is timed apart (numba compiles the loop's variant, or
+loads it from its on-disk cache). The benchmark then checks that the loop gives the eager runner's
+escape steps on the eager runner's own stream (float64).
 
 ``lcamlab bench escape --vs-loop [--trials N] [--budget B] [--loop-trials M | --full-loop]``: the
-previous benchmark, described below.
+eager runner against its per-trial reference, described below.
 
-Both variants run the *same* valley-escape experiment (the default configuration
+Both variants run the *same* saddle-escape experiment (the default configuration
 of :class:`lcamlab.escape.EscapeConfig`: 8 optimizer settings x 8 sharpness values x
 100 trials) on the same training set and the same mini-batch index stream:
 
@@ -51,9 +52,9 @@ import time
 import numpy as np
 import torch
 
-from lcamlab.escape.config import OPTIMIZER_KEYS, EscapeConfig, default_sharpness
+from lcamlab.escape.config import SADDLE_LRS, EscapeConfig, saddle_sharpness
 from lcamlab.escape.experiment import make_landscape, trial_layout
-from lcamlab.escape.regions import valley_region
+from lcamlab.escape.regions import saddle_region
 from lcamlab.escape.simulate import simulate_batched, simulate_looped
 
 __all__ = ["check_parity", "compare", "compare_runners", "configure_parser", "jax_sgd_runner", "main"]
@@ -63,14 +64,14 @@ def compare(config: EscapeConfig, *, loop_trials: int | None = 1, log=print) -> 
     """Run both variants per optimizer setting; return one row of timings and agreement each.
 
     Args:
-        config: the valley experiment (its dtype should be float64 for exact agreement).
+        config: the saddle experiment (its dtype should be float64 for exact agreement).
         loop_trials: trials per sharpness value run by the loop (``None``: all).
         log: progress printer (``None`` for silence).
     """
     if loop_trials is not None and not (1 <= loop_trials <= config.trials):
         raise ValueError(f"Invalid --loop-trials: {loop_trials} (must be between 1 and --trials {config.trials})")
     landscape = make_landscape(config)
-    region = valley_region(landscape)
+    region = saddle_region(landscape, config.radius)
     ks, trial = trial_layout(config)
     sqrt_k = torch.as_tensor(np.sqrt(ks))
     subset = np.arange(len(ks)) if loop_trials is None else np.flatnonzero(trial < loop_trials)
@@ -111,7 +112,7 @@ def compare(config: EscapeConfig, *, loop_trials: int | None = 1, log=print) -> 
     return rows
 
 
-RUNNER_KEYS = ("sgd", "adam", "lcam-above")
+RUNNER_KEYS = ("sgd", "momentum", "adam", "lcam-above")
 
 
 def jax_sgd_runner(landscape, region, *, lr: float, trials: int, steps: int, seed: int = 0):
@@ -121,7 +122,7 @@ def jax_sgd_runner(landscape, region, *, lr: float, trials: int, steps: int, see
     The step is the fused runner's: :math:`u = \theta` (k = 1), one sampled row :math:`x`,
     :math:`g = f'(u - x) = 2.5 + (2y^2 - 16)\,y` with :math:`y = u - x`, :math:`\theta \leftarrow \theta - \eta g`,
     and the trial's first step outside the half-space is recorded. Indices come from ``jax.random``
-    (another stream than the kernel's Philox, so escape steps differ trial by trial; the work is the same).
+    (another stream than the loop's Philox, so escape steps differ trial by trial; the work is the same).
     ``landscape`` and ``region``: the training set and the half-space valley region, as for
     :func:`~lcamlab.escape.fused.simulate_fused`. Returns ``run()``: one timed call (blocks until the
     result is ready), returning the escape steps.
@@ -163,30 +164,36 @@ def jax_sgd_runner(landscape, region, *, lr: float, trials: int, steps: int, see
 def compare_runners(*, trials: int = 8192, steps: int = 2048, repeats: int = 3, keys=RUNNER_KEYS,
                     diagnostics: bool = False, threads: int | None = None, jax: bool = False,
                     log=print) -> list[dict]:
-    """Trial-steps per second of the fused and the eager runner on the same workload, best of ``repeats``.
+    """Trial-steps per second of the numba loop and the eager runner on the same workload, best of ``repeats``.
 
     Each runner is timed on one thread and on ``threads`` (default every usable CPU): the eager runner
     pins torch to one thread by design (:func:`lcamlab.escape.simulate.cpu_threads`), and is timed on
     ``threads`` too to show what that choice costs. Per optimizer the row holds the four rates, the
     speed-up on one thread each (``same_threads``) and on the whole machine, each runner at its faster
-    setting (``machine``); with ``jax=True`` SGD's row adds :func:`jax_sgd_runner`'s rate.
+    setting (``machine``), and the loop's first call in seconds (``first_call_s``: numba compiles the
+    variant, or loads it from its cache: ``cache_hit``); with ``jax=True`` SGD's row adds
+    :func:`jax_sgd_runner`'s rate.
     """
     from lcamlab.escape.design import DesignConfig, make_design_landscape, sharp_valley_region
-    from lcamlab.escape.fused import default_threads, kernel_library, simulate_fused
+    from lcamlab.escape.fused import default_threads, simulate_fused
+    from lcamlab.escape.loop import cache_hits
 
     threads = default_threads() if threads is None else int(threads)
     design = DesignConfig()
     landscape = make_design_landscape(design)
     region = sharp_valley_region(landscape)
-    kernel_library()  # build (or load) the kernel before any timing
     sqrt_k = np.ones(trials)
     settings = sorted({1, threads})
     rows = []
     for key in keys:
         spec = design.spec(key)
-        # one untimed short run of each first (allocator, first-call costs)
+        # one untimed short run of each first (allocator, first-call costs); the loop's is its compile time
         simulate_batched(landscape, spec, torch.as_tensor(sqrt_k), region, budget=16)
-        simulate_fused(landscape, spec, sqrt_k, region, budget=16, drop=False)
+        hits = cache_hits()
+        started = time.perf_counter()
+        simulate_fused(landscape, spec, sqrt_k[:64], region, budget=16, drop=False, diagnostics=diagnostics)
+        first_call = time.perf_counter() - started
+        cache_hit = cache_hits() > hits
         best: dict[str, float] = {}
         jax_run = None
         if jax and key == "sgd":
@@ -209,25 +216,29 @@ def compare_runners(*, trials: int = 8192, steps: int = 2048, repeats: int = 3, 
                "fused_1": best["fused_1"], "fused_n": best[f"fused_{threads}"],
                "same_threads": best["fused_1"] / best["eager_1"],
                "machine": best[f"fused_{threads}"] / eager_best,
-               "jax": best.get("jax", float("nan"))}
+               "jax": best.get("jax", float("nan")), "first_call_s": first_call, "cache_hit": cache_hit}
         rows.append(row)
         if log is not None:
-            log(f"  {key:<11} eager {eager_best:9.3e} | fused {row['fused_n']:9.3e} trial-steps/s | "
-                f"{row['machine']:5.1f}x")
+            log(f"  {key:<11} eager {eager_best:9.3e} | numba {row['fused_n']:9.3e} trial-steps/s | "
+                f"{row['machine']:5.1f}x | first call {first_call:.1f} s ({'cache' if cache_hit else 'compiled'})")
     return rows
 
 
 def check_parity(keys=RUNNER_KEYS, log=print) -> bool:
-    """Fused (on the eager runner's torch stream) and eager escape steps agree, float64, shallow-valley default."""
+    """The loop (on the eager runner's torch stream) and the eager runner give the same escape steps, float64,
+    on the design's sharp valley (a 5000-sample training set) at the design's learning rates."""
+    from lcamlab.escape.design import DESIGN_LRS, sharp_valley_region
     from lcamlab.escape.fused import simulate_fused
+    from lcamlab.escape.landscape import StyblinskiTangLandscape
+    from lcamlab.experiments.registry import preset
 
-    config = EscapeConfig(dtype="float64", n_samples=5000)
-    landscape = make_landscape(config)
-    region = valley_region(landscape)
-    sqrt_k = torch.as_tensor(np.sqrt(np.repeat([2.5, 3.5, 5.0], 32)))
+    landscape = StyblinskiTangLandscape(10, 5000, 1.0, seed=0, dtype=torch.float64)
+    region = sharp_valley_region(landscape)
     agree = True
     for key in keys:
-        spec = config.spec(key)
+        spec = preset(key, DESIGN_LRS[key])
+        # sharpness values with escapes within the budget (Adam's temperature grows like sqrt(k): larger k)
+        sqrt_k = torch.as_tensor(np.sqrt(np.repeat([8.0, 16.0, 32.0] if key == "adam" else [1.5, 2.0, 3.0], 32)))
         options = dict(budget=1500, warmup=200, chunk=256, epoch_length=500)
         e = simulate_batched(landscape, spec, sqrt_k, region, **options)
         f = simulate_fused(landscape, spec, sqrt_k.numpy(), region, stream="torch", drop=False, **options)
@@ -273,8 +284,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help=f"number of sharpness values, the default grid (default {len(defaults.sharpness)})")
     parser.add_argument("--budget", type=int, default=defaults.budget,
                         help=f"iterations before a trial is censored (default {defaults.budget})")
-    parser.add_argument("--optimizers", default=",".join(OPTIMIZER_KEYS),
-                        help="comma-separated optimizer keys (default all eight settings)")
+    parser.add_argument("--optimizers", default=",".join(SADDLE_LRS),
+                        help="--vs-loop: comma-separated optimizer keys (default all eight settings)")
     parser.add_argument("--loop-trials", type=int, default=1,
                         help="trials per (optimizer, k) the per-trial loop runs; its time for all trials is "
                              "extrapolated from its measured cost per iteration (default 1)")
@@ -299,26 +310,30 @@ def main(args: argparse.Namespace) -> int:
             print("lcamlab bench escape: --jax needs JAX (pip install 'jax[cpu]'); timing without it")
             with_jax = False
         torch.set_num_threads(1)
-        print(f"lcamlab bench escape: fused kernel vs eager runner, {trials} trials x {args.steps} steps, float32, "
-              f"cpu ({_cpu_name()}), 1 and {threads} threads, torch {torch.__version__}, sharp valley at k = 1, "
-              f"best of {args.repeats} (interleaved)" + (", fused with kick diagnostics" if args.diagnostics else ""))
+        import numba
+
+        print(f"lcamlab bench escape: numba loop vs eager runner, {trials} trials x {args.steps} steps, float32, "
+              f"cpu ({_cpu_name()}), 1 and {threads} threads, torch {torch.__version__}, numba {numba.__version__}, "
+              f"sharp valley at k = 1, best of {args.repeats} (interleaved)"
+              + (", the loop with kick diagnostics" if args.diagnostics else ""))
         started = time.perf_counter()
         rows = compare_runners(trials=trials, steps=args.steps, repeats=args.repeats, diagnostics=args.diagnostics,
                                threads=threads, jax=with_jax)
         n = threads
-        print("\ntrial-steps per second; speed-up of the fused runner on one thread each, and on the machine "
-              "(each runner at its faster thread count)")
-        print(f"{'optimizer':<11} {'eager 1t':>10} {f'eager {n}t':>10} {'fused 1t':>10} {f'fused {n}t':>10} "
-              f"{'x (1t)':>7} {'x (machine)':>12}" + (f" {'jax':>10}" if with_jax else ""))
+        print("\ntrial-steps per second; speed-up of the numba loop on one thread each, and on the machine "
+              "(each runner at its faster thread count); the loop's first call (compile, or cache load)")
+        print(f"{'optimizer':<11} {'eager 1t':>10} {f'eager {n}t':>10} {'numba 1t':>10} {f'numba {n}t':>10} "
+              f"{'x (1t)':>7} {'x (machine)':>12} {'first call':>16}" + (f" {'jax':>10}" if with_jax else ""))
         for r in rows:
+            first = f"{r['first_call_s']:.1f} s " + ("cache" if r["cache_hit"] else "compile")
             print(f"{r['optimizer']:<11} {r['eager_1']:>10.3e} {r['eager_n']:>10.3e} {r['fused_1']:>10.3e} "
-                  f"{r['fused_n']:>10.3e} {r['same_threads']:>6.1f}x {r['machine']:>11.1f}x"
+                  f"{r['fused_n']:>10.3e} {r['same_threads']:>6.1f}x {r['machine']:>11.1f}x {first:>16}"
                   + (f" {r['jax']:>10.3e}" if with_jax and r["optimizer"] == "sgd" else ""))
         if with_jax and rows and rows[0]["optimizer"] == "sgd":
             r = rows[0]
             eager_best = max(r["eager_1"], r["eager_n"])
             print(f"SGD in JAX (vmap inside lax.scan, jit): {r['jax'] / eager_best:.1f}x the eager "
-                  f"runner; the fused runner is {r['fused_n'] / r['jax']:.1f}x JAX")
+                  f"runner; the numba loop is {r['fused_n'] / r['jax']:.1f}x JAX")
         print("\nagreement on the eager runner's stream (float64):")
         agree = check_parity()
         print(f"benchmark wall time {time.perf_counter() - started:.0f} s")
@@ -328,11 +343,11 @@ def main(args: argparse.Namespace) -> int:
     base = EscapeConfig()
     unknown = [k for k in keys if k not in base.keys]
     if unknown or not keys:
-        raise ValueError(f"Invalid --optimizers {args.optimizers!r} (choose from {','.join(OPTIMIZER_KEYS)})")
+        raise ValueError(f"Invalid --optimizers {args.optimizers!r} (choose from {','.join(SADDLE_LRS)})")
     if args.sharpness_count < 1:
         raise ValueError(f"Invalid --sharpness-count: {args.sharpness_count} (must be >= 1)")
     config = base.replace(
-        trials=args.trials, budget=args.budget, sharpness=default_sharpness(args.sharpness_count),
+        trials=args.trials, budget=args.budget, sharpness=saddle_sharpness(args.sharpness_count),
         optimizers=tuple(base.spec(k) for k in keys), dtype=args.dtype, seed=args.seed,
     )
     trials_total = len(config.sharpness) * config.trials

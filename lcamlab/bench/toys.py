@@ -28,10 +28,10 @@ from typing import Any
 import torch
 
 from lcamlab.toys import ProductChain, SpringPair, ToySystem
-from lcamlab.experiments.registry import PRESETS, OptimizerSpec, preset
+from lcamlab.experiments.registry import PRESETS, preset
 from lcamlab.toys.runner import ToyRun, run, run_looped
 
-__all__ = ["make_toy", "make_spec", "compare", "configure_parser", "main"]
+__all__ = ["make_toy", "compare", "configure_parser", "main"]
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -47,15 +47,6 @@ def make_toy(name: str, trials: int, dtype: torch.dtype) -> ToySystem:
     raise ValueError(f"Invalid toy: {name!r} (choose 'spring' or 'chain')")
 
 
-# The benchmark's optimizer names: registry presets, "lcam" being the paper's (0.9, 0.95).
-BENCH_OPTIMIZERS = {"lcam": "lcam-above", **{key: key for key in PRESETS if not key.startswith("lcam")}}
-
-
-def make_spec(kind: str, lr: float) -> OptimizerSpec:
-    """The optimizer: a registry preset; LCAM uses the paper's (0.9, 0.95), 'momentum' 0.9."""
-    return preset(BENCH_OPTIMIZERS[kind], lr)
-
-
 def _difference(a: ToyRun, b: ToyRun) -> tuple[float, bool]:
     """Largest relative difference of trajectories and losses, and whether the decisions agree."""
     def rel(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -69,11 +60,11 @@ def _difference(a: ToyRun, b: ToyRun) -> tuple[float, bool]:
     return max(rel(a.trajectory, b.trajectory), rel(a.loss, b.loss)), decisions
 
 
-def compare(toy_name: str, kind: str, *, trials: int, steps: int, steps_per_epoch: int, lr: float,
+def compare(toy_name: str, key: str, *, trials: int, steps: int, steps_per_epoch: int, lr: float,
             dtype: torch.dtype, seed: int) -> dict[str, Any]:
     """Run both variants on the same trials; returns timings, the speed-up and the agreement."""
     toy = make_toy(toy_name, trials, dtype)
-    spec = make_spec(kind, lr)
+    spec = preset(key, lr)  # "lcam": LCAM at its default (0.9, 0.95); "momentum": SGD with 0.9
     kwargs = dict(steps=steps, steps_per_epoch=steps_per_epoch, seed=seed)
     run(toy.subset(slice(0, 1)), spec, steps=2, steps_per_epoch=steps_per_epoch, seed=seed)  # warm-up (imports)
     batched = run(toy, spec, **kwargs)
@@ -93,8 +84,8 @@ def compare(toy_name: str, kind: str, *, trials: int, steps: int, steps_per_epoc
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--toy", choices=("spring", "chain"), default="spring",
                         help="toy system: the SpringPair of notebook 01 or a ProductChain (default: spring)")
-    parser.add_argument("--optimizer", choices=list(BENCH_OPTIMIZERS), default="lcam",
-                        help="optimizer kind (default: lcam, with momentum (0.9, 0.95))")
+    parser.add_argument("--optimizer", choices=list(PRESETS), default="lcam",
+                        help="optimizer, a registry preset (default: lcam, with momentum (0.9, 0.95))")
     parser.add_argument("--trials", type=int, default=200, help="number of trials (default: 200)")
     parser.add_argument("--steps", type=int, default=200, help="optimizer steps (default: 200)")
     parser.add_argument("--steps-per-epoch", type=int, default=40,

@@ -31,7 +31,6 @@ from lcamlab.data.cifar import (
     default_data_dir,
     download_cifar,
     file_md5,
-    get_normalization,
     load_cifar,
 )
 from lcamlab.data.loader import (
@@ -40,7 +39,6 @@ from lcamlab.data.loader import (
     crop_flip,
     epoch_seed,
     normalize,
-    random_crop_flip,
     sample_crop_flip,
 )
 from lcamlab.data.fashion_mnist import (

@@ -58,7 +58,6 @@ __all__ = [
     "CifarData",
     "default_data_dir",
     "cifar_sources",
-    "get_normalization",
     "file_md5",
     "download_verified",
     "download_cifar",
@@ -221,13 +220,6 @@ def cifar_sources(dataset: str, data_dir: str | os.PathLike | None = None) -> tu
     layout = _check_dataset(dataset)
     folder = Path(data_dir) if data_dir is not None else default_data_dir()
     return folder / layout.archive, folder / layout.folder
-
-
-def get_normalization(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """``(mean, std)`` of a named normalisation in :data:`NORMALIZATIONS`."""
-    if name not in NORMALIZATIONS:
-        raise ValueError(f"Invalid normalization: {name!r} (must be one of {', '.join(NORMALIZATIONS)})")
-    return NORMALIZATIONS[name]
 
 
 def file_md5(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:

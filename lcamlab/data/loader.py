@@ -26,7 +26,6 @@ __all__ = [
     "epoch_seed",
     "sample_crop_flip",
     "crop_flip",
-    "random_crop_flip",
     "normalize",
     "EpochPlan",
     "DeviceLoader",
@@ -101,25 +100,6 @@ def crop_flip(images: Tensor, offsets: Tensor, flips: Tensor, pad: int = 4, *, c
         return out.permute(0, 3, 1, 2)
     return padded[batch_index[:, None, None, None], channel_index[None, :, None, None],
                   rows[:, None, :, None], cols[:, None, None, :]]
-
-
-def random_crop_flip(
-    images: Tensor, generator: torch.Generator, pad: int = 4, *, return_params: bool = False
-) -> Tensor | tuple[Tensor, Tensor, Tensor]:
-    """:func:`sample_crop_flip` then :func:`crop_flip`: a random crop of the padded images and a random flip.
-
-    Args:
-        images: ``(B, C, H, W)`` on the generator's device.
-        generator: the source of randomness (seeded by the caller).
-        pad: zero padding.
-        return_params: also return the sampled ``offsets`` ``(B, 2)`` and ``flips`` ``(B,)``.
-
-    Returns:
-        The augmented batch, or ``(batch, offsets, flips)``.
-    """
-    offsets, flips = sample_crop_flip(images.shape[0], generator, pad)
-    out = crop_flip(images, offsets, flips, pad)
-    return (out, offsets, flips) if return_params else out
 
 
 def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:

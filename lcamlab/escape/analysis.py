@@ -1,4 +1,4 @@
-r"""Escape v2's tables: per point, Kramers' law per optimizer and arm, jumps, LCAM against its controls.
+r"""The valley experiment's tables: per point, Kramers' law per optimizer and arm, jumps, LCAM against its controls.
 
 From the per-trial frame of :func:`lcamlab.escape.design.load_units`:
 
@@ -25,6 +25,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from lcamlab.experiments.registry import split_key
 from lcamlab.experiments.stats import censored_exponential_rate, censored_ks, fit_log_rate, kramers_fit
 
 __all__ = ["point_table", "alpha_table", "two_line_table", "jump_table", "control_table", "EXPECTED_ALPHA"]
@@ -34,7 +35,7 @@ EXPECTED_ALPHA = {"adam": 0.5}
 
 
 def expected_alpha(optimizer: str) -> float:
-    return EXPECTED_ALPHA.get(optimizer.partition(":")[0], 1.0)
+    return EXPECTED_ALPHA.get(split_key(optimizer)[0], 1.0)
 
 
 def point_table(frame: pd.DataFrame, *, window: int = 20, threshold: float = 6.0, bootstraps: int = 200,

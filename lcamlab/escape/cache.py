@@ -1,13 +1,14 @@
 """Escape results in the suite's verified result cache (:mod:`lcamlab.experiments.cache`).
 
-A result is the table ``"valley"`` or ``"saddle"`` (the experiment) of
+A saddle result is the table ``"saddle"`` (the experiment) of
 :func:`lcamlab.experiments.cache.cached_table` under ``<data_dir>/escape/``
 (default :func:`lcamlab.paths.data_dir` ``("escape")``), keyed by
 :meth:`EscapeConfig.to_config <lcamlab.escape.config.EscapeConfig.to_config>`
 (every field, optimizer specs included) and :data:`VERSION`. The sidecar holds the
 provenance and the simulation's info: seconds per optimizer, the critical points,
-the start point. :class:`EscapeResult` adds the summaries the notebook and the
-command line print.
+the start point. :class:`EscapeResult` adds the exit-time table the notebook and the
+command line print. (The sharp-valley design caches its own table,
+:func:`lcamlab.escape.design.load_or_run_design`.)
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from typing import Any
 import pandas as pd
 
 from lcamlab import paths
-from lcamlab.escape import rates as _rates
 from lcamlab.escape.config import EscapeConfig
 from lcamlab.escape.experiment import run_escape
-from lcamlab.experiments.cache import cached_table, read_table, table_path
+from lcamlab.escape.rates import saddle_table
+from lcamlab.experiments.cache import cached_table, read_table
 
-__all__ = ["VERSION", "escape_dir", "result_path", "EscapeResult", "load_or_run", "load_result",
-           "config_from_metadata"]
+__all__ = ["VERSION", "escape_dir", "EscapeResult", "load_or_run", "load_result", "config_from_metadata"]
 
 #: Definition version of the escape tables (part of the cache key).
 VERSION = 1
@@ -38,14 +38,9 @@ def escape_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return Path(data_dir) / "escape" if data_dir is not None else paths.data_dir("escape")
 
 
-def result_path(config: EscapeConfig, data_dir: str | os.PathLike | None = None) -> Path:
-    """``<data_dir>/escape/<experiment>_<hash>.csv``, the cache entry of ``config``."""
-    return table_path(config.experiment, config.to_config(), escape_dir(data_dir), version=VERSION)
-
-
 @dataclass
 class EscapeResult:
-    """Per-trial escape table with its provenance, and the summaries computed from it."""
+    """Per-trial exit table with its provenance, and the exit-time table computed from it."""
 
     frame: pd.DataFrame
     metadata: dict[str, Any]
@@ -53,17 +48,9 @@ class EscapeResult:
     from_cache: bool
     config: EscapeConfig
 
-    def rates(self, **kwargs: Any) -> pd.DataFrame:
-        """:func:`lcamlab.escape.rates.rate_table` of this result."""
-        return _rates.rate_table(self.frame, self.config.budget, **kwargs)
-
-    def slopes(self, **kwargs: Any) -> pd.DataFrame:
-        """:func:`lcamlab.escape.rates.slope_table` of this result's rates."""
-        return _rates.slope_table(self.rates(**kwargs))
-
     def saddle(self, **kwargs: Any) -> pd.DataFrame:
         """:func:`lcamlab.escape.rates.saddle_table` of this result."""
-        return _rates.saddle_table(self.frame, **kwargs)
+        return saddle_table(self.frame, **kwargs)
 
     @property
     def seconds(self) -> float:
@@ -80,7 +67,7 @@ def load_result(path: str | os.PathLike, config: EscapeConfig | None = None) -> 
     """Read and verify a saved escape table; ``config`` defaults to the one recorded in its sidecar."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"No escape result at {path} (run `lcamlab escape valley` or `saddle` first)")
+        raise FileNotFoundError(f"No escape result at {path} (run `lcamlab escape saddle` first)")
     frame, metadata = read_table(path)
     if config is None:
         config = config_from_metadata(metadata)

@@ -2,17 +2,15 @@
 
 Subcommands:
 
-* ``lcamlab escape valley`` runs (or reads from the cache) the valley-escape
-  experiment and prints the escape rates, the 1/k and 1/sqrt(k) fits and which
-  fits better, per optimizer (the Adai paper's Figure 6);
-* ``lcamlab escape saddle`` runs the saddle experiment and prints the mean
-  exit times and their power law in the negative curvature;
-* ``lcamlab escape points`` prints the exact critical points of the training loss;
-* ``lcamlab escape show FILE.csv`` prints the tables of a saved result;
-* ``lcamlab escape run`` runs (or resumes, or reads from the cache) escape v2, the
-  sharp-valley design of :mod:`lcamlab.escape.design` on the fused kernel, with a
-  checkpoint per (optimizer, arm, k) and progress with an ETA, and prints the
-  Kramers fits, the jump diagnostics and LCAM against its controls.
+* ``lcamlab escape run`` runs (or resumes, or reads from the cache) the valley experiment,
+  the sharp-valley design of :mod:`lcamlab.escape.design` on the numba loop
+  (:mod:`lcamlab.escape.loop`, run by :mod:`lcamlab.escape.fused`), with a checkpoint per (optimizer, arm, k) and progress
+  with an ETA, and prints the Kramers fits, the jump diagnostics and LCAM against its
+  controls;
+* ``lcamlab escape saddle`` runs (or reads from the cache) the saddle experiment and
+  prints the mean exit times and their power law in the negative curvature;
+* ``lcamlab escape show FILE.csv`` prints the tables of a saved saddle result;
+* ``lcamlab escape points`` prints the exact critical points of the training loss.
 
 Results go to ``<data-dir>/escape/<experiment>_<config hash>.csv`` (+ ``.json``);
 the same configuration is a cache hit, a different one a new file.
@@ -28,17 +26,9 @@ import numpy as np
 import pandas as pd
 
 from lcamlab.escape.cache import escape_dir, load_or_run, load_result
-from lcamlab.escape.config import (
-    ESCAPE_LRS,
-    OPTIMIZER_KEYS,
-    EscapeConfig,
-    default_optimizers,
-    default_saddle_config,
-    quick_config,
-)
-from lcamlab.escape.experiment import calibration_report
+from lcamlab.escape.config import SADDLE_LRS, EscapeConfig, default_optimizers, quick_config
 from lcamlab.escape.landscape import StyblinskiTangLandscape
-from lcamlab.escape.rates import saddle_exponent_table, saddle_table, slope_table
+from lcamlab.escape.rates import saddle_exponent_table, saddle_table
 
 __all__ = ["configure_parser", "main", "config_from_args"]
 
@@ -55,32 +45,32 @@ def _float_list(text: str) -> tuple[float, ...]:
 
 def _key_list(text: str) -> tuple[str, ...]:
     keys = tuple(v.strip().lower() for v in text.split(",") if v.strip())
-    unknown = [k for k in keys if k not in OPTIMIZER_KEYS]
+    unknown = [k for k in keys if k not in SADDLE_LRS]
     if unknown or not keys:
-        raise argparse.ArgumentTypeError(f"invalid optimizer(s) {unknown or text!r} (choose from {','.join(OPTIMIZER_KEYS)})")
+        raise argparse.ArgumentTypeError(f"invalid optimizer(s) {unknown or text!r} (choose from {','.join(SADDLE_LRS)})")
     return keys
 
 
 def _lr_override(text: str) -> tuple[str, float]:
     key, sep, value = text.partition("=")
     key = key.strip().lower()
-    if not sep or key not in OPTIMIZER_KEYS:
-        raise argparse.ArgumentTypeError(f"invalid --lr {text!r} (expected KEY=VALUE with KEY one of {','.join(OPTIMIZER_KEYS)})")
+    if not sep or key not in SADDLE_LRS:
+        raise argparse.ArgumentTypeError(f"invalid --lr {text!r} (expected KEY=VALUE with KEY one of {','.join(SADDLE_LRS)})")
     try:
         return key, float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid --lr value in {text!r} (not a number)") from None
 
 
-def _add_experiment_arguments(parser: argparse.ArgumentParser, experiment: str) -> None:
-    defaults = EscapeConfig() if experiment == "valley" else default_saddle_config()
+def _add_saddle_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = EscapeConfig()
     parser.add_argument("--sharpness", type=_float_list, default=None, metavar="K1,K2,...",
                         help=f"sharpness values k > 0 (default: {', '.join(f'{k:.3g}' for k in defaults.sharpness)})")
     parser.add_argument("--trials", type=int, default=None, help=f"trials per (optimizer, k) (default {defaults.trials})")
     parser.add_argument("--budget", type=int, default=None,
                         help=f"iterations before a trial is censored (default {defaults.budget})")
     parser.add_argument("--optimizers", type=_key_list, default=None, metavar="KEYS",
-                        help=f"comma-separated optimizer keys (default all: {','.join(OPTIMIZER_KEYS)})")
+                        help=f"comma-separated optimizer keys (default all: {','.join(SADDLE_LRS)})")
     parser.add_argument("--lr", type=_lr_override, action="append", default=[], metavar="KEY=VALUE",
                         help="override one optimizer's calibrated learning rate, e.g. --lr adam=0.05 (repeatable)")
     parser.add_argument("--dim", type=int, default=defaults.dim, help="parameter dimension n (default 10, as the Adai paper)")
@@ -89,13 +79,9 @@ def _add_experiment_arguments(parser: argparse.ArgumentParser, experiment: str) 
     parser.add_argument("--noise-scale", type=float, default=defaults.noise_scale,
                         help="standard deviation of the Gaussian data samples (default 1.0)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="mini-batch size (default 1)")
-    if experiment == "valley":
-        parser.add_argument("--criterion", choices=("any", "all"), default=defaults.criterion,
-                            help="escape when any coordinate crosses its boundary, or all at once (default any)")
-    else:
-        parser.add_argument("--radius", type=float, default=defaults.radius,
-                            help="half-width of the saddle neighbourhood along the unstable direction, "
-                                 "in sqrt(k)*theta units (default 1.0)")
+    parser.add_argument("--radius", type=float, default=defaults.radius,
+                        help="half-width of the saddle neighbourhood along the unstable direction, "
+                             "in sqrt(k)*theta units (default 1.0)")
     parser.add_argument("--lcam-mean", choices=("epoch", "ema"), default=defaults.lcam_mean,
                         help="LCAM's running mean: the epoch mean of the LCAM paper (default) or an EMA")
     parser.add_argument("--epoch-length", type=int, default=None,
@@ -113,22 +99,16 @@ def _add_experiment_arguments(parser: argparse.ArgumentParser, experiment: str) 
                         help=f"results folder; tables go to DATA_DIR/escape/ (default {escape_dir().parent})")
     parser.add_argument("--overwrite", action="store_true",
                         help="recompute and replace an existing result of the same configuration")
-    parser.add_argument("--interval", choices=("chi2", "profile"), default="chi2",
-                        help="95%% interval of the rate: exact Poisson chi-square (default) or profile likelihood")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``escape`` subcommands to ``parser``."""
     sub = parser.add_subparsers(dest="escape_command", title="escape commands", metavar="COMMAND")
-    valley = sub.add_parser("valley", help="escape rates from the shallow valley vs sharpness (the Adai paper's Figure 6)",
-                            description="Run (or read from data/escape/) the valley-escape experiment and print "
-                                        "rates, fits of log(rate) against 1/k and 1/sqrt(k), and the better fit.")
-    _add_experiment_arguments(valley, "valley")
     saddle = sub.add_parser("saddle", help="time to leave an index-1 saddle vs its negative curvature",
                             description="Run (or read from data/escape/) the saddle experiment and print mean exit "
                                         "times and their power law in the negative curvature.")
-    _add_experiment_arguments(saddle, "saddle")
+    _add_saddle_arguments(saddle)
     points = sub.add_parser("points", help="exact critical points of the training loss",
                             description="Print each coordinate's valley minimum, boundary, deep minimum, barrier "
                                         "and curvatures, computed from the data's empirical moments.")
@@ -138,8 +118,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     points.add_argument("--seed", type=int, default=0, help="seed of the training set (default 0)")
     points.add_argument("--sharpness", type=float, default=1.0,
                         help="also show positions and Hessian eigenvalues in theta at this k (default 1)")
-    run = sub.add_parser("run", help="escape v2: is escape diffusive? (sharp valley, noise arms, Kramers fits)",
-                         description="Run, resume or read from data/escape/ the v2 design (lcamlab.escape.design): "
+    run = sub.add_parser("run", help="the valley experiment: is escape diffusive? (sharp valley, noise arms, Kramers fits)",
+                         description="Run, resume or read from data/escape/ the sharp-valley design (lcamlab.escape.design): "
                                      "one checkpoint per (optimizer, arm, k); prints alpha per optimizer and arm, "
                                      "the jump diagnostics and LCAM against its controls.")
     run.add_argument("--quick", action="store_true",
@@ -153,23 +133,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                      help=f"results folder; checkpoints and the table go to DATA_DIR/escape/ "
                           f"(default {escape_dir().parent})")
     run.add_argument("--overwrite", action="store_true", help="rebuild the cached table (checkpoints are reused)")
-    show = sub.add_parser("show", help="print the tables of a saved result",
-                          description="Print the rate and fit tables (valley) or exit-time tables (saddle) of a "
-                                      "CSV written by `lcamlab escape valley|saddle`.")
+    show = sub.add_parser("show", help="print the tables of a saved saddle result",
+                          description="Print the exit-time tables of a CSV written by `lcamlab escape saddle`.")
     show.add_argument("path", type=Path, help="the result CSV (its .json sidecar must sit beside it)")
-    show.add_argument("--interval", choices=("chi2", "profile"), default="chi2",
-                      help="95%% interval of the rate (default chi2)")
     parser.set_defaults(escape_command=None)
 
 
-def config_from_args(args: argparse.Namespace, experiment: str) -> EscapeConfig:
-    """Build the :class:`EscapeConfig` an ``escape valley|saddle`` command line asks for."""
-    if args.quick:
-        base = quick_config(experiment)
-    else:
-        base = EscapeConfig() if experiment == "valley" else default_saddle_config()
-    keys = args.optimizers or OPTIMIZER_KEYS
-    lrs = dict(ESCAPE_LRS)
+def config_from_args(args: argparse.Namespace) -> EscapeConfig:
+    """Build the :class:`EscapeConfig` an ``escape saddle`` command line asks for."""
+    base = quick_config() if args.quick else EscapeConfig()
+    keys = args.optimizers or tuple(SADDLE_LRS)
+    lrs = dict(SADDLE_LRS)
     for key, lr in args.lr:
         if key not in keys:
             raise ValueError(f"Invalid --lr {key}={lr}: {key} is not among the optimizers run ({','.join(keys)})")
@@ -177,12 +151,8 @@ def config_from_args(args: argparse.Namespace, experiment: str) -> EscapeConfig:
     changes = dict(
         optimizers=default_optimizers(keys, lrs), dim=args.dim, n_samples=args.samples,
         noise_scale=args.noise_scale, batch_size=args.batch_size, lcam_mean=args.lcam_mean,
-        epoch_length=args.epoch_length, seed=args.seed, device=args.device, dtype=args.dtype,
+        epoch_length=args.epoch_length, seed=args.seed, device=args.device, dtype=args.dtype, radius=args.radius,
     )
-    if experiment == "valley":
-        changes["criterion"] = args.criterion
-    else:
-        changes["radius"] = args.radius
     for name in ("sharpness", "trials", "budget", "warmup"):
         value = getattr(args, name)
         if value is not None:
@@ -196,27 +166,6 @@ def _print_frame(frame: pd.DataFrame, columns: list[str], formats: dict[str, str
         if column in shown:
             shown[column] = shown[column].map(lambda v, f=fmt: f.format(v) if isinstance(v, (int, float)) and math.isfinite(v) else str(v))
     print(shown.to_string(index=False))
-
-
-def _print_valley(result, interval: str) -> None:
-    rates = result.rates(method=interval)
-    print("\nEscape rates per iteration (censored exponential MLE, 95% interval):")
-    _print_frame(rates, ["optimizer", "k", "escapes", "trials", "rate", "rate_lower", "rate_upper", "mean_time", "ks_p"],
-                 {"k": "{:.3f}", "rate": "{:.3e}", "rate_lower": "{:.3e}", "rate_upper": "{:.3e}",
-                  "mean_time": "{:.0f}", "ks_p": "{:.2f}"})
-    slopes = slope_table(rates)
-    print("\nlog(rate) = a + b x  (weighted by escapes; 95% interval of b):")
-    _print_frame(slopes, ["optimizer", "slope_inv_k", "slope_inv_k_lower", "slope_inv_k_upper", "r2_inv_k",
-                          "slope_inv_sqrt_k", "slope_inv_sqrt_k_lower", "slope_inv_sqrt_k_upper", "r2_inv_sqrt_k",
-                          "better"],
-                 {c: "{:.2f}" for c in ["slope_inv_k", "slope_inv_k_lower", "slope_inv_k_upper",
-                                        "slope_inv_sqrt_k", "slope_inv_sqrt_k_lower", "slope_inv_sqrt_k_upper"]}
-                 | {"r2_inv_k": "{:.3f}", "r2_inv_sqrt_k": "{:.3f}"})
-    without = calibration_report(result.frame)
-    missing = without[without["escaped"] == 0]
-    if len(missing):
-        print(f"\nwarning: {len(missing)} (optimizer, k) points had no escape within the budget: "
-              + ", ".join(f"{r.optimizer} k={r.k:.3g}" for r in missing.itertuples()))
 
 
 def _print_saddle(result) -> None:
@@ -275,7 +224,7 @@ def design_from_args(args: argparse.Namespace):
     return design.replace(**changes)
 
 
-def _run_v2(args: argparse.Namespace) -> int:
+def _run_design(args: argparse.Namespace) -> int:
     from lcamlab.escape import analysis, report
     from lcamlab.escape.design import load_or_run_design
 
@@ -300,23 +249,17 @@ def main(args: argparse.Namespace) -> int:
     """Run the chosen ``escape`` subcommand; returns the exit status."""
     command = getattr(args, "escape_command", None)
     if command is None:
-        raise ValueError("Missing escape command: choose one of valley, saddle, points, show, run (see lcamlab escape --help)")
+        raise ValueError("Missing escape command: choose one of run, saddle, show, points (see lcamlab escape --help)")
     if command == "points":
         return _points(args)
     if command == "show":
         result = load_result(args.path)
         print(f"{args.path}: {result.config.experiment}, {len(result.frame)} trials")
-        if result.config.experiment == "valley":
-            _print_valley(result, args.interval)
-        else:
-            _print_saddle(result)
+        _print_saddle(result)
         return 0
     if command == "run":
-        return _run_v2(args)
-    config = config_from_args(args, command)
-    result = load_or_run(config, args.data_dir, overwrite=args.overwrite, progress=args.progress, log=print)
-    if command == "valley":
-        _print_valley(result, args.interval)
-    else:
-        _print_saddle(result)
+        return _run_design(args)
+    result = load_or_run(config_from_args(args), args.data_dir, overwrite=args.overwrite, progress=args.progress,
+                         log=print)
+    _print_saddle(result)
     return 0

@@ -1,19 +1,20 @@
-r"""What an escape experiment is: its configuration, sharpness grids and calibrated optimizers.
+r"""What the saddle experiment is: its configuration, sharpness grid and calibrated optimizers.
 
-An :class:`EscapeConfig` holds everything a result depends on (it is the cache
+An :class:`EscapeConfig` holds everything a saddle result depends on (it is the cache
 key of :mod:`lcamlab.escape.cache`); the optimizers are
 :class:`lcamlab.experiments.OptimizerSpec` s built from the registry's presets
-with the learning rates of :data:`ESCAPE_LRS`.
+with the learning rates of :data:`SADDLE_LRS`. The valley experiment is the
+sharp-valley design, :mod:`lcamlab.escape.design` (``lcamlab escape run``), with its
+own configuration and learning rates.
 
 **Calibration of the learning rates** (the rule of the Adai paper's Appendix E, on this landscape
-with :math:`\sigma = 1`, batch size 1, dimension 10). In the rescaled coordinates
-:math:`u = \sqrt k\,\theta` SGD is SGD on a :math:`k`-independent landscape with
-effective learning rate :math:`\eta k`; the Kramers exponent is :math:`\Delta L / T`
-with temperature :math:`T \approx \eta k D/2` (:math:`D` the per-sample gradient
-variance at the valley bottom, :math:`\Delta L` the barrier), so :math:`\log\Gamma` is
-linear in :math:`1/k` with slope about :math:`-2\Delta L/(\eta D)` (plus the Kramers
-prefactor, which grows like :math:`k`). Following the Adai paper, every optimizer gets a
-learning rate that gives it about the same temperature as SGD:
+with :math:`\sigma = 1`, batch size 1, dimension 10; set on the first, retired valley
+experiment, which started in the shallow valley, and kept for the saddle so that its
+cached result stays valid). In the rescaled coordinates :math:`u = \sqrt k\,\theta` SGD
+is SGD on a :math:`k`-independent landscape with effective learning rate :math:`\eta k`,
+at temperature :math:`T \approx \eta k D/2` (:math:`D` the per-sample gradient variance).
+Following the Adai paper, every optimizer gets a learning rate that gives it about the
+same temperature as SGD:
 
 * SGD+momentum :math:`\beta`: :math:`\eta (1-\beta)` keeps the effective step
   :math:`\eta/(1-\beta)`; LCAM in both orientations runs at fixed momentum 0.9's
@@ -22,18 +23,14 @@ learning rate that gives it about the same temperature as SGD:
 * Adai: ten times momentum's rate (the Adai paper, Appendix E: Adai's :math:`m` is an average,
   not a sum, of gradients);
 * Adam's step in :math:`u` is :math:`\eta_\text{Adam}\sqrt k\,\hat m/\sqrt{\hat v}`, so its
-  temperature grows like :math:`\sqrt k` (the Adai paper, Proposition 2); its rate is chosen so
-  that its mean escape time at the middle of the grid is next to SGD's;
+  temperature grows like :math:`\sqrt k` (the Adai paper, Proposition 2); its rate was chosen so
+  that its mean escape time from the shallow valley was next to SGD's;
 * AdaRem's factor :math:`a = 1 + b` correlates with the noise and raises the
-  temperature a lot; its rate is chosen between one that escapes far faster than
-  SGD and one that escapes far slower.
+  temperature a lot; its rate was chosen between one that escaped far faster than
+  SGD and one that escaped far slower.
 
-**Sharpness grids.** The valley grid is equally spaced in :math:`1/k` (the Adai paper's Figure 6's
-axis) over what the budget can resolve: at the sharpest end escapes must still
-be rare events (mean times of tens of iterations or more), at the flattest end
-the slowest optimizer must still have escapes; :func:`~lcamlab.escape.experiment.calibration_report`
-lists the escaped fractions. The saddle grid is geometric in :math:`k` (the
-negative curvature is :math:`k L_0''(u_\text{ridge})`).
+**Sharpness grid.** Geometric in :math:`k` (:func:`saddle_sharpness`): the negative
+curvature at the saddle is :math:`k L_0''(u_\text{ridge})`.
 """
 
 from __future__ import annotations
@@ -50,57 +47,43 @@ import torch
 from lcamlab.experiments.registry import OptimizerSpec, suite
 
 __all__ = [
-    "ESCAPE_LRS",
-    "OPTIMIZER_KEYS",
+    "SADDLE_LRS",
     "default_optimizers",
     "EscapeConfig",
-    "default_sharpness",
     "saddle_sharpness",
-    "default_saddle_config",
     "quick_config",
 ]
 
-#: The escape experiments' learning rates, key -> lr (keys are :data:`lcamlab.experiments.PRESETS`).
-#: SGD's eta = 2e-3 keeps eta k L'' <= 0.17 over the valley grid (stable, small steps); the
-#: others give about SGD's temperature (module docstring).
-ESCAPE_LRS: dict[str, float] = {
+#: The saddle experiment's learning rates, key -> lr (keys are :data:`lcamlab.experiments.PRESETS`,
+#: in table order). SGD's eta = 2e-3 kept eta k L'' <= 0.17 over the retired valley grid (stable,
+#: small steps); the others give about SGD's temperature (module docstring).
+SADDLE_LRS: dict[str, float] = {
     "sgd": 2e-3,              # eta
     "momentum": 2e-4,         # eta / 10: effective step eta / (1 - 0.9) = eta
     "momentum-0.925": 2e-4,   # momentum 0.9's rate: the symmetric control of LCAM at the same lr
-    "adam": 0.1,              # mean escape time at the middle of the valley grid next to SGD's
+    "adam": 0.1,              # mean escape time from the shallow valley next to SGD's
     "adai": 2e-3,             # eta, ten times momentum's (the Adai paper, Appendix E)
     "adarem": 1.2e-3,         # 0.6 eta: eta escapes far faster than SGD, eta / 2 far slower
     "lcam-above": 2e-4,       # fixed momentum 0.9's rate, as in the LCAM paper's comparisons
     "lcam-below": 2e-4,
 }
 
-#: The optimizer settings of the escape experiments, in table order.
-OPTIMIZER_KEYS: tuple[str, ...] = tuple(ESCAPE_LRS)
-
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def default_optimizers(keys: Sequence[str] = OPTIMIZER_KEYS,
-                       lrs: Mapping[str, float] = ESCAPE_LRS) -> tuple[OptimizerSpec, ...]:
-    r"""The calibrated settings ``keys`` (default all eight) as registry specs.
+def default_optimizers(keys: Sequence[str] | None = None,
+                       lrs: Mapping[str, float] = SADDLE_LRS) -> tuple[OptimizerSpec, ...]:
+    r"""The calibrated settings ``keys`` (default every key of ``lrs``, in its order) as registry specs.
 
     .. math:: \eta_\text{SGD} = \eta_\text{Adai} = \eta, \qquad
               \eta_\text{momentum} = \eta_\text{LCAM} = \eta/10
 
     Args:
-        keys: :data:`OPTIMIZER_KEYS` entries (``"sgd"``, ``"momentum"``, ``"lcam-above"``, ...).
-        lrs: the learning-rate table (default :data:`ESCAPE_LRS`; pass a modified copy to
+        keys: :data:`SADDLE_LRS` keys (``"sgd"``, ``"momentum"``, ``"lcam-above"``, ...).
+        lrs: the learning-rate table (default :data:`SADDLE_LRS`; pass a modified copy to
             override one rate).
     """
-    return suite(tuple(keys), lrs)
-
-
-def default_sharpness(count: int = 8, inverse_low: float = 0.2, inverse_high: float = 0.55) -> tuple[float, ...]:
-    r"""Sharpness values equally spaced in :math:`1/k` (the axis of the Adai paper's Figure 6), sharpest first."""
-    if count < 1:
-        raise ValueError(f"Invalid number of sharpness values: {count} (must be >= 1)")
-    inverse = np.linspace(inverse_low, inverse_high, count) if count > 1 else np.array([inverse_low])
-    return tuple(float(round(1.0 / v, 10)) for v in inverse)
+    return suite(tuple(lrs) if keys is None else tuple(keys), lrs)
 
 
 def saddle_sharpness(count: int = 8, low: float = 0.25, high: float = 4.0) -> tuple[float, ...]:
@@ -112,11 +95,12 @@ def saddle_sharpness(count: int = 8, low: float = 0.25, high: float = 4.0) -> tu
 
 @dataclass(frozen=True)
 class EscapeConfig:
-    r"""Everything that determines an escape experiment's result (its cache key).
+    r"""Everything that determines a saddle experiment's result (its cache key).
 
     Args:
-        experiment: ``"valley"`` (escape from the shallow valley, the Adai paper's Figure 6) or
-            ``"saddle"`` (leave the index-1 saddle's neighbourhood, the Adai paper, Theorems 1-2).
+        experiment: ``"saddle"`` (leave the index-1 saddle's neighbourhood, the Adai paper,
+            Theorems 1-2), the only one; a field because it is part of the cache key and the
+            table's name. The valley experiment is :mod:`lcamlab.escape.design`.
         sharpness: the :math:`k` values (each > 0).
         trials: trials per (optimizer, k).
         budget: iterations after which a trial is censored (>= 1).
@@ -126,7 +110,9 @@ class EscapeConfig:
         n_samples: training-set size (the Adai paper: 50 000).
         noise_scale: data standard deviation :math:`\sigma` (> 0).
         batch_size: mini-batch size.
-        criterion: valley escape when ``"any"`` coordinate, or ``"all"`` at once, crossed.
+        criterion: ``"any"``, the only value: a trial has left once a watched coordinate is
+            outside (the saddle watches coordinate 0 only). A field because it is part of the
+            cache key.
         radius: saddle neighbourhood half-width in :math:`u = \sqrt k\,\theta` units.
         lcam_mean: LCAM's running mean, ``"epoch"`` (the LCAM paper) or ``"ema"`` (a build
             override of the LCAM specs).
@@ -143,10 +129,10 @@ class EscapeConfig:
             :math:`1/(1-\beta_2)`.
     """
 
-    experiment: str = "valley"
-    sharpness: tuple[float, ...] = field(default_factory=default_sharpness)
+    experiment: str = "saddle"
+    sharpness: tuple[float, ...] = field(default_factory=saddle_sharpness)
     trials: int = 100
-    budget: int = 6000  # the flattest valley grid point still has escapes of the slowest optimizer
+    budget: int = 3000  # every saddle trial leaves within it over the default grid
     optimizers: tuple[OptimizerSpec, ...] = field(default_factory=default_optimizers)
     dim: int = 10
     n_samples: int = 50_000
@@ -171,8 +157,11 @@ class EscapeConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting and how to fix it."""
-        if self.experiment not in ("valley", "saddle"):
-            raise ValueError(f"Invalid experiment: {self.experiment!r} (choose 'valley' or 'saddle')")
+        if self.experiment == "valley":
+            raise ValueError("Invalid experiment: 'valley' (the valley experiment is the sharp-valley design: "
+                             "`lcamlab escape run`, lcamlab.escape.design)")
+        if self.experiment != "saddle":
+            raise ValueError(f"Invalid experiment: {self.experiment!r} (the only one is 'saddle')")
         if len(self.sharpness) == 0:
             raise ValueError("Invalid sharpness: no values given (pass at least one k > 0)")
         for k in self.sharpness:
@@ -199,8 +188,9 @@ class EscapeConfig:
                 "gradient, which vanishes at the starting critical point, so no trial can ever move; "
                 "use a noise scale > 0 (the Adai paper uses standard Gaussian data, 1.0)"
             )
-        if self.criterion not in ("any", "all"):
-            raise ValueError(f"Invalid criterion: {self.criterion!r} (choose 'any' or 'all')")
+        if self.criterion != "any":
+            raise ValueError(f"Invalid criterion: {self.criterion!r} (the only one is 'any': a trial has left once "
+                             f"its watched coordinate is outside)")
         if not _is_number(self.radius) or not (0 < self.radius < math.inf):
             raise ValueError(f"Invalid saddle radius: {self.radius!r} (must be a finite number > 0)")
         if self.lcam_mean not in ("epoch", "ema"):
@@ -229,7 +219,7 @@ class EscapeConfig:
 
     def simulation_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`~lcamlab.escape.simulate.simulate_batched` / ``simulate_looped``."""
-        return dict(budget=self.budget, batch_size=self.batch_size, criterion=self.criterion, seed=self.seed,
+        return dict(budget=self.budget, batch_size=self.batch_size, seed=self.seed,
                     epoch_length=self.resolved_epoch_length(), lcam_mean=self.lcam_mean, chunk=self.chunk,
                     warmup=self.warmup)
 
@@ -273,24 +263,11 @@ class EscapeConfig:
         return cls(**raw)
 
 
-def default_saddle_config(**changes: Any) -> EscapeConfig:
-    """The saddle experiment's defaults: the valley's optimizers, a geometric grid k in [0.25, 4], budget 3000.
-
-    Every saddle trial leaves within that budget over the grid.
-    """
-    base = dict(experiment="saddle", sharpness=saddle_sharpness(), budget=3000)
+def quick_config(**changes: Any) -> EscapeConfig:
+    """A small saddle configuration for smoke tests and ``--quick``: 4 sharpness values, 24 trials, budget 600."""
+    base = dict(sharpness=saddle_sharpness(4), trials=24, budget=600, warmup=200)
     base.update(changes)
     return EscapeConfig(**base)
-
-
-def quick_config(experiment: str = "valley", **changes: Any) -> EscapeConfig:
-    """A small configuration for smoke tests and ``--quick``: 4 sharper k values, 24 trials, short budget."""
-    if experiment == "saddle":
-        base = dict(sharpness=saddle_sharpness(4), trials=24, budget=600, warmup=200)
-    else:
-        base = dict(sharpness=default_sharpness(4, 0.2, 0.4), trials=24, budget=1200, warmup=200)
-    base.update(changes)
-    return EscapeConfig(experiment=experiment, **base)
 
 
 def _is_number(value: Any) -> bool:

@@ -1,4 +1,4 @@
-r"""Escape v2: the sharp-valley experiment that tests the diffusion theory, run checkpointed on the fused kernel.
+r"""Escape v2: the sharp-valley experiment that tests the diffusion theory, run checkpointed on the numba escape loop.
 
 **The question.** In :math:`u = \sqrt k\,\theta` the dynamics of SGD, momentum, Adai,
 AdaRem and LCAM depend on :math:`k` only through the effective step
@@ -56,8 +56,8 @@ every fit (the profile interval's half width).
 **The run in the committed cache** (``data/escape/valley_v2_*.csv``; ``lcamlab escape run``):
 7 optimizers, LCAM's two orientations with their shuffled and matched controls, arms data and gauss
 (LCAM and its controls data only): 16 (optimizer, arm) settings x 12 k x 6400 trials, 7.1e9
-trial-steps in 84 s of simulation on the 2-core machine (fused kernel, 2 threads; 2 min 45 s of wall
-time with the isotropic null and the calibrations; a common budget, the largest per-k budget for
+trial-steps in 84 s of simulation on the 2-core machine (the C++ kernel the numba loop replaced, 2
+threads, 2026-11-30; 2 min 45 s of wall time with the isotropic null and the calibrations; a common budget, the largest per-k budget for
 every k, would have been 2.5e11 trial-steps). Measured k ratios: 1.95-4.8 for the SGD-like
 optimizers, 14.6 (gauss) and 18.2 (data) for Adam. Achieved standard errors of :math:`\hat\alpha`
 (half the profile interval over 1.96): SGD gauss 0.27; Adam 0.03 (data), 0.02 (gauss); momentum
@@ -98,9 +98,10 @@ from lcamlab.escape.fused import FusedResult, default_threads, simulate_fused
 from lcamlab.escape.landscape import StyblinskiTangLandscape
 from lcamlab.escape.regions import ExitRegion
 from lcamlab.escape.simulate import cpu_threads
-from lcamlab.experiments.registry import OptimizerSpec, preset
+from lcamlab.experiments.controls import SCHEDULED_CONTROLS
+from lcamlab.experiments.registry import OptimizerSpec, preset, split_key
 
-__all__ = ["DESIGN_LRS", "DATA_ONLY", "CONTROL_KEYS", "DesignConfig", "sharp_valley_region", "make_design_landscape",
+__all__ = ["DESIGN_LRS", "DATA_ONLY", "DesignConfig", "sharp_valley_region", "make_design_landscape",
            "calibrate", "run_design", "unit_path", "alpha_standard_error", "design_units", "load_units",
            "run_folder", "escape_trace", "load_or_run_design", "quick_design", "null_design", "sample_escape_times",
            "VERSION"]
@@ -119,14 +120,12 @@ DESIGN_LRS: dict[str, float] = {
 #: Settings that run in the data arm only (they need a mini-batch loss).
 DATA_ONLY = ("lcam-above", "lcam-below")
 
-#: The controls of each LCAM orientation (lcamlab.experiments.controls): shuffled and matched.
-CONTROL_KEYS = ("shuffled", "matched")
-
 
 @dataclass(frozen=True)
 class DesignConfig:
     """Everything the v2 result depends on (its cache key)."""
 
+    # run order, in the cache key (to_config lists it): not tuple(DESIGN_LRS), whose order differs
     optimizers: tuple[str, ...] = ("sgd", "adam", "momentum", "lcam-above", "lcam-below", "adai", "adarem")
     arms: tuple[str, ...] = ("data", "gauss")
     lrs: tuple[tuple[str, float], ...] = tuple(DESIGN_LRS.items())
@@ -188,8 +187,7 @@ def sharp_valley_region(landscape: StyblinskiTangLandscape) -> ExitRegion:
 
 def sample_escape_times(optimizer: str = "sgd", k: float = 2.0, lr: float | None = None, *, arm: str = "data",
                         trials: int = 400, budget: int = 3000, warmup: int | None = None,
-                        config: DesignConfig | None = None, first_trial: int = 2_000_000_000,
-                        runner: str = "auto") -> FusedResult:
+                        config: DesignConfig | None = None, first_trial: int = 2_000_000_000) -> FusedResult:
     """Escape times of ``trials`` fresh trials of one optimizer at one sharpness and learning rate.
 
     The design's landscape, start (the sharp valley's bottom), warm-up and random stream, with
@@ -207,7 +205,7 @@ def sample_escape_times(optimizer: str = "sgd", k: float = 2.0, lr: float | None
     ids = first_trial + np.arange(trials, dtype=np.int64)
     return simulate_fused(landscape, _preset(optimizer, lr), np.full(trials, math.sqrt(k)), region, budget=budget,
                           arm=arm, seed=config.seed, warmup=config.warmup if warmup is None else warmup, chunk=512,
-                          trial_ids=ids, runner=runner)
+                          trial_ids=ids)
 
 
 def alpha_standard_error(trials: int, ks: np.ndarray, c: float, alpha: float, escaped_fraction: float = 0.98) -> float:
@@ -288,7 +286,7 @@ def design_units(config: DesignConfig, calibration: dict[str, Any]) -> list[dict
     for key, arm in config.combos():
         cal = calibration[f"{key}/{arm}"]
         ks = np.geomspace(cal["k_min"], cal["k_max"], config.points)
-        settings = [key] + ([f"{key}:{c}" for c in CONTROL_KEYS] if key in DATA_ONLY and config.controls else [])
+        settings = [key] + ([f"{key}:{c}" for c in SCHEDULED_CONTROLS] if key in DATA_ONLY and config.controls else [])
         for i, k in enumerate(ks):
             mean = _expected_mean(cal["probes"], float(k))
             budget = int(max(200, config.budget_factor * mean))
@@ -312,7 +310,7 @@ def _save_npz(path: Path, **arrays: Any) -> None:
 def _run_unit(config: DesignConfig, unit: dict[str, Any], landscape, region, folder: Path) -> FusedResult:
     n = config.trials
     ids = unit["k_index"] * 1_000_000 + np.arange(n)
-    base, _, control = unit["optimizer"].partition(":")
+    base, control = split_key(unit["optimizer"])
     kwargs: dict[str, Any] = {}
     if control:
         lcam = np.load(unit_path(folder, {**unit, "optimizer": base}))
@@ -339,7 +337,7 @@ def run_design(config: DesignConfig, folder: str | os.PathLike, *, log: Callable
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    # torch's own work here is small bookkeeping (the fused kernel has its own threads); one torch
+    # torch's own work here is small bookkeeping (the escape loop has its own threads); one torch
     # thread, and the process-wide count is put back afterwards
     with cpu_threads(torch.device("cpu"), 1):
         return _run_design(config, folder, log=log, max_units=max_units)

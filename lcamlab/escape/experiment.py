@@ -1,21 +1,15 @@
-r"""Valley- and saddle-escape experiments: one table of per-trial escape steps per configuration.
+r"""The saddle-escape experiment: one table of per-trial exit steps per configuration.
 
-Protocol (the Adai paper, Appendix E; the **decisions** are the project's, see :mod:`lcamlab.escape`):
-
-* **valley**: every trial starts at the bottom of the shallower valley of the
-  actual training loss and *escapes* at the first iteration :math:`t \ge 1` after
-  which a coordinate lies beyond its valley boundary (``criterion="any"``), or,
-  with ``criterion="all"``, after which every coordinate lies beyond its boundary
-  at the same time (the far corner valley). Trials still inside after ``budget``
-  iterations are censored (:func:`~lcamlab.escape.regions.valley_region`).
-* **saddle** (the Adai paper, Theorems 1-2, Propositions 1 and 3): every trial starts on the
-  index-1 saddle of the same loss; its negative Hessian eigenvalue
-  :math:`k\,L_0''(u_\text{ridge}) < 0` is tuned by the sharpness :math:`k` under the
-  same data noise; a trial *leaves* once :math:`|u_0 - u_\text{ridge}|` exceeds
-  ``radius`` (:func:`~lcamlab.escape.regions.saddle_region`).
-* the warm-up, the mini-batch stream and the epochs are those of
-  :mod:`lcamlab.escape.simulate`; the learning rates and grids those of
-  :mod:`lcamlab.escape.config`.
+Protocol (the Adai paper, Theorems 1-2, Propositions 1 and 3; the **decisions** are the
+project's, see :mod:`lcamlab.escape`): every trial starts on the index-1 saddle of the
+actual training loss; its negative Hessian eigenvalue :math:`k\,L_0''(u_\text{ridge}) < 0`
+is tuned by the sharpness :math:`k` under the data noise; a trial *leaves* once
+:math:`|u_0 - u_\text{ridge}|` exceeds ``radius``
+(:func:`~lcamlab.escape.regions.saddle_region`); trials still inside after ``budget``
+iterations are censored. The warm-up, the mini-batch stream and the epochs are those
+of :mod:`lcamlab.escape.simulate`; the learning rates and the grid those of
+:mod:`lcamlab.escape.config`. (The valley experiment is the sharp-valley design of
+:mod:`lcamlab.escape.design`.)
 
 :func:`run_escape` runs every optimizer of a config with
 :func:`~lcamlab.escape.simulate.simulate_batched`; the tests and ``lcamlab bench
@@ -32,19 +26,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lcamlab.escape.config import EscapeConfig, default_saddle_config
+from lcamlab.escape.config import EscapeConfig
 from lcamlab.escape.landscape import StyblinskiTangLandscape
-from lcamlab.escape.regions import region_for
+from lcamlab.escape.regions import saddle_region
 from lcamlab.escape.simulate import simulate_batched
 
-__all__ = [
-    "make_landscape",
-    "trial_layout",
-    "run_escape",
-    "run_valley_escape",
-    "run_saddle_escape",
-    "calibration_report",
-]
+__all__ = ["make_landscape", "trial_layout", "run_escape"]
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -80,17 +67,16 @@ def run_escape(
     Returns:
         ``(frame, info)``: ``frame`` has columns ``experiment, optimizer, k, trial,
         escape_step`` (``budget + 1`` where censored), ``escaped``, ``exposure``
-        (:math:`\min(T, \text{budget})`), ``hessian`` (the Hessian eigenvalue that
-        matters in :math:`\theta`: :math:`k L''` at the valley bottom of coordinate 0,
-        or the negative eigenvalue at the saddle); ``info`` holds the seconds per
-        optimizer, the critical points and the start point.
+        (:math:`\min(T, \text{budget})`), ``hessian`` (the negative Hessian eigenvalue
+        at the saddle in :math:`\theta`, :math:`k L_0''(u_\text{ridge})`); ``info`` holds the
+        seconds per optimizer, the critical points and the start point.
     """
     landscape = make_landscape(config)
-    region = region_for(config, landscape)
+    region = saddle_region(landscape, config.radius)
     ks, trial = trial_layout(config)
     sqrt_k = torch.as_tensor(np.sqrt(ks))
     points = landscape.points
-    curvature = points.curvature_shallow[0] if config.experiment == "valley" else points.curvature_boundary[0]
+    curvature = points.curvature_boundary[0]
     frames, seconds = [], {}
     bar = None
     for spec, key in zip(config.optimizers, config.keys):
@@ -136,20 +122,3 @@ def run_escape(
     }
     return pd.concat(frames, ignore_index=True), info
 
-
-def run_valley_escape(config: EscapeConfig | None = None, **kwargs: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """:func:`run_escape` with ``experiment="valley"`` (default config if none given)."""
-    config = (config or EscapeConfig()).replace(experiment="valley")
-    return run_escape(config, **kwargs)
-
-
-def run_saddle_escape(config: EscapeConfig | None = None, **kwargs: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """:func:`run_escape` with ``experiment="saddle"`` (default saddle config if none given)."""
-    config = (config or default_saddle_config()).replace(experiment="saddle")
-    return run_escape(config, **kwargs)
-
-
-def calibration_report(frame: pd.DataFrame) -> pd.DataFrame:
-    """Escape fraction and mean exposure per (optimizer, k): the calibration check."""
-    grouped = frame.groupby(["optimizer", "k"], sort=False)
-    return grouped.agg(escaped=("escaped", "mean"), mean_exposure=("exposure", "mean")).reset_index()

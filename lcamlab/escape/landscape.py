@@ -45,7 +45,6 @@ from torch import Tensor
 
 __all__ = [
     "styblinski_tang",
-    "styblinski_tang_grad",
     "make_training_data",
     "training_loss_coefficients",
     "CriticalPoints",
@@ -64,11 +63,6 @@ def styblinski_tang(y: Tensor) -> Tensor:
     """
     y2 = y * y
     return 0.5 * ((y2 - 16.0) * y2 + 5.0 * y).sum(-1)
-
-
-def styblinski_tang_grad(y: Tensor) -> Tensor:
-    r"""Elementwise derivative :math:`f'(y_i) = 2 y_i^3 - 16 y_i + \tfrac52`."""
-    return torch.addcmul(torch.full_like(y, -16.0), y, y, value=2.0).mul_(y).add_(2.5)
 
 
 def make_training_data(
@@ -132,7 +126,7 @@ class CriticalPoints:
     r"""Critical points of the training loss per coordinate, in :math:`u = \sqrt k\,\theta` units.
 
     All arrays have shape ``(dim,)``. ``shallow_min`` is the bottom of the
-    shallower valley (the higher of the two minima: where every trial starts),
+    shallower valley (the higher of the two minima; the saddle's stable coordinates sit there),
     ``boundary`` the local maximum that separates it from ``deep_min``;
     ``direction`` is +1 where the shallow valley lies at ``u > boundary`` and -1
     otherwise. Curvatures are :math:`L_i''` at each point (multiply by :math:`k`

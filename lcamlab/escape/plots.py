@@ -1,12 +1,13 @@
 r"""Figures of the escape notebook (``notebooks/02_saddle_escape.ipynb``), in the suite's style.
 
-* :func:`plot_rates`: :math:`\log\Gamma` against :math:`1/k` and :math:`1/\sqrt k` with 95%
-  intervals and the fitted lines, every optimizer (the analogue of the Adai paper's Figure 6);
-* :func:`plot_histograms`: escape-time histograms at one sharpness with the fitted
-  exponential densities, plus the survival curves of all optimizers on a log scale;
+* :func:`plot_kramers`: the sharp-valley design's escape rates against :math:`k` with the
+  maximum-likelihood Kramers fits, one panel per noise arm;
+* :func:`plot_alpha`: the fitted :math:`\alpha` with its profile interval per setting and arm;
+* :func:`plot_jumps`: one jump-driven escape, and the fraction of escapes after a large kick;
 * :func:`plot_saddle`: iterations to leave the saddle against its negative curvature.
 
-Colours, labels and sizes come from :mod:`lcamlab.style`.
+Colours, labels and markers are the registry's (:mod:`lcamlab.experiments.registry`, through
+:mod:`lcamlab.style`); sizes come from :mod:`lcamlab.style`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,9 @@ import numpy as np
 import pandas as pd
 
 from lcamlab import style
+from lcamlab.experiments.registry import split_key
 
-__all__ = ["MARKERS", "plot_rates", "plot_histograms", "plot_saddle", "plot_kramers", "plot_alpha", "plot_jumps"]
-
-MARKERS = {"sgd": "o", "momentum": "s", "momentum-0.925": "p", "adam": "D", "adai": "^", "adarem": "v", "lcam-above": "P",
-           "lcam-below": "X"}
-
-
-def _marker(key: str) -> str:
-    return MARKERS.get(key, "o")
+__all__ = ["plot_saddle", "plot_kramers", "plot_alpha", "plot_jumps"]
 
 
 def _plain_log_ticks(axis) -> None:
@@ -33,104 +28,6 @@ def _plain_log_ticks(axis) -> None:
 
     axis.set_major_formatter(LogFormatter())
     axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
-
-
-def plot_rates(rates: pd.DataFrame, slopes: pd.DataFrame):
-    r"""Two panels: escape rate (log scale) against :math:`1/k` and against :math:`1/\sqrt k`.
-
-    Points are the censored MLE with their 95% interval; lines are the weighted
-    fits of :func:`lcamlab.escape.rates.slope_table`. Returns ``(fig, axes)``.
-    """
-    fig, axes = style.new_figure(1, 2, width="double", aspect=0.95)
-    fits = slopes.set_index("optimizer")
-    for ax, column, tag, xlabel in [
-        (axes[0], "inverse_k", "inv_k", "1/k   (flatter valleys →)"),
-        (axes[1], "inverse_sqrt_k", "inv_sqrt_k", "1/√k   (flatter valleys →)"),
-    ]:
-        for key, group in rates.groupby("optimizer", sort=False):
-            color = style.optimizer_color(key)
-            has = group["escapes"] > 0
-            g = group[has]
-            x = g[column].to_numpy()
-            err = np.vstack([g["rate"] - g["rate_lower"], g["rate_upper"] - g["rate"]])
-            ax.errorbar(x, g["rate"], yerr=err, fmt=_marker(key), color=color, markersize=4, capsize=2,
-                        elinewidth=0.8, label=style.optimizer_label(key))
-            if (~has).any():  # no escape: only an upper bound
-                ax.scatter(group.loc[~has, column], group.loc[~has, "rate_upper"], marker="v", color=color,
-                           facecolors="none", s=18)
-            if key in fits.index and np.isfinite(fits.loc[key, f"slope_{tag}"]):
-                grid = np.linspace(group[column].min(), group[column].max(), 50)
-                line = np.exp(fits.loc[key, f"intercept_{tag}"] + fits.loc[key, f"slope_{tag}"] * grid)
-                ax.plot(grid, line, color=color, linewidth=1.0, alpha=0.8)
-        ax.set_yscale("log")
-        _plain_log_ticks(ax.yaxis)
-        ax.set_xlabel(xlabel)
-    axes[0].set_ylabel("escape rate Γ per iteration")
-    axes[0].set_title("log Γ against 1/k (Adai paper: SGD, momentum, Adai)")
-    axes[1].set_title("log Γ against 1/√k (Adai paper: Adam)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=4)
-    return fig, axes
-
-
-def plot_histograms(frame: pd.DataFrame, rates: pd.DataFrame, k: float, budget: int, *, bins: int = 20):
-    r"""Escape-time histograms at sharpness ``k`` with the fitted exponential law, one panel per optimizer.
-
-    Bars count the trials escaping in each bin; the black curve is the count the
-    fitted exponential predicts, :math:`n\,(e^{-\hat\Gamma a} - e^{-\hat\Gamma b})` for a bin
-    :math:`[a, b)` and :math:`n` trials (censored ones included), drawn at the bin centres.
-    The last panel shows the empirical survival :math:`P(T > t)` of every optimizer against
-    :math:`\hat\Gamma t` on a log scale, where an exponential law is the straight line
-    :math:`e^{-x}`. Returns ``(fig, axes)``.
-    """
-    keys = list(dict.fromkeys(frame["optimizer"]))
-    ncols = min(4, len(keys) + 1)
-    nrows = int(np.ceil((len(keys) + 1) / ncols))
-    fig, axes = style.new_figure(nrows, ncols, width="double", aspect=1.0)
-    axes = np.atleast_1d(axes).ravel()
-    at_k = frame[np.isclose(frame["k"], k)]
-    rate_at = rates[np.isclose(rates["k"], k)].set_index("optimizer")
-    survival_ax = axes[len(keys)]
-    for ax, key in zip(axes, keys):
-        group = at_k[at_k["optimizer"] == key]
-        n = len(group)
-        times = group.loc[group["escaped"], "escape_step"].to_numpy(dtype=float)
-        rate = float(rate_at.loc[key, "rate"])
-        top = min(budget, np.quantile(times, 0.98) * 1.1) if times.size else budget
-        edges = np.linspace(0, top, bins + 1)
-        counts, _ = np.histogram(times, bins=edges)
-        color = style.optimizer_color(key)
-        ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color=color, alpha=0.45,
-               edgecolor=color, linewidth=0.5)
-        expected = n * (np.exp(-rate * edges[:-1]) - np.exp(-rate * edges[1:]))
-        ax.plot((edges[:-1] + edges[1:]) / 2, expected, color="black", linewidth=1.1, marker=".", markersize=3)
-        p = rate_at.loc[key, "ks_p"]
-        mean = f"{1 / rate:.0f}" if rate > 0 else "inf"
-        ax.set_title(f"{style.optimizer_label(key)}\nmean {mean} it, KS p = {p:.2f}", fontsize=8)
-        ax.set_xlabel("escape iteration")
-        if times.size:
-            exposure = group["exposure"].to_numpy(dtype=float)
-            order = np.argsort(exposure, kind="stable")
-            survival = 1.0 - np.cumsum(group["escaped"].to_numpy()[order]) / n
-            keep = survival > 0
-            survival_ax.step(rate * exposure[order][keep], survival[keep], where="post", color=color,
-                             linewidth=1.0)
-    for row in range(nrows):
-        axes[row * ncols].set_ylabel("trials per bin")
-    x = np.linspace(0, 5, 50)
-    survival_ax.plot(x, np.exp(-x), color="black", linestyle="--", linewidth=1.0, label="exp(−x)")
-    survival_ax.set_yscale("log")
-    _plain_log_ticks(survival_ax.yaxis)
-    survival_ax.set_xlim(0, 5)
-    survival_ax.set_ylim(5e-3, 1.05)
-    survival_ax.set_xlabel("t / mean escape time")
-    survival_ax.set_title("survival P(T > t),\nall optimizers", fontsize=8)
-    survival_ax.legend(loc="lower left")
-    for ax in axes[len(keys) + 1:]:
-        ax.set_visible(False)
-    fig.suptitle(f"Escape times at k = {k:.3g}: histograms (bars) and the fitted exponential law (black)",
-                 fontsize=10)
-    return fig, axes
 
 
 def plot_saddle(table: pd.DataFrame, exponents: pd.DataFrame):
@@ -150,11 +47,11 @@ def plot_saddle(table: pd.DataFrame, exponents: pd.DataFrame):
         label = style.optimizer_label(key)
         if key in fits.index:
             label += f" (p = {fits.loc[key, 'exponent']:.2f})"
-        axes[0].errorbar(x, group["mean_time"], yerr=err, fmt=_marker(key) + "-", color=color, markersize=4,
-                         capsize=2, elinewidth=0.8, linewidth=0.9, label=label)
+        axes[0].errorbar(x, group["mean_time"], yerr=err, fmt=style.optimizer_marker(key) + "-", color=color,
+                         markersize=4, capsize=2, elinewidth=0.8, linewidth=0.9, label=label)
         if reference is not None:
             ratio = group["mean_time"].to_numpy() / reference.reindex(group["k"]).to_numpy()
-            axes[1].plot(x, ratio, _marker(key) + "-", color=color, markersize=4, linewidth=0.9)
+            axes[1].plot(x, ratio, style.optimizer_marker(key) + "-", color=color, markersize=4, linewidth=0.9)
     for ax in axes:
         ax.set_xscale("log")
         _plain_log_ticks(ax.xaxis)
@@ -172,22 +69,16 @@ def plot_saddle(table: pd.DataFrame, exponents: pd.DataFrame):
 
 
 # --------------------------------------------------------------------------------------
-# Escape v2
+# The valley experiment (the sharp-valley design, lcamlab.escape.design)
 # --------------------------------------------------------------------------------------
 
 _ARM_STYLE = {"data": ("-", "o"), "gauss": ("--", "s"), "iso": (":", "^")}
 
 
 def _control_style(key: str) -> tuple[str, str]:
-    base, _, control = key.partition(":")
+    base, control = split_key(key)
     colour = style.optimizer_color(base)
-    return colour, {"": "-", "shuffled": ":", "matched": "--"}[control]
-
-
-def _setting_label(key: str) -> str:
-    base, _, control = key.partition(":")
-    label = style.optimizer_label(base)
-    return f"{label}, {control}" if control else label
+    return colour, {None: "-", "shuffled": ":", "matched": "--"}[control]
 
 
 def _label_two_and_five(value: float, _position) -> str:
@@ -215,7 +106,7 @@ def plot_kramers(points: pd.DataFrame, alphas: pd.DataFrame, *, optimizers=None)
     fig, axes = style.new_figure(1, len(arms), width="double", aspect=0.5 * len(arms) / 2 + 0.25, squeeze=False)
     axes = axes[0]
     fits = alphas.set_index(["optimizer", "arm"])
-    keys = optimizers or [k for k in dict.fromkeys(points["optimizer"]) if ":" not in k]
+    keys = optimizers or [k for k in dict.fromkeys(points["optimizer"]) if split_key(k)[1] is None]
     handles: dict[str, object] = {}
     for ax, arm in zip(axes, arms):
         for key in keys:
@@ -224,8 +115,8 @@ def plot_kramers(points: pd.DataFrame, alphas: pd.DataFrame, *, optimizers=None)
                 continue
             colour = style.optimizer_color(key)
             err = np.vstack([group["rate"] - group["rate_lower"], group["rate_upper"] - group["rate"]])
-            handle = ax.errorbar(group["k"], group["rate"], yerr=err, fmt=_marker(key), color=colour, markersize=3,
-                                 capsize=1.5, elinewidth=0.7, label=style.optimizer_label(key))
+            handle = ax.errorbar(group["k"], group["rate"], yerr=err, fmt=style.optimizer_marker(key), color=colour,
+                                 markersize=3, capsize=1.5, elinewidth=0.7, label=style.optimizer_label(key))
             handles.setdefault(key, handle)
             if (key, arm) in fits.index:
                 f = fits.loc[(key, arm)]
@@ -265,7 +156,7 @@ def plot_alpha(alphas: pd.DataFrame):
         ax.axvline(value, color="0.5", linewidth=0.7, linestyle=":")
         ax.text(value, 1.01, name, transform=top, fontsize=8, va="bottom", ha=where, color="0.3")
     ax.set_yticks(y)
-    ax.set_yticklabels([f"{_setting_label(r.optimizer)} / {r.arm}" for r in rows.itertuples()])
+    ax.set_yticklabels([f"{style.optimizer_label(r.optimizer)} / {r.arm}" for r in rows.itertuples()])
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xscale("log")
     ax.set_xlim(min(0.2, rows["alpha_low"].min() * 0.8), max(4.5, rows["alpha_high"].max() * 1.15))
@@ -297,10 +188,10 @@ def plot_jumps(points: pd.DataFrame, trace: dict):
     ax = axes[1]
     data = points[points["arm"] == "data"]
     for key, group in data.groupby("optimizer", sort=False):
-        if ":" in key:
+        if split_key(key)[1]:  # LCAM's controls: the figure shows the settings
             continue
         group = group.sort_values("k")
-        ax.plot(group["mean_time"], group["kick_fraction"], marker=_marker(key), markersize=3,
+        ax.plot(group["mean_time"], group["kick_fraction"], marker=style.optimizer_marker(key), markersize=3,
                 color=style.optimizer_color(key), label=style.optimizer_label(key), linewidth=0.9)
     chance = data.groupby("k_index")["kick_chance"].mean().mean()
     ax.axhline(chance, color="0.4", linestyle="--", linewidth=0.8, label=f"chance ({chance:.0%})")

@@ -1,9 +1,11 @@
 r"""Where a trial starts and what counts as having left, in rescaled units :math:`u = \sqrt k\,\theta`.
 
-* **valley** (:func:`valley_region`, the Adai paper, Appendix E): every trial starts at the
-  bottom of the shallower valley of the actual training loss
-  (:class:`~lcamlab.escape.landscape.CriticalPoints`); a coordinate is outside once it
-  lies beyond its valley boundary (the ridge, its local maximum).
+* **half-space** (:class:`ExitRegion` ``kind="halfspace"``): a coordinate is outside once it
+  lies beyond its valley boundary (the ridge, its local maximum). The sharp-valley design
+  starts at the deep minimum (:func:`lcamlab.escape.design.sharp_valley_region`);
+  :func:`valley_region` starts at the bottom of the shallower valley of the actual training
+  loss (:class:`~lcamlab.escape.landscape.CriticalPoints`), the region on which the tests
+  check the eager runner against the per-trial loop and the numba loop.
 * **saddle** (:func:`saddle_region`, the Adai paper, Theorems 1-2, Propositions 1 and 3): every
   trial starts on the index-1 saddle of the same loss, coordinate 0 on its ridge,
   the others at the bottom of their shallow valley; it has left once
@@ -13,7 +15,6 @@ r"""Where a trial starts and what counts as having left, in rescaled units :math
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from torch import Tensor
 
 from lcamlab.escape.landscape import StyblinskiTangLandscape
 
-__all__ = ["ExitRegion", "valley_region", "saddle_region", "region_for"]
+__all__ = ["ExitRegion", "valley_region", "saddle_region"]
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,3 @@ def saddle_region(landscape: StyblinskiTangLandscape, radius: float) -> ExitRegi
     radii[0] = float(radius)
     return ExitRegion("slab", start, start.copy(), radii)
 
-
-def region_for(config: Any, landscape: StyblinskiTangLandscape) -> ExitRegion:
-    """The region of an :class:`~lcamlab.escape.config.EscapeConfig` (its ``experiment`` and ``radius``)."""
-    if config.experiment == "valley":
-        return valley_region(landscape)
-    return saddle_region(landscape, config.radius)

@@ -1,7 +1,7 @@
 """The escape notebook's printed findings: every sentence computed from the tables, never typed in.
 
-Each function takes tables of :mod:`lcamlab.escape.rates` (or a result of
-:mod:`lcamlab.escape.cache`) and returns the text (or table) the notebook
+Each function takes tables of :mod:`lcamlab.escape.analysis` (the valley experiment) or
+:mod:`lcamlab.escape.rates` (the saddle), or a cached result, and returns the text (or table) the notebook
 ``notebooks/02_saddle_escape.ipynb`` shows, so the notebook is parameters,
 narrative and calls, and the wording of a verdict lives in one tested place.
 """
@@ -12,150 +12,40 @@ import math
 
 import pandas as pd
 
-from lcamlab.escape.landscape import StyblinskiTangLandscape, styblinski_tang
+from lcamlab.experiments import registry
 
 __all__ = [
-    "SLOPE_COLUMNS",
-    "landscape_summary",
-    "run_summary",
-    "escaped_fractions",
-    "calibration_summary",
-    "slope_summary",
-    "gof_summary",
-    "saddle_summary",
-    "lcam_summary",
-    "ALTERNATIVES",
+    "ARM_LABELS",
+    "SCALING_OPTIONS",
+    "JUMP_OPTIONS",
     "alpha_verdict",
     "design_summary",
     "alpha_summary",
     "jump_summary",
     "control_summary",
-    "two_line_summary",
     "claim_rows",
+    "source_line",
+    "design_table",
+    "design_line",
+    "short_verdict",
+    "alpha_view",
+    "rare_view",
+    "gof_view",
+    "gof_line",
+    "jump_view",
+    "control_view",
+    "two_line_view",
+    "saddle_view",
+    "statements_markdown",
+    "scaling_comparison",
+    "scaling_exercise",
+    "jump_exercise",
+    "control_exercise",
 ]
 
-SLOPE_COLUMNS = ["optimizer", "slope_inv_k", "slope_inv_k_lower", "slope_inv_k_upper", "r2_inv_k",
-                 "slope_inv_sqrt_k", "slope_inv_sqrt_k_lower", "slope_inv_sqrt_k_upper", "r2_inv_sqrt_k", "better"]
-
-
-def landscape_summary(landscape: StyblinskiTangLandscape) -> str:
-    """The exact critical points of the training loss next to the textbook (noiseless) ones, and the sample spread."""
-    points = landscape.points
-    start_u = landscape.tensor(points.shallow_min)
-    sample_losses = styblinski_tang(start_u - landscape.data)  # every single training sample's loss at the start
-    return "\n".join([
-        f"training set: {landscape.n_samples} samples x {landscape.dim} coordinates, "
-        f"noise scale {landscape.noise_scale}",
-        f"shallow-valley bottom u = {points.shallow_min.min():.3f} .. {points.shallow_min.max():.3f} "
-        f"(textbook noiseless value 2.747)",
-        f"ridge (valley boundary) u = {points.boundary.min():.3f} .. {points.boundary.max():.3f} (textbook 0.157)",
-        f"deep-valley bottom u = {points.deep_min.min():.3f} .. {points.deep_min.max():.3f} (textbook -2.904)",
-        f"barrier out of the shallow valley {points.barrier.min():.2f} .. {points.barrier.max():.2f} per coordinate "
-        f"(textbook 25.2); curvature at its bottom {points.curvature_shallow.mean():.1f} x k, "
-        f"at the ridge {points.curvature_boundary.mean():.1f} x k",
-        f"one-sample loss at the start: mean {float(sample_losses.mean()):.1f}, standard deviation "
-        f"{float(sample_losses.std()):.1f} (compare the barrier of one coordinate, {points.barrier.mean():.1f})",
-    ])
-
-
-def run_summary(result) -> str:
-    """Where a result came from (cache or computed), its size and simulation time, and its learning rates."""
-    config = result.config
-    how = "read from the cache" if result.from_cache else "computed"
-    return (f"{how}: {result.path.name}; simulation time {result.seconds:.1f} s "
-            f"({len(config.optimizers)} optimizers x {len(config.sharpness)} sharpness values x "
-            f"{config.trials} trials, budget {config.budget})\n"
-            "learning rates: " + ", ".join(f"{key} {spec.lr:g}" for key, spec in zip(config.keys, config.optimizers)))
-
-
-def escaped_fractions(frame: pd.DataFrame) -> pd.DataFrame:
-    """Fraction of trials that escaped within the budget: rows k (sharpest first), columns optimizers."""
-    fractions = frame.groupby(["k", "optimizer"], sort=False)["escaped"].mean().unstack()
-    return fractions.sort_index(ascending=False)
-
-
-def calibration_summary(frame: pd.DataFrame) -> str:
-    """Whether every (optimizer, k) point has escapes (the calibration's requirement), naming any that has none."""
-    fractions = escaped_fractions(frame)
-    empty = [(key, k) for key in fractions.columns for k in fractions.index if not fractions.loc[k, key] > 0]
-    if not empty:
-        return "every (optimizer, k) point has escapes: True"
-    return ("every (optimizer, k) point has escapes: False (none at "
-            + ", ".join(f"{key} k={k:.3g}" for key, k in empty) + ")")
-
-
-def slope_summary(slopes: pd.DataFrame) -> str:
-    """One line per optimizer (slopes against 1/k and 1/sqrt(k), R2, the better fit) and the Adam-vs-SGD verdict."""
-    lines = [
-        f"{row.optimizer:>11}: slope vs 1/k {row.slope_inv_k:7.2f} [{row.slope_inv_k_lower:.2f}, "
-        f"{row.slope_inv_k_upper:.2f}], R2 {row.r2_inv_k:.3f} | vs 1/sqrt(k) {row.slope_inv_sqrt_k:7.2f} "
-        f"[{row.slope_inv_sqrt_k_lower:.2f}, {row.slope_inv_sqrt_k_upper:.2f}], R2 {row.r2_inv_sqrt_k:.3f} "
-        f"| better: {row.better} (R2 difference {row.r2_difference:+.3f})"
-        for row in slopes.itertuples()
-    ]
-    by_key = slopes.set_index("optimizer")
-    if {"adam", "sgd"} <= set(by_key.index):
-        ratio = by_key.loc["adam", "slope_inv_k"] / by_key.loc["sgd", "slope_inv_k"]
-        # The ratio is set by Adam's calibrated learning rate; the theory predicts a functional form, not it.
-        if ratio < 1:
-            lines.append(f"\nAdam's slope against 1/k is {ratio:.2f} times SGD's at these calibrated learning rates: "
-                         f"weaker sharpness dependence here, a ratio the learning rates set (the Adai paper "
-                         f"predicts a functional form, not this number).")
-        else:
-            lines.append(f"\nAdam's slope against 1/k is {ratio:.2f} times SGD's at these learning rates: a weaker "
-                         f"sharpness dependence is NOT seen here.")
-    return "\n".join(lines)
-
-
-def gof_summary(rates: pd.DataFrame, level: float = 0.05) -> str:
-    """Where the exponential law is rejected at ``level``, against how often chance alone would reject it."""
-    tested = int(rates["ks_p"].notna().sum())
-    rejected = rates[rates["ks_p"] < level]
-    lines = [f"exponential law rejected at the {level:.0%} level at {len(rejected)} of {tested} points "
-             f"(about {level * tested:.1f} expected by chance if it always held):"]
-    for key, group in rates.groupby("optimizer", sort=False):
-        bad = group[group["ks_p"] < level]
-        where = ", ".join(f"k={k:.2f} (mean {m:.0f} it)" for k, m in zip(bad["k"], bad["mean_time"])) or "none"
-        lines.append(f"  {key:>11}: {len(bad)} of {len(group)}: {where}")
-    return "\n".join(lines)
-
-
-def saddle_summary(times: pd.DataFrame, exponents: pd.DataFrame) -> str:
-    """Censored saddle trials and each optimizer's power law :math:`T \\propto |\\lambda|^p`."""
-    lines = [f"censored saddle trials: {int(times['censored'].sum())} of {int(times['trials'].sum())}"]
-    lines += [f"{row.optimizer:>11}: mean exit time ~ |lambda|^p with p = {row.exponent:.2f} "
-              f"[{row.exponent_lower:.2f}, {row.exponent_upper:.2f}], R2 {row.r2:.3f}"
-              for row in exponents.itertuples()]
-    return "\n".join(lines)
-
-
-def lcam_summary(comparison: pd.DataFrame) -> str:
-    """One sentence per row of :func:`lcamlab.escape.rates.lcam_comparison`: rates, certainty, slopes, saddle.
-
-    The saddle clause appears when the comparison has a saddle exit-time ratio.
-    """
-    lines = []
-    for row in comparison.itertuples():
-        direction = "faster than" if row.rate_ratio_geomean > 1 else "slower than"
-        certainty = (" at every sharpness (95%)" if row.faster_at_all_k or row.slower_at_all_k
-                     else ", not at every sharpness beyond noise")
-        slope_text = "indistinguishable slope" if row.slopes_overlap else "a different slope"
-        saddle = getattr(row, "saddle_time_ratio_geomean", float("nan"))
-        saddle_text = f"; saddle exit time {saddle:.2f}x {row.reference}'s" if saddle == saddle else ""
-        lines.append(f"{row.lcam} escapes valleys {row.rate_ratio_geomean:.2f}x {direction} {row.reference} on "
-                     f"average (range {row.rate_ratio_min:.2f}-{row.rate_ratio_max:.2f}){certainty}; slope vs 1/k "
-                     f"{row.slope_lcam:.2f} vs {row.slope_reference:.2f} ({slope_text}){saddle_text}.")
-    return "\n".join(lines)
-
-
 # --------------------------------------------------------------------------------------
-# Escape v2: is escape diffusive, and at which temperature?
+# The valley experiment (the sharp-valley design): is escape diffusive, and at which temperature?
 # --------------------------------------------------------------------------------------
-
-#: The theory's alternatives for alpha: diffusion at the Adai paper's temperature (1, or 1/2 for Adam) and
-#: single-sample jumps (2/3).
-ALTERNATIVES = {"1": 1.0, "1/2": 0.5, "2/3": 2.0 / 3.0}
-
 
 def alpha_verdict(row) -> str:
     """One verdict per fit, from its interval, its goodness of fit and the theory's alpha."""
@@ -180,7 +70,7 @@ def design_summary(points: pd.DataFrame, metadata: dict) -> str:
     lines = [f"escape v2 (sharp valley, batch 1): {points['trials'].iloc[0]} trials per (optimizer, arm, k), "
              f"{points.groupby(['optimizer', 'arm']).ngroups} (optimizer, arm) settings x "
              f"{points['k_index'].nunique()} k values; {metadata.get('trial_steps', 0):.3g} trial-steps in "
-             f"{metadata.get('simulation_seconds', float('nan')):.0f} s of simulation (fused kernel, "
+             f"{metadata.get('simulation_seconds', float('nan')):.0f} s of simulation (escape loop, "
              f"{metadata.get('threads', 1)} thread{'s' if metadata.get('threads', 1) != 1 else ''})"]
     for (optimizer, arm), group in points.groupby(["optimizer", "arm"], sort=False):
         ks = group["k"]
@@ -242,15 +132,6 @@ def control_summary(controls: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def two_line_summary(lines_table: pd.DataFrame) -> str:
-    """The old comparison (secondary): which of 1/k and 1/sqrt(k) fits log rate better, and by how much R^2."""
-    out = ["secondary view, least squares of log rate on 1/k vs 1/sqrt(k) (both lines fixed by algebra, see above):"]
-    for row in lines_table.itertuples():
-        out.append(f"  {row.optimizer:>20} / {row.arm:<5}: R2 {row.r2_inv_k:.4f} vs {row.r2_inv_sqrt_k:.4f} "
-                   f"-> {row.better} (difference {row.r2_difference:+.4f})")
-    return "\n".join(out)
-
-
 def claim_rows(alphas: pd.DataFrame, jumps: pd.DataFrame, controls: pd.DataFrame,
                notebook: str = "02_saddle_escape") -> list[dict]:
     """Notebook 02's rows of the claims ledger (:mod:`lcamlab.experiments.claims`), verdicts computed here."""
@@ -258,7 +139,7 @@ def claim_rows(alphas: pd.DataFrame, jumps: pd.DataFrame, controls: pd.DataFrame
 
     rows = []
     for row in alphas.itertuples():
-        if ":" in row.optimizer:
+        if registry.split_key(row.optimizer)[1]:  # the controls have their own rows
             continue
         expected = row.expected
         if row.deviance_p < 0.01 or (not row.open_low and not row.open_high and not
@@ -269,7 +150,7 @@ def claim_rows(alphas: pd.DataFrame, jumps: pd.DataFrame, controls: pd.DataFrame
             decided = "holds"
         else:
             decided = "cannot tell at this n"
-        label = setting_label(row.optimizer)
+        label = registry.label(row.optimizer)
         rows.append(claim_row(
             f"escape.kramers_alpha.{row.optimizer}.{row.arm}", notebook=notebook,
             paper="Adai", section="Theorem 3, Propositions 2 and 4; Appendix E",
@@ -283,14 +164,14 @@ def claim_rows(alphas: pd.DataFrame, jumps: pd.DataFrame, controls: pd.DataFrame
             estimate=row.alpha, low=row.alpha_low, high=row.alpha_high, n=int(row.escapes), predicted=1,
             verdict_text=decided))
     for row in jumps.itertuples():
-        if row.arm != "data" or ":" in row.optimizer:
+        if row.arm != "data" or registry.split_key(row.optimizer)[1]:
             continue
         excess = row.kick_fraction - row.kick_chance
         half = (row.kick_fraction_upper - row.kick_fraction_lower) / 2
         rows.append(claim_row(
             f"escape.no_jumps.{row.optimizer}", notebook=notebook, paper="Adai",
             section="Theorem 3 (Gaussian diffusion assumption); Appendix E",
-            claim=(f"Escapes of {setting_label(row.optimizer)} from a sharp valley are diffusive: not preceded by "
+            claim=(f"Escapes of {registry.label(row.optimizer)} from a sharp valley are diffusive: not preceded by "
                    f"a large single kick more often than chance"),
             measured=("fraction of escapes with a kick > 6 noise SDs in the 20 steps before, minus its chance rate "
                       "(data noise, batch 1)"),
@@ -299,7 +180,7 @@ def claim_rows(alphas: pd.DataFrame, jumps: pd.DataFrame, controls: pd.DataFrame
             verdict_text="does not hold" if excess - half > 0 else ("holds" if excess + half < 0.02 else
                                                                    "cannot tell at this n")))
     for row in controls.itertuples():
-        label = setting_label(row.lcam)
+        label = registry.label(row.lcam)
         claim = (f"The loss-controlled timing of {label}'s momentum switch changes how fast it leaves a sharp valley"
                  if row.control == "shuffled" else
                  f"{label}'s two momentum values, beyond their realised mean, change how fast it leaves a sharp "
@@ -323,18 +204,9 @@ def claim_rows(alphas: pd.DataFrame, jumps: pd.DataFrame, controls: pd.DataFrame
 ARM_LABELS = {"data": "data (batch 1)", "gauss": "Gaussian", "iso": "isotropic (null)"}
 
 
-def setting_label(key: str) -> str:
-    """``"lcam-above:shuffled"`` -> ``"LCAM (accelerate above), shuffled control"``; optimizers by their style label."""
-    from lcamlab import style
-
-    base, _, control = key.partition(":")
-    label = style.optimizer_label(base)
-    return f"{label}, {control} control" if control else label
-
-
 def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
-    out.insert(0, "setting", [setting_label(k) for k in out["optimizer"]])
+    out.insert(0, "setting", [registry.label(k) for k in out["optimizer"]])
     out.insert(1, "noise", [ARM_LABELS.get(a, a) for a in out["arm"]])
     return out
 
@@ -448,7 +320,7 @@ def jump_view(jumps: pd.DataFrame) -> pd.DataFrame:
 def control_view(controls: pd.DataFrame) -> pd.DataFrame:
     """LCAM against its controls: the pooled rate ratio with its interval, the per-k range, realised momentum, alpha."""
     out = controls.copy()
-    out.insert(0, "LCAM", [setting_label(k) for k in out["lcam"]])
+    out.insert(0, "LCAM", [registry.label(k) for k in out["lcam"]])
     out["rate ratio LCAM / control"] = out["rate_ratio"]
     columns = ["LCAM", "control", "rate ratio LCAM / control", "ratio_lower", "ratio_upper", "ratio_min", "ratio_max",
                "below_fraction", "momentum_mean"]
@@ -476,7 +348,7 @@ def saddle_view(times: pd.DataFrame, exponents: pd.DataFrame) -> pd.DataFrame:
     out = exponents.copy()
     out["censored trials"] = [int(censored.get(k, 0)) for k in exponents["optimizer"]]
     out["trials"] = [int(trials.get(k, 0)) for k in exponents["optimizer"]]
-    out["optimizer"] = [setting_label(k) for k in exponents["optimizer"]]
+    out["optimizer"] = [registry.label(k) for k in exponents["optimizer"]]
     return out.rename(columns={"exponent": "exponent p", "exponent_lower": "95% low", "exponent_upper": "95% high",
                                "r2": "R²"})[
         ["optimizer", "exponent p", "95% low", "95% high", "R²", "censored trials", "trials"]]
@@ -500,7 +372,7 @@ def statements_markdown(alphas: pd.DataFrame, jumps: pd.DataFrame) -> str:
                              f"(fit p {r.deviance_p:.2g})")
         if parts:
             theory = "1/2" if key == "adam" else "1"
-            out.append(f"- **{setting_label(key)}** (diffusion theory: α = {theory}): " + "; ".join(parts) + ".")
+            out.append(f"- **{registry.label(key)}** (diffusion theory: α = {theory}): " + "; ".join(parts) + ".")
     if ("sgd", "data") in jump.index:
         j = jump.loc[("sgd", "data")]
         driven = ("escape from the sharp valley is driven by single large kicks, not by diffusion"
@@ -564,7 +436,7 @@ def jump_exercise(jumps: pd.DataFrame, alphas: pd.DataFrame, optimizer: str = "s
         answer = JUMP_OPTIONS[2]
     else:
         answer = JUMP_OPTIONS[1]
-    label = setting_label(optimizer)
+    label = registry.label(optimizer)
     why = (f"{j['kick_fraction']:.1%} [{j['kick_fraction_lower']:.1%}, {j['kick_fraction_upper']:.1%}] of "
            f"{label}'s {int(j['escapes']):,} escapes follow a kick above 6 SDs, where chance gives "
            f"{j['kick_chance']:.1%}. Diffusion escapes through many small kicks, which leaves the largest kick before "
@@ -583,7 +455,7 @@ def control_exercise(controls: pd.DataFrame, lcam: str = "lcam-above") -> tuple[
     table = controls.set_index(["lcam", "control"])
     row = table.loc[(lcam, "shuffled")]
     low, high = math.log(row["ratio_lower"]), math.log(row["ratio_upper"])
-    label = setting_label(lcam)
+    label = registry.label(lcam)
     detected = low > 0 or high < 0
     why = (f"{label} leaves at {row['rate_ratio']:.2f}x [{row['ratio_lower']:.2f}, {row['ratio_upper']:.2f}] the "
            f"rate of its shuffled control (per k from {row['ratio_min']:.2f}x to {row['ratio_max']:.2f}x), with the "
@@ -594,7 +466,7 @@ def control_exercise(controls: pd.DataFrame, lcam: str = "lcam-above") -> tuple[
     if (other, "shuffled") in table.index:
         o = table.loc[(other, "shuffled")]
         opposite = (row["rate_ratio"] - 1) * (o["rate_ratio"] - 1) < 0
-        why += (f" The other orientation, {setting_label(other)}, leaves at {o['rate_ratio']:.2f}x "
+        why += (f" The other orientation, {registry.label(other)}, leaves at {o['rate_ratio']:.2f}x "
                 f"[{o['ratio_lower']:.2f}, {o['ratio_upper']:.2f}] its shuffled control's rate"
                 + (": the direction of the effect follows the orientation." if opposite else "."))
     why += (" The LCAM papers make no prediction about escape from sharp valleys: the measurement says whether "

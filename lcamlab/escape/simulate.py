@@ -216,8 +216,8 @@ class _Left(Exception):
         self.step = step
 
 
-def _simulate(problem: TrialProblem, spec: OptimizerSpec, region: ExitRegion, *, budget: int, criterion: str,
-              seed: int, epoch_length: int, lcam_mean: str, chunk: int, warmup: int, gradient: str = "analytic",
+def _simulate(problem: TrialProblem, spec: OptimizerSpec, region: ExitRegion, *, budget: int, seed: int,
+              epoch_length: int, lcam_mean: str, chunk: int, warmup: int, gradient: str = "analytic",
               warm_problem: TrialProblem | None = None, stop_at_escape: bool = False,
               progress: Callable[[int], None] | None = None) -> SimulationResult:
     """One optimizer on every trial of ``problem``: the body of both the batched run and the looped reference."""
@@ -231,7 +231,6 @@ def _simulate(problem: TrialProblem, spec: OptimizerSpec, region: ExitRegion, *,
     offset = region.offset(boundary, direction)
     theta = (start_u / problem.root).contiguous().requires_grad_(True)
     optimizer = spec.build([theta], trial_axis=True, **_overrides(spec, lcam_mean))
-    reduce = torch.amax if criterion == "any" else torch.amin
     escape_step = torch.full((trials,), budget + 1, dtype=torch.long, device=device)
     escaped = torch.zeros(trials, dtype=torch.bool, device=device)
     generator = _stream_generator(seed, device)
@@ -245,12 +244,12 @@ def _simulate(problem: TrialProblem, spec: OptimizerSpec, region: ExitRegion, *,
     def record(t: int, loss: Tensor | None) -> None:
         s = t % chunk
         region.outside(problem.rescaled(theta), offset, direction, out=outside[s])
-        if stop_at_escape and bool((reduce(outside[s], 1) > 0).all()):
+        if stop_at_escape and bool((torch.amax(outside[s], 1) > 0).all()):
             raise _Left(t)
 
     def bookkeeping(block_start: int, steps: int) -> bool:
         nonlocal escape_step, escaped
-        crossed = reduce(outside[:steps], 2) > 0
+        crossed = torch.amax(outside[:steps], 2) > 0
         first = torch.argmax(crossed.to(torch.uint8), dim=0)
         fresh = crossed.any(0) & ~escaped
         escape_step = torch.where(fresh, first + (block_start + 1), escape_step)
@@ -290,7 +289,6 @@ def simulate_batched(
     *,
     budget: int,
     batch_size: int = 1,
-    criterion: str = "any",
     seed: int = 0,
     epoch_length: int | None = None,
     lcam_mean: str = "epoch",
@@ -313,7 +311,7 @@ def simulate_batched(
         sqrt_k: per-trial :math:`\sqrt k`, shape ``(trials,)``.
         region: start point and exit rule.
         budget: censoring iteration.
-        batch_size, criterion, seed, epoch_length, lcam_mean, chunk, warmup: see
+        batch_size, seed, epoch_length, lcam_mean, chunk, warmup: see
             :class:`~lcamlab.escape.config.EscapeConfig`.
         progress: called with the number of iterations done after every chunk.
         threads: torch's intra-op threads on the CPU during the run (default 1: see :func:`cpu_threads`).
@@ -324,7 +322,7 @@ def simulate_batched(
     problem = EscapeProblem(landscape, sqrt_k, batch_size)
     epoch_length = epoch_length or max(1, landscape.n_samples // batch_size)
     with cpu_threads(landscape.device, threads):
-        return _simulate(problem, spec, region, budget=budget, criterion=criterion, seed=seed,
+        return _simulate(problem, spec, region, budget=budget, seed=seed,
                          epoch_length=epoch_length, lcam_mean=lcam_mean, chunk=chunk, warmup=warmup,
                          warm_problem=problem.with_batch_axis(), progress=progress)
 
@@ -337,7 +335,6 @@ def simulate_looped(
     *,
     budget: int,
     batch_size: int = 1,
-    criterion: str = "any",
     seed: int = 0,
     epoch_length: int | None = None,
     lcam_mean: str = "epoch",
@@ -362,7 +359,7 @@ def simulate_looped(
     chosen = None if trial_subset is None else [int(i) for i in trial_subset]
 
     def body(view: TrialProblem, trial: int) -> SimulationResult:
-        return _simulate(view, spec, region, budget=budget, criterion=criterion, seed=seed,
+        return _simulate(view, spec, region, budget=budget, seed=seed,
                          epoch_length=epoch_length, lcam_mean=lcam_mean, chunk=chunk, warmup=warmup,
                          gradient="autograd", stop_at_escape=True)
 

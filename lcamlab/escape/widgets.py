@@ -2,8 +2,8 @@ r"""Sliders that simulate escapes from the sharp valley live and redraw their hi
 
 :class:`EscapeExplorer` runs a few hundred fresh trials of one optimizer at the chosen
 sharpness :math:`k` and learning rate :math:`\eta` (the design's landscape, start, warm-up
-and random stream, :func:`lcamlab.escape.design.sample_escape_times`, on the fused
-kernel) and shows their escape times: a histogram with the exponential law fitted to
+and random stream, :func:`lcamlab.escape.design.sample_escape_times`, on the numba
+escape loop) and shows their escape times: a histogram with the exponential law fitted to
 them (left), and the survival curve :math:`P(T > t)` on a log scale, where an
 exponential law is a straight line (right). One redraw (simulation and a PNG render) takes
 a few tens of milliseconds on one core; :meth:`EscapeExplorer.redraw` returns the time it
@@ -205,7 +205,6 @@ class EscapeExplorer(CanvasPanel):
         note = " (LCAM needs a mini-batch loss: data noise)" if arm != v["arm"] else ""
         self.status.value = (f"<span style='font-size:12px'>effective step {step} = {self.effective_step():.3g}; "
                              f"{self.trials} trials, {censored:.0%} still inside after {self.budget} iterations; "
-                             f"{'NumPy runner, ' if result.info.get('runner') == 'numpy' else ''}"
                              f"redraw {seconds * 1000:.0f} ms{note}</span>")
         return seconds
 

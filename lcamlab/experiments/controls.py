@@ -30,10 +30,10 @@ The mean-matched schedule (:func:`matched_schedule`) is LCAM's realised mean, pe
 group of trials when a grid of settings lies along the trial axis.
 
 Every control is an :class:`~lcamlab.experiments.registry.OptimizerSpec`, keyed
-``"<lcam key>:<control>"`` (:func:`control_specs`): ``shuffled`` and ``matched``
-of kind ``"scheduled"`` (:class:`lcamlab.optim.ScheduledMomentum`, the schedule
-passed at build time: ``spec.build(params, momentum=schedule)``), the bounds of
-kind ``"sgd"``.
+``"<lcam key>:<control>"`` (:func:`control_specs`): the :data:`SCHEDULED_CONTROLS`
+``shuffled`` and ``matched`` of kind ``"scheduled"`` (:class:`lcamlab.optim.ScheduledMomentum`,
+the schedule passed at build time: ``spec.build(params, momentum=schedule)``), the
+bounds of kind ``"sgd"``.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from torch import Tensor
 
 from lcamlab.experiments.registry import OptimizerSpec
 
-__all__ = ["CONTROLS", "control_key", "realised_momentum", "shuffled_schedule", "matched_schedule",
-           "bernoulli_schedule", "control_specs", "split_key"]
+__all__ = ["CONTROLS", "SCHEDULED_CONTROLS", "control_key", "realised_momentum", "shuffled_schedule",
+           "matched_schedule", "bernoulli_schedule", "control_specs"]
 
 CONTROLS: dict[str, str] = {
     "shuffled": "LCAM's momentum values in its proportions, choice decoupled from the loss",
@@ -55,18 +55,18 @@ CONTROLS: dict[str, str] = {
     "bound-above": "fixed momentum at LCAM's above value",
 }
 
+#: The controls made from the LCAM run's momentum (a :class:`lcamlab.optim.ScheduledMomentum`
+#: schedule); the bounds are plain SGD at one of LCAM's values. Experiments that pair a control
+#: with its LCAM run (the toys' :func:`~lcamlab.toys.runner.run_controls`, training) run these.
+SCHEDULED_CONTROLS: tuple[str, ...] = ("shuffled", "matched")
+
 
 def control_key(lcam_key: str, control: str) -> str:
-    """``"lcam-above:shuffled"``: the key (and style key) of ``control`` of the LCAM setting ``lcam_key``."""
+    """``"lcam-above:shuffled"``: the key (and style key) of ``control`` of the LCAM setting ``lcam_key``
+    (:func:`lcamlab.experiments.registry.split_key` splits it again)."""
     if control not in CONTROLS:
         raise ValueError(f"Invalid control: {control!r} (choose from {', '.join(CONTROLS)})")
     return f"{lcam_key}:{control}"
-
-
-def split_key(key: str) -> tuple[str, str | None]:
-    """``"lcam-above:shuffled"`` -> ``("lcam-above", "shuffled")``; a plain key -> ``(key, None)``."""
-    base, _, control = key.partition(":")
-    return base, (control or None)
 
 
 def realised_momentum(below: Tensor, pair: tuple[float, float], initial: float) -> Tensor:
@@ -189,15 +189,11 @@ def control_specs(lcam: OptimizerSpec, controls: tuple[str, ...] = tuple(CONTROL
     below, above = lcam.momentum  # type: ignore[misc]
     weight_decay = lcam.kwargs.get("weight_decay", 0.0)
     extra = {"weight_decay": weight_decay} if weight_decay else {}
-    made = {
-        "shuffled": lambda: OptimizerSpec("scheduled", lcam.lr, extra, control_key(lcam.style_key, "shuffled")),
-        "matched": lambda: OptimizerSpec("scheduled", lcam.lr, extra, control_key(lcam.style_key, "matched")),
-        "bound-below": lambda: OptimizerSpec("sgd", lcam.lr, {"momentum": below, **extra},
-                                             control_key(lcam.style_key, "bound-below")),
-        "bound-above": lambda: OptimizerSpec("sgd", lcam.lr, {"momentum": above, **extra},
-                                             control_key(lcam.style_key, "bound-above")),
-    }
-    unknown = [c for c in controls if c not in made]
-    if unknown:
-        raise ValueError(f"Invalid control: {unknown[0]!r} (choose from {', '.join(CONTROLS)})")
-    return {control_key(lcam.style_key, c): made[c]() for c in controls}
+    keys = [control_key(lcam.style_key, c) for c in controls]  # every control checked before any is built
+
+    def made(control: str, key: str) -> OptimizerSpec:
+        if control in SCHEDULED_CONTROLS:
+            return OptimizerSpec("scheduled", lcam.lr, extra, key)
+        bound = below if control == "bound-below" else above
+        return OptimizerSpec("sgd", lcam.lr, {"momentum": bound, **extra}, key)
+    return {key: made(control, key) for control, key in zip(controls, keys)}

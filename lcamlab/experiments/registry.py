@@ -1,4 +1,4 @@
-r"""The optimizer registry: every optimizer of every experiment, built from one table.
+r"""The optimizer registry: every optimizer of every experiment, each declared once.
 
 An experiment names its optimizers as data: an :class:`OptimizerSpec` (kind,
 learning rate, options, display key) that builds the optimizer over a flat
@@ -7,7 +7,7 @@ one tensor) or a model's parameters. The zoo, the toys, the escape experiments
 and WRN training all build through :meth:`OptimizerSpec.build`, so a setting
 (an LCAM orientation, a control) declared here reaches every experiment.
 
-Kinds (:data:`KINDS`) and what they build:
+Kinds (:data:`KINDS`, the one table of optimizer classes) and what they build:
 
 ==============  ==========================================  =========================================
 kind            optimizer                                   options
@@ -26,55 +26,60 @@ kind            optimizer                                   options
                                                             :mod:`lcamlab.experiments.controls`)
 ==============  ==========================================  =========================================
 
-Presets (:data:`PRESETS`) are the named settings the notebooks compare, keyed as
-in :mod:`lcamlab.style` (colour and label): ``"momentum"`` is SGD with fixed
-momentum 0.9 (the LCAM paper's "Fixed 0.9"), ``"lcam-above"`` is LCAM
-``(0.9, 0.95)`` (more momentum when the loss is above its running mean),
-``"lcam-below"`` LCAM ``(0.95, 0.9)``. Learning rates are per experiment: each
-experiment keeps its own table of them as data and passes it to :func:`suite`.
+Presets (:data:`PRESETS`) are the named optimizers of the suite, and the one
+place an optimizer is declared: each :class:`Preset` holds its kind and
+options, its legend label, its colour and marker in every figure, and the
+experiment suites that include it (:func:`suite_keys`: the zoo, the toys,
+``lcamlab train --optimizer``). ``"momentum"`` is SGD with fixed momentum 0.9
+(the LCAM paper's "Fixed 0.9"), ``"lcam-above"`` is LCAM ``(0.9, 0.95)`` (more
+momentum when the loss is above its running mean), ``"lcam-below"`` LCAM
+``(0.95, 0.9)``; LCAM's pairs are written ``(below, above)`` throughout. Learning
+rates are per experiment: each experiment keeps its own table of them as data
+and passes it to :func:`suite`.
+
+Adding an optimizer: its module in :mod:`lcamlab.optim`, its :data:`KINDS` row
+if it is a new class, its :data:`PRESETS` entry, its row of ``tests/optim_db.py``.
+
+A control of an LCAM setting (:mod:`lcamlab.experiments.controls`) is keyed
+``"<lcam key>:<control>"`` (:func:`split_key`); :func:`label`, :func:`color` and
+:func:`marker` take such keys too (the colour and marker are the LCAM setting's).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["KINDS", "PRESETS", "OptimizerSpec", "preset", "suite", "build"]
+__all__ = ["KINDS", "PRESETS", "SUITES", "Preset", "OptimizerSpec", "preset", "suite", "suite_keys", "build",
+           "split_key", "label", "color", "marker"]
 
-
-def _torch_builder(cls_name: str) -> Callable[..., torch.optim.Optimizer]:
-    def build_(params, lr, options, trial_axis):  # torch's elementwise optimizers: trials are independent
-        return getattr(torch.optim, cls_name)(params, lr=lr, **options)
-    return build_
-
-
-def _suite_builder(cls_name: str) -> Callable[..., torch.optim.Optimizer]:
-    def build_(params, lr, options, trial_axis):
-        import lcamlab.optim as optim
-
-        return getattr(optim, cls_name)(params, lr=lr, trial_axis=trial_axis, **options)
-    return build_
-
-
-# kind -> builder(params, lr, options, trial_axis). The one table of optimizer classes.
-KINDS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "sgd": _torch_builder("SGD"),
-    "adam": _torch_builder("Adam"),
-    "adamw": _torch_builder("AdamW"),
-    "adagrad": _torch_builder("Adagrad"),
-    "rmsprop": _torch_builder("RMSprop"),
-    "lcam": _suite_builder("LCAM"),
-    "adai": _suite_builder("Adai"),
-    "adaiw": _suite_builder("AdaiW"),
-    "adarem": _suite_builder("AdaRem"),
-    "adarem-s": _suite_builder("AdaRemS"),
-    "scheduled": _suite_builder("ScheduledMomentum"),
+# kind -> (module, class). The one table of optimizer classes. lcamlab's own optimizers take
+# ``trial_axis`` (dim 0 of every parameter is an independent trial); torch's elementwise ones
+# need no flag (their trials are independent anyway).
+KINDS: dict[str, tuple[str, str]] = {
+    "sgd": ("torch.optim", "SGD"),
+    "adam": ("torch.optim", "Adam"),
+    "adamw": ("torch.optim", "AdamW"),
+    "adagrad": ("torch.optim", "Adagrad"),
+    "rmsprop": ("torch.optim", "RMSprop"),
+    "lcam": ("lcamlab.optim", "LCAM"),
+    "adai": ("lcamlab.optim", "Adai"),
+    "adaiw": ("lcamlab.optim", "AdaiW"),
+    "adarem": ("lcamlab.optim", "AdaRem"),
+    "adarem-s": ("lcamlab.optim", "AdaRemS"),
+    "scheduled": ("lcamlab.optim", "ScheduledMomentum"),
 }
+
+
+def _kind_class(kind: str) -> type:
+    module, name = KINDS[kind]
+    return getattr(importlib.import_module(module), name)  # lcamlab.optim on first use only
 
 
 def _freeze(value: Any) -> Any:
@@ -94,9 +99,9 @@ class OptimizerSpec:
         options: extra keyword arguments of the optimizer as ``(name, value)``
             pairs, e.g. ``(("momentum", 0.9),)`` or ``(("momentum", (0.95, 0.9)),)``;
             sorted by name, so equal settings give equal specs (and equal cache keys).
-        key: the :mod:`lcamlab.style` key (colour, label) and the name of this
-            setting in result tables; derived from ``kind`` and ``momentum`` if omitted
-            (:attr:`style_key`).
+        key: the display key (a :data:`PRESETS` key or a control's ``"<lcam key>:<control>"``:
+            colour, marker, label) and the name of this setting in result tables; derived
+            from ``kind`` and ``momentum`` if omitted (:attr:`style_key`).
     """
 
     kind: str
@@ -171,7 +176,8 @@ class OptimizerSpec:
 
     @property
     def style_key(self) -> str:
-        """The :mod:`lcamlab.style` key: ``key`` if given, else derived from the kind and momentum."""
+        """The display key: ``key`` if given, else derived from the kind and momentum
+        (``"lcam-above"`` / ``"lcam-below"`` by LCAM's orientation, ``"momentum"`` for SGD with momentum)."""
         if self.key is not None:
             return self.key
         if self.kind == "lcam":
@@ -183,18 +189,20 @@ class OptimizerSpec:
 
     @property
     def label(self) -> str:
-        """A short legend label, e.g. ``"LCAM (0.9, 0.95)"`` or ``"SGD+momentum 0.9"``."""
-        from lcamlab import style
-
-        if self.key is not None and ":" in self.key:  # a control of an LCAM setting (controls module)
-            base, _, control = self.key.partition(":")
-            return f"{style.optimizer_label(base)}: {control}"
+        r"""The legend label. SGD and LCAM name their momentum: ``"SGD"``, ``"SGD+momentum 0.9"``,
+        ``"LCAM (0.9, 0.95)"`` (LCAM's pair written ``(below, above)``), so a preset reads as its
+        :func:`label` and any other setting as what it is; a control (``"<lcam key>:<control>"``) is
+        :func:`label` of its key; any other optimizer its preset's label (its class name without one)."""
+        key = self.style_key
+        base, control = split_key(key)
+        if control is not None:
+            return label(key)
         if self.kind == "lcam":
             below, above = self.momentum  # type: ignore[misc]
             return f"LCAM ({below:g}, {above:g})"
-        if self.kind == "sgd" and self.momentum:
-            return f"{style.optimizer_label('momentum')} {self.momentum:g}"
-        return style.optimizer_label(self.kind)
+        if self.kind == "sgd":
+            return f"SGD+momentum {self.momentum:g}" if self.momentum else label("sgd")
+        return label(base) if base in PRESETS else self._class().__name__
 
     @property
     def takes_loss(self) -> bool:
@@ -203,14 +211,7 @@ class OptimizerSpec:
         return getattr(self._class(), "takes_loss", False) is True
 
     def _class(self) -> type:
-        import lcamlab.optim as optim
-
-        names = {"lcam": "LCAM", "adai": "Adai", "adaiw": "AdaiW", "adarem": "AdaRem", "adarem-s": "AdaRemS",
-                 "scheduled": "ScheduledMomentum"}
-        if self.kind in names:
-            return getattr(optim, names[self.kind])
-        return {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
-                "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop}[self.kind]
+        return _kind_class(self.kind)
 
     # -- variants --------------------------------------------------------------------------
 
@@ -236,7 +237,10 @@ class OptimizerSpec:
             overrides: options that win over the spec's (e.g. ``weight_decay`` from a
                 training config, ``mean`` for LCAM's running mean).
         """
-        return KINDS[self.kind](params, self.lr, {**self.kwargs, **overrides}, trial_axis)
+        options = {**self.kwargs, **overrides}
+        if KINDS[self.kind][0] == "lcamlab.optim":
+            options["trial_axis"] = trial_axis
+        return self._class()(params, lr=self.lr, **options)
 
     # -- serialisation ---------------------------------------------------------------------
 
@@ -260,21 +264,72 @@ def _jsonable(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------
-# Presets: the named settings the notebooks compare.
+# Presets: every optimizer of the suite, declared once.
 # --------------------------------------------------------------------------------------
 
-# key -> (kind, options). The key is also the style key (colour, label).
-PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
-    "sgd": ("sgd", {}),
-    "momentum": ("sgd", {"momentum": 0.9}),               # the LCAM paper's "Fixed 0.9"
-    "momentum-0.925": ("sgd", {"momentum": 0.925}),       # fixed momentum at the mean of (0.9, 0.95)
-    "lcam-above": ("lcam", {"momentum": (0.9, 0.95)}),    # more momentum above the running mean
-    "lcam-below": ("lcam", {"momentum": (0.95, 0.9)}),    # more momentum below it
-    "adam": ("adam", {}),
-    "adagrad": ("adagrad", {}),
-    "rmsprop": ("rmsprop", {}),
-    "adai": ("adai", {}),
-    "adarem": ("adarem", {}),
+#: The experiment suites whose optimizers are a list of presets (:func:`suite_keys`).
+SUITES: dict[str, str] = {
+    "zoo": "the optimizer zoo's 2-D landscapes (lcamlab.zoo, notebook 00)",
+    "toys": "the weight-traction notebook's default optimizers (notebook 01's `optimizers`)",
+    "train": "the names `lcamlab train --optimizer` accepts (each a kind: the momentum comes from the config)",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """One optimizer of the suite: what it builds and how every figure shows it.
+
+    Attributes:
+        kind: a :data:`KINDS` key.
+        options: the preset's options (``{}``: the class's defaults).
+        label: the legend label (:func:`label`); SGD and LCAM name their momentum, LCAM's pair
+            as ``(below, above)``, so it is also :attr:`OptimizerSpec.label` of the preset (but for
+            ``"lcam"``, LCAM at any pair: a spec of it names its pair).
+        color: the colour in every figure (colour-blind safe: Okabe & Ito 2008, with Paul Tol's
+            muted scheme for the extra entries; LCAM's two orientations in the LCAM paper's
+            red and green, as the WRN figures' group colours of :mod:`lcamlab.style`).
+        marker: the matplotlib marker where optimizers are told apart by markers too (the escape figures).
+        suites: the :data:`SUITES` that include it.
+    """
+
+    kind: str
+    options: Mapping[str, Any]
+    label: str
+    color: str
+    marker: str = "o"
+    suites: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Invalid optimizer kind: {self.kind!r} (choose one of {', '.join(KINDS)})")
+        unknown = [s for s in self.suites if s not in SUITES]
+        if unknown:
+            raise ValueError(f"Invalid suite: {unknown[0]!r} (choose from {', '.join(SUITES)})")
+
+
+# Keys are the names used throughout lcamlab: result tables, cache configs, figures. "lcam-above"
+# is LCAM with beta_above > beta_below (it accelerates the above-mean, non-sparse phase),
+# "lcam-below" the opposite orientation, "lcam" LCAM at any pair (`lcamlab train --optimizer lcam`
+# takes its pair from the config). The order is every suite's order.
+PRESETS: dict[str, Preset] = {
+    "sgd": Preset("sgd", {}, "SGD", "#999999", "o", ("zoo", "toys", "train")),  # grey: the reference
+    # black: the LCAM paper's "Fixed 0.9"
+    "momentum": Preset("sgd", {"momentum": 0.9}, "SGD+momentum 0.9", "#000000", "s", ("zoo", "toys")),
+    # slate: fixed momentum at the mean of LCAM's (0.9, 0.95)
+    "momentum-0.925": Preset("sgd", {"momentum": 0.925}, "SGD+momentum 0.925", "#6B6B9A", "p"),
+    "lcam": Preset("lcam", {}, "LCAM", "#D55E00", "o", ("train",)),  # vermillion
+    # vermillion: the paper's red "0.9-0.95", more momentum above the running mean
+    "lcam-above": Preset("lcam", {"momentum": (0.9, 0.95)}, "LCAM (0.9, 0.95)", "#D55E00", "P", ("zoo", "toys")),
+    # bluish green: the paper's green "0.95-0.9", more momentum below it
+    "lcam-below": Preset("lcam", {"momentum": (0.95, 0.9)}, "LCAM (0.95, 0.9)", "#009E73", "X", ("zoo", "toys")),
+    "adai": Preset("adai", {}, "Adai", "#0072B2", "^", ("zoo", "toys", "train")),  # blue
+    "adaiw": Preset("adaiw", {}, "AdaiW", "#332288", "o", ("train",)),  # indigo
+    "adarem": Preset("adarem", {}, "AdaRem", "#CC79A7", "v", ("zoo", "toys", "train")),  # reddish purple
+    "adarem-s": Preset("adarem-s", {}, "AdaRem-S", "#882255"),  # wine
+    "adam": Preset("adam", {}, "Adam", "#E69F00", "D", ("zoo", "toys", "train")),  # orange
+    "adamw": Preset("adamw", {}, "AdamW", "#DDCC77", "o", ("train",)),  # sand
+    "adagrad": Preset("adagrad", {}, "AdaGrad", "#999933", "o", ("zoo", "toys")),  # olive
+    "rmsprop": Preset("rmsprop", {}, "RMSprop", "#88CCEE", "o", ("zoo", "toys")),  # cyan
 }
 
 
@@ -282,8 +337,8 @@ def preset(key: str, lr: float, **options: Any) -> OptimizerSpec:
     """The :data:`PRESETS` setting ``key`` at learning rate ``lr`` (``options`` add or override)."""
     if key not in PRESETS:
         raise ValueError(f"Invalid optimizer: {key!r} (choose from {', '.join(PRESETS)})")
-    kind, base = PRESETS[key]
-    return OptimizerSpec(kind, lr, tuple({**base, **options}.items()), key)
+    entry = PRESETS[key]
+    return OptimizerSpec(entry.kind, lr, tuple({**entry.options, **options}.items()), key)
 
 
 def suite(keys: Sequence[str], lrs: Mapping[str, float], **options: Mapping[str, Any]) -> tuple[OptimizerSpec, ...]:
@@ -297,7 +352,60 @@ def suite(keys: Sequence[str], lrs: Mapping[str, float], **options: Mapping[str,
     return tuple(preset(k, lrs[k], **dict(options.get(k, {}))) for k in keys)
 
 
+def suite_keys(name: str) -> tuple[str, ...]:
+    """The :data:`PRESETS` keys of suite ``name`` (a :data:`SUITES` key), in the table's order."""
+    if name not in SUITES:
+        raise ValueError(f"Invalid suite: {name!r} (choose from {', '.join(SUITES)})")
+    return tuple(key for key, entry in PRESETS.items() if name in entry.suites)
+
+
 def build(kind: str, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float, *,
           trial_axis: bool = False, **options: Any) -> torch.optim.Optimizer:
     """Shorthand for ``OptimizerSpec(kind, lr, options).build(params, trial_axis=...)``."""
     return OptimizerSpec(kind, lr, tuple(options.items())).build(params, trial_axis=trial_axis)
+
+
+# --------------------------------------------------------------------------------------
+# Display: one label, colour and marker per key, control keys included.
+# --------------------------------------------------------------------------------------
+
+
+def split_key(key: str) -> tuple[str, str | None]:
+    """``"lcam-above:shuffled"`` -> ``("lcam-above", "shuffled")``; a plain key -> ``(key, None)``.
+
+    The inverse of :func:`lcamlab.experiments.controls.control_key`.
+    """
+    base, _, control = key.partition(":")
+    return base, (control or None)
+
+
+def _entry(key: str) -> tuple[Preset, str | None]:
+    """The preset of ``key`` (case, spaces and underscores forgiven) and its control, if any."""
+    base, control = split_key(str(key).strip().lower().replace("_", "-").replace(" ", "-"))
+    if base not in PRESETS:
+        raise KeyError(f"Unknown optimizer: {key!r} (choose from {', '.join(PRESETS)}, "
+                       f"or '<lcam key>:<control>' for a control)")
+    return PRESETS[base], control
+
+
+def label(key: str) -> str:
+    """The legend label of ``key``: its preset's (``"SGD+momentum 0.9"``), or for a control
+    ``"<label of the LCAM setting>, <control> control"`` (``"LCAM (0.9, 0.95), shuffled control"``).
+
+    Raises:
+        KeyError: ``key`` names no preset.
+    """
+    entry, control = _entry(key)
+    return f"{entry.label}, {control} control" if control else entry.label
+
+
+def color(key: str) -> str:
+    """The colour of ``key`` in every figure; a control has its LCAM setting's colour (figures tell
+    controls apart by line style). Raises ``KeyError`` if ``key`` names no preset."""
+    return _entry(key)[0].color
+
+
+def marker(key: str) -> str:
+    """The matplotlib marker of ``key``; a control has its LCAM setting's. Raises ``KeyError`` if
+    ``key`` names no preset."""
+    return _entry(key)[0].marker

@@ -26,8 +26,6 @@ from lcamlab.paper.analysis import (
     STEP_DROP_EPOCHS,
     check_curves,
     curve_summary,
-    describe_final_training,
-    describe_panels,
     final_training_table,
     panel_table,
     table1_wide,

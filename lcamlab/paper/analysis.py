@@ -12,7 +12,7 @@ that an extraction shows them at :data:`STEP_DROP_EPOCHS`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,8 +32,6 @@ __all__ = [
     "panel_table",
     "final_training_table",
     "table1_wide",
-    "describe_panels",
-    "describe_final_training",
 ]
 
 #: 1-based epochs at which the "saddle trap" schedule (lr x0.2 after 31, 61, 91
@@ -232,10 +230,6 @@ def check_curves(frame: pd.DataFrame) -> list[str]:
 # ----------------------------------------------------------------------------- summaries
 
 
-def _numbers(frame: pd.DataFrame, digits: str) -> str:
-    return frame.to_string(index=False, float_format=lambda v: f"{v:{digits}}")
-
-
 def panel_table(frame: pd.DataFrame, figure: str, dataset: str,
                 drop_epochs: Sequence[int] = STEP_DROP_EPOCHS) -> pd.DataFrame:
     """One published panel of Figures 3/4, one row per group, for reading (notebook 03).
@@ -292,23 +286,3 @@ def table1_wide(table1: pd.DataFrame) -> pd.DataFrame:
         rows.append(record)
     return pd.DataFrame(rows)
 
-
-def describe_panels(frame: pd.DataFrame, panels: Mapping[str, str], metric: str = "train_loss") -> str:
-    """What the paper published in each panel, as text (:func:`panel_table` per panel).
-
-    Args:
-        frame: the published curves.
-        panels: ``{dataset: figure}``, e.g. ``{"cifar10": "fig3", "cifar100": "fig4"}``.
-        metric: unused (kept for compatibility): the drop ratios are those of the average loss.
-    """
-    blocks = []
-    for dataset, figure in panels.items():
-        blocks.append(f"The LCAM paper's Figure {figure[3:]} ({DATASET_TITLES[dataset]}):\n"
-                      + _numbers(panel_table(frame, figure, dataset), ".4g"))
-    return "\n\n".join(blocks) + "\n"
-
-
-def describe_final_training(frame: pd.DataFrame, table1: pd.DataFrame, figure: str = "fig5") -> str:
-    """The paper's Figure 5 curves (:func:`final_training_table`) and Table 1 (:func:`table1_wide`), as text."""
-    return "\n".join([_numbers(final_training_table(frame, figure), ".4g"), "",
-                      table1_wide(table1).to_string(index=False)])

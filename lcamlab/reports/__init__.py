@@ -1,25 +1,33 @@
-"""Our WRN/CIFAR runs next to the paper's: seed aggregation, Table 1 and the paired panels.
+"""The notebooks' support layer: planning our WRN/CIFAR and Fashion-MNIST runs, and the reports
+that set them next to the LCAM paper's.
 
 ===========================  ===============================================================
 module                       concern
 ===========================  ===============================================================
+:mod:`.plan`                 planning and completing the figures' run sets for notebooks
+                             03/04 (status, the ``lcamlab grid`` command, where data are)
 :mod:`.tables`               seed aggregation, final values, win rate, Table 1 (rows,
                              comparison with the paper's, markdown, cached CSV), group summaries
 :mod:`.plots`                our runs over the paper's curves per group; Table 1 as a figure
 :mod:`.panels`               what notebooks 03/04 show, one call per cell (the paper's and
-                             our tables shown as HTML, figures saved, Table 1 stored and drawn)
+                             our tables shown as HTML, figures returned, Table 1 stored)
 :mod:`.fmnist`               the same protocol on Fashion-MNIST: curves with controls, Table 1
                              at our scale (paired intervals, win rates), claims-ledger rows
 ===========================  ===============================================================
 
-Reports read runs (through :mod:`lcamlab.train.runs`) and never train: planning
-and completing the run sets is :mod:`lcamlab.train.plan`'s job. Every public
-name is available from ``lcamlab.reports`` directly; :func:`runs_frame` and
-:func:`run_inventory` (reading run folders) are re-exported from
-:mod:`lcamlab.train.runs`.
+**Layers.** This package sits above the engines: it imports :mod:`lcamlab.train`
+(the run sets, the runner, reading runs back) and :mod:`lcamlab.paper` (the
+published curves), and neither of them imports it (``tests/test_layout.py``
+checks that no import cycle exists). Library functions return figures and
+tables; the notebooks name and save every figure the same way,
+``style.show(fig, name, figures_dir)``.
+
+Every public name of the report modules is available from ``lcamlab.reports``
+directly, and :func:`runs_frame` (reading run folders) is re-exported from
+:mod:`lcamlab.train.runs`; the planning functions are used as ``from lcamlab.reports import plan``.
 """
 
-from lcamlab.reports import fmnist, panels, plots, tables
+from lcamlab.reports import fmnist, panels, plan, plots, tables
 from lcamlab.reports.fmnist import (
     Effect,
     FmnistReport,
@@ -40,7 +48,6 @@ from lcamlab.reports.fmnist import (
 from lcamlab.reports.panels import (
     PAPER_WIN_RATES,
     Table1Report,
-    describe_groups,
     describe_table1,
     group_tables,
     plot_panels,
@@ -64,7 +71,7 @@ from lcamlab.reports.tables import (
     table1_rows,
     win_rate,
 )
-from lcamlab.train.runs import run_inventory, runs_frame
+from lcamlab.train.runs import runs_frame
 
 # The package exports exactly what its modules export, and the run readers.
-__all__ = [*tables.__all__, "runs_frame", "run_inventory", *plots.__all__, *panels.__all__, *fmnist.__all__]
+__all__ = [*tables.__all__, "runs_frame", *plots.__all__, *panels.__all__, *fmnist.__all__]

@@ -5,7 +5,7 @@ groups of the paper's Figures 3/4 under the scaled saddle-trap step schedule),
 ``fig5-fmnist`` (fixed 0.9 against LCAM in both orientations under the scaled
 per-iteration decay) and ``controls-fmnist`` (LCAM (0.9, 0.95)'s phase-shuffled
 and mean-matched controls). This module reads them (planning and training is
-:func:`lcamlab.train.plan.prepare_fmnist`'s job) and turns them into:
+:func:`lcamlab.reports.plan.prepare_fmnist`'s job) and turns them into:
 
 * :func:`plot_fmnist`: test error and training loss per epoch, the mean over
   seeds with its 95% t-interval as a band, for every group and control;
@@ -378,7 +378,7 @@ def effect_vs_fixed(source: Any, series: str, *, figure: str | None = None) -> E
 
     Args:
         source: an :class:`FmnistReport`, an :func:`fmnist_table`, the runs of
-            :func:`lcamlab.train.plan.prepare_fmnist` (anything with a ``frame``), or None.
+            :func:`lcamlab.reports.plan.prepare_fmnist` (anything with a ``frame``), or None.
         series: e.g. ``"0.9-0.95"`` or ``"0.95-0.95"``.
         figure: with runs, keep only this figure's (``fig3``/``fig5``).
     Returns:
@@ -509,7 +509,8 @@ def fmnist_claims(table: pd.DataFrame, *, notebook: str, setting: str, kind: str
 
 @dataclass
 class FmnistReport:
-    """What a notebook shows of one Fashion-MNIST figure: the table, its text, the ledger rows."""
+    """What a notebook shows of one Fashion-MNIST figure: the table, its text, the ledger rows, and the
+    ``(fig, axes)`` of :func:`plot_fmnist` (for the notebook to save)."""
 
     table: pd.DataFrame
     markdown: str
@@ -530,31 +531,32 @@ def drop_epochs_for(schedule: str, epochs: int) -> list[int]:
     return []
 
 
-def fmnist_report(runs: Any, *, figure: str, kind: str, notebook: str, figures_dir: str | os.PathLike,
-                  data_dir: str | os.PathLike, stem: str, title: str, epoch: int | None = None,
+def fmnist_report(runs: Any, *, figure: str, kind: str, notebook: str, data_dir: str | os.PathLike, stem: str,
+                  title: str, epoch: int | None = None,
                   write_ledger: bool = True, show: bool = True,
                   log: Callable[[str], None] | None = print) -> FmnistReport:
     """Plot, tabulate and enter into the claims ledger one figure's Fashion-MNIST runs.
 
+    The figure is returned in :attr:`FmnistReport.figure`, not saved: the notebooks save it
+    (``style.show(report.figure[0], stem, figures_dir)``).
+
     Args:
-        runs: :func:`lcamlab.train.plan.prepare_fmnist`'s result.
+        runs: :func:`lcamlab.reports.plan.prepare_fmnist`'s result.
         figure: ``fig3`` (the four groups) or ``fig5`` (final training and controls).
         kind: ``groups`` or ``final`` (:func:`fmnist_claims`).
         notebook: the notebook's name (its ledger rows are replaced).
-        figures_dir: where ``<stem>.png/.pdf`` go.
         data_dir: the results folder: the table goes to ``<data_dir>/paper_reproduction/<stem>.csv/.md``,
             the ledger to ``<data_dir>/claims.csv``.
-        stem: the figure's file name.
+        stem: the file name of the table (and, in the notebooks, of the figure).
         title: the figure's title.
         epoch: the epoch compared (default: the last one every run reached).
         write_ledger: write the ledger (False in quick mode: small samples never replace committed rows).
-        show: display the table (:func:`lcamlab.style.show_table`), the sentences and ledger rows
-            (Markdown) and the saved figure, in a notebook; False: display nothing.
+        show: display the table (:func:`lcamlab.style.show_table`) and the sentences and ledger rows
+            (Markdown), in a notebook; False: display nothing.
         log: without ``show``, where the markdown table, the sentences and the ledger rows go
             (``None``: silent).
     """
     from lcamlab import provenance
-    from lcamlab.reports.panels import _keep
 
     frame = runs.frame
     schedule = "step-scaled" if figure == "fig3" else "lcam-exp-scaled"
@@ -593,5 +595,4 @@ def fmnist_report(runs: Any, *, figure: str, kind: str, notebook: str, figures_d
     elif log is not None:
         log("\n".join([markdown, "", text] + ([speed] if speed else []) + [""] + ledger_lines))
     fig, axes = plot_fmnist(frame, figure=figure, drop_epochs=drop_epochs_for(schedule, epochs), title=title)
-    _keep(fig, stem, figures_dir, show)
     return FmnistReport(table=table, markdown=markdown, text=text, claims=rows, ledger=ledger, figure=(fig, axes))

@@ -1,20 +1,21 @@
 r"""What notebooks 03 and 04 show of our runs next to the paper's, one call per notebook cell.
 
-The run sets come from :func:`lcamlab.train.plan.prepare_panels` (a
-:class:`~lcamlab.train.plan.PanelRuns`: the ``{dataset: figure}`` panels and the
+The run sets come from :func:`lcamlab.reports.plan.prepare_panels` (a
+:class:`~lcamlab.reports.plan.PanelRuns`: the ``{dataset: figure}`` panels and the
 runs read back as a tidy frame); this module turns them into
 
 * what the paper published, as tables sized for a notebook (:func:`show_paper_panels`,
   :func:`show_paper_final`);
-* the figures, ours over the paper's (:func:`plot_panels`, written as
-  ``<figure>_<dataset>.png/.pdf``: ``fig3_cifar10``, ``fig4_cifar100``,
+* the figures, ours over the paper's (:func:`plot_panels`; the notebooks save
+  them as ``<figure>_<dataset>``: ``fig3_cifar10``, ``fig4_cifar100``,
   ``fig5_cifar10``, ``fig5_cifar100``);
-* the per-group summary at the last common epoch (:func:`show_groups`; as plain
-  text :func:`describe_groups`);
-* Table 1 with its cached CSV and figure (:func:`table1_report`, ``table1.png``)
+* the per-group summary at the last common epoch (:func:`show_groups`);
+* Table 1 with its cached CSV and figure (:func:`table1_report`; the notebook saves it as ``table1``)
   and the reading of the paper's win-rate claims (:func:`describe_table1`).
 
-In a notebook, tables are shown as HTML (:func:`lcamlab.style.show_table`) and
+Figures are returned, never saved here: the notebook names and saves each one
+(``style.show(fig, name, figures_dir)``), as it does every other figure. In a
+notebook, tables are shown as HTML (:func:`lcamlab.style.show_table`) and
 sentences as Markdown, so nothing wraps mid-word; with ``show=False`` nothing is
 displayed and the same content is returned. The paper is Zhang et al. (2023),
 "Asymmetric Momentum: A Rethinking of Gradient Descent" (the "LCAM paper").
@@ -51,7 +52,6 @@ __all__ = [
     "plot_panels",
     "group_tables",
     "show_groups",
-    "describe_groups",
     "Table1Report",
     "table1_report",
     "describe_table1",
@@ -106,25 +106,16 @@ def show_paper_final(published: pd.DataFrame, paper_table1: pd.DataFrame, *,
     return curves, table1
 
 
-def _keep(fig: Any, name: str, figures_dir: str | os.PathLike, show: bool) -> None:
-    """Save ``fig`` as ``<figures_dir>/<name>.png/.pdf``; with ``show``, also display it (notebooks)."""
-    if show:
-        style.show(fig, name, figures_dir)
-    else:
-        style.save_figure(fig, name, figures_dir)
-
-
 def plot_panels(
     frame: pd.DataFrame,
     published: pd.DataFrame,
     panels: Mapping[str, str],
-    figures_dir: str | os.PathLike,
     *,
     title: str,
     drop_epochs: Sequence[int] = (),
-    show: bool = True,
-) -> list[tuple[Any, Any]]:
-    """One :func:`~lcamlab.reports.plots.plot_groups` figure per panel, saved as ``<figure>_<dataset>``.
+) -> dict[str, tuple[Any, Any]]:
+    """One :func:`~lcamlab.reports.plots.plot_groups` figure per panel (the notebooks save it as
+    ``<figure>_<dataset>``).
 
     Each panel shows the paper's groups of that figure and dataset
     (:func:`lcamlab.paper.paper_groups`), ours over the paper's curves.
@@ -133,22 +124,17 @@ def plot_panels(
         frame: our runs (:func:`lcamlab.train.runs.runs_frame`).
         published: the paper's curves (:func:`lcamlab.paper.load_curves`).
         panels: ``{dataset: figure}``.
-        figures_dir: where the PNG and PDF go.
         title: the figure title, a format string with the fields ``number`` (the paper's
             figure number) and ``dataset`` (its display name).
         drop_epochs: epochs marked as learning-rate drops.
-        show: display each saved figure (:func:`lcamlab.style.show`, in a notebook) and close it;
-            False: only save it.
     Returns:
-        ``[(fig, axes), ...]`` in the order of ``panels``.
+        ``{dataset: (fig, axes)}`` in the order of ``panels``.
     """
-    figures = []
+    figures = {}
     for dataset, figure in panels.items():
-        fig, axes = plot_groups(frame, published, dataset=dataset, groups=paper.paper_groups(published, figure, dataset),
-                                figure=figure, drop_epochs=drop_epochs,
-                                title=title.format(number=figure[3:], dataset=DATASET_NAMES[dataset]))
-        _keep(fig, f"{figure}_{dataset}", figures_dir, show)
-        figures.append((fig, axes))
+        figures[dataset] = plot_groups(
+            frame, published, dataset=dataset, groups=paper.paper_groups(published, figure, dataset), figure=figure,
+            drop_epochs=drop_epochs, title=title.format(number=figure[3:], dataset=DATASET_NAMES[dataset]))
     return figures
 
 
@@ -227,34 +213,6 @@ def show_groups(
     return panels_out
 
 
-def describe_groups(
-    frame: pd.DataFrame,
-    published: pd.DataFrame,
-    panels: Mapping[str, str],
-    *,
-    epochs_planned: int,
-    drop_epochs: Sequence[int] = paper.STEP_DROP_EPOCHS,
-) -> str:
-    r""":func:`group_tables` as plain text (for logs and tests; notebooks use :func:`show_groups`).
-
-    Args:
-        frame: our runs (:func:`lcamlab.train.runs.runs_frame`).
-        published: the paper's curves.
-        panels: ``{dataset: figure}``.
-        epochs_planned: the runs' configured epochs (printed for reference).
-        drop_epochs: the learning-rate drops (the paper's step schedule: 32, 62, 92).
-    """
-    lines = []
-    if frame.empty:
-        lines.append(_NO_RUNS)
-    for panel in group_tables(frame, published, panels, drop_epochs=drop_epochs):
-        lines.append(f"{DATASET_NAMES[panel['dataset']]} at epoch {panel['epoch']} (of {epochs_planned} planned):")
-        lines.append(panel["table"].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-        lines += [f"  {line}" for line in _group_sentences(panel)]
-        lines.append("")
-    return "\n".join(lines)
-
-
 @dataclass
 class Table1Report:
     """Table 1 of our runs next to the paper's, and where it was stored.
@@ -286,7 +244,6 @@ def table1_report(
     *,
     epoch: int,
     data_dir: str | os.PathLike,
-    figures_dir: str | os.PathLike,
     provenance: Mapping[str, Any],
     baseline: str = "0.9-0.9",
     figure: str = "fig5",
@@ -299,7 +256,7 @@ def table1_report(
     ``<data_dir>/paper_reproduction/`` with ``{"table_epoch", "baseline", **provenance}``
     as its configuration: the same runs and settings are a cache hit. The figure
     (:func:`~lcamlab.reports.plots.plot_table1`, the groups of ``figure`` per dataset)
-    is saved as ``table1``.
+    is returned in :attr:`Table1Report.figure` (the notebooks save it as ``table1``).
 
     Args:
         frame: our runs (:func:`lcamlab.train.runs.runs_frame`).
@@ -308,12 +265,10 @@ def table1_report(
         datasets: the columns of the table and the panels of the figure.
         epoch: the epoch compared (the paper: LCAM at 120).
         data_dir: the results folder (the stored paths are absolute).
-        figures_dir: where ``table1.png/.pdf`` go.
-        provenance: what produced the runs (:attr:`lcamlab.train.plan.PanelRuns.provenance`).
+        provenance: what produced the runs (:attr:`lcamlab.reports.plan.PanelRuns.provenance`).
         baseline: the group the win rate is counted against (fixed 0.9).
         figure: the paper figure whose groups are drawn.
-        show: display the table (:func:`lcamlab.style.show_table`) and the saved figure
-            (:func:`lcamlab.style.show`); False: display nothing, only save.
+        show: display the table (:func:`lcamlab.style.show_table`); False: display nothing.
         log: where the line saying where the table was stored goes (``None``: silent); without
             ``show``, the markdown table goes there too. Both are :attr:`Table1Report.text`.
     """
@@ -340,7 +295,6 @@ def table1_report(
                             groups={d: paper.paper_groups(published, figure, d) for d in datasets},
                             title="Table 1: test error per seed (dots), mean ± std (squares), "
                                   "the paper's rows (lines)")
-    _keep(fig, "table1", figures_dir, show)
     return Table1Report(rows=rows, finals=finals, comparison=comparison, saved=saved, figure=(fig, axes), text=text,
                         display=shown)
 

@@ -22,7 +22,7 @@ systems one can measure:
 
 from lcamlab.toys.base import ToySystem, grid_cells
 from lcamlab.toys.product_chain import ProductChain
-from lcamlab.toys.runner import SUITE_KEYS, OptimizerSpec, ToyRun, loss_phases, run, run_looped, run_many, suite
+from lcamlab.toys.runner import OptimizerSpec, ToyRun, loss_phases, run, run_looped, run_many, suite
 from lcamlab.toys.spring import SpringPair
 
 __all__ = [
@@ -36,6 +36,5 @@ __all__ = [
     "run_looped",
     "loss_phases",
     "suite",
-    "SUITE_KEYS",
     "grid_cells",
 ]

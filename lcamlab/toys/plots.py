@@ -1,9 +1,9 @@
 r"""Figures of the weight-traction notebook, shared by the static figures, the sliders and the GIF.
 
 Every function draws from recorded runs or measured tables (never from typed-in
-numbers) in the suite's style (:mod:`lcamlab.style`): optimizer colours from
-:func:`lcamlab.style.optimizer_color`, LCAM's phases shaded with
-:data:`lcamlab.style.PHASE_COLORS`.
+numbers) in the suite's style (:mod:`lcamlab.style`): optimizer colours and labels
+from the registry (:func:`lcamlab.style.optimizer_color`, :func:`lcamlab.style.optimizer_label`),
+LCAM's phases shaded with :data:`lcamlab.style.PHASE_COLORS`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from lcamlab import style
+from lcamlab.experiments.registry import split_key
 from lcamlab.toys.runner import ToyRun
 from lcamlab.toys.spring import SpringPair
 
@@ -396,8 +397,6 @@ def plot_sparsity(curves, best) -> Any:
     evaluation = curves[curves["seed_role"] == "evaluation"]
     settings = best[best["kind"] == "setting"]
     keys = list(dict.fromkeys(curves["key"]))
-    names = {k: str(settings[settings["setting"] == k]["label"].iloc[0]) if (settings["setting"] == k).any()
-             else style.optimizer_label(k) for k in keys}
     low = float(evaluation[evaluation["diverged"] == 0]["log10_loss"].min())
     for ax, s in zip(upper, sparsities):
         for key in keys:
@@ -413,11 +412,12 @@ def plot_sparsity(curves, best) -> Any:
         ax.set_title(f"sparsity {s:g}", fontsize=8)
         ax.set_xlabel("learning rate")
     upper[0].set_ylabel("log₁₀ excess loss\nat the budget")
-    top.legend(handles=[Line2D([], [], color=style.optimizer_color(k), marker="o", ms=3.5, label=names[k])
-                        for k in keys], loc="outside lower center", ncols=min(len(keys), 5))
+    top.legend(handles=[Line2D([], [], color=style.optimizer_color(k), marker="o", ms=3.5,
+                               label=style.optimizer_label(k)) for k in keys],
+               loc="outside lower center", ncols=min(len(keys), 5))
     panels = (("log10_loss", "total, at the best rates"), ("log10_frequent", "frequent features (Θₙ)"),
               ("log10_rare", "rare features (Θₛ)"))
-    plain = [k for k in dict.fromkeys(settings["setting"]) if ":" not in k]
+    plain = [k for k in dict.fromkeys(settings["setting"]) if split_key(k)[1] is None]
     for ax, (column, title) in zip(lower, panels):
         for key in plain:
             rows = settings[settings["setting"] == key].sort_values("sparsity")
@@ -433,10 +433,11 @@ def plot_sparsity(curves, best) -> Any:
         a, _, b = name.partition(" - ")
         if not a.startswith("lcam"):
             continue
-        control = b.partition(":")[2]
+        control = split_key(b)[1]
         rows = paired[paired["setting"] == name].sort_values("sparsity")
         ls, marker = _SETTING_STYLE.get(control, ("-", "D"))
-        label = f"{names.get(a, a)} − " + (f"its {control} control" if control else names.get(b, b))
+        label = f"{style.optimizer_label(a)} − " + (f"its {control} control" if control
+                                                     else style.optimizer_label(b))
         _errorbar(ax, rows["sparsity"].map(position), rows, "log10_loss", color=style.optimizer_color(a), ls=ls,
                   marker=marker, lw=1.0)
         effect_handles.append(Line2D([], [], color=style.optimizer_color(a), ls=ls, marker=marker, ms=3.5,
@@ -604,20 +605,14 @@ def sparsity_tables(best):
             table.setdefault(label, {})[f"sparsity {r['sparsity']:g}"] = cell
         return pd.DataFrame.from_dict(table, orient="index").rename_axis("setting").reset_index()
 
-    settings = best[best["kind"] == "setting"]
-    labels = {k: str(v) for k, v in zip(settings["setting"], settings["label"]) if ":" not in str(k)}
-
-    def setting_name(r) -> str:
-        base, _, control = str(r["setting"]).partition(":")
-        return f"{labels.get(base, base)}, {control} control" if control else labels.get(base, base)
-
     def paired_name(r) -> str:
         a, _, b = str(r["setting"]).partition(" - ")
-        base, _, control = b.partition(":")
-        return f"{labels.get(a, a)} − " + (f"its {control} control" if control and base == a
-                                            else labels.get(b, b))
+        base, control = split_key(b)
+        return f"{style.optimizer_label(a)} − " + (f"its {control} control" if control and base == a
+                                                    else style.optimizer_label(b))
 
-    return pivot(settings, setting_name), pivot(best[best["kind"] == "paired"], paired_name)
+    return (pivot(best[best["kind"] == "setting"], lambda r: style.optimizer_label(str(r["setting"]))),
+            pivot(best[best["kind"] == "paired"], paired_name))
 
 
 def oscillation_tables(frame):

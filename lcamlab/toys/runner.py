@@ -36,14 +36,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lcamlab.experiments.controls import SCHEDULED_CONTROLS, realised_momentum
 from lcamlab.experiments.metrics import loss_phases
-from lcamlab.experiments.registry import OptimizerSpec, suite
+from lcamlab.experiments.registry import OptimizerSpec, split_key, suite
 from lcamlab.experiments.trials import looped, run_trials
 
 from lcamlab.toys.base import ToySystem
 
-__all__ = ["OptimizerSpec", "ToyRun", "run", "run_looped", "run_many", "run_controls", "loss_phases", "suite",
-           "SUITE_KEYS"]
+__all__ = ["OptimizerSpec", "ToyRun", "run", "run_looped", "run_many", "run_controls", "loss_phases", "suite"]
 
 @dataclasses.dataclass
 class ToyRun:
@@ -107,16 +107,14 @@ class ToyRun:
         Step 1 uses the initial momentum (``min(below, above)`` unless the spec sets
         ``initial_momentum``); step t > 1 uses ``below`` if the loss of step t-1 was
         below its running mean, else ``above``: LCAM's rule, reconstructed from the
-        recorded decisions (the runner never reads ``momentum_now()`` in the loop).
+        recorded decisions (:func:`~lcamlab.experiments.controls.realised_momentum`; the runner
+        never reads ``momentum_now()`` in the loop).
         """
         if self.lcam_below is None:
             return None
-        below, above = self.spec.momentum  # type: ignore[misc]
-        initial = dict(self.spec.options).get("initial_momentum", min(below, above))
-        chosen = torch.where(self.lcam_below, torch.tensor(below, dtype=torch.float64),
-                             torch.tensor(above, dtype=torch.float64))
-        first = torch.full((1, chosen.shape[1]), float(initial), dtype=torch.float64)
-        return torch.cat([first, chosen[:-1]])
+        pair = self.spec.momentum
+        initial = dict(self.spec.options).get("initial_momentum", min(pair))  # type: ignore[arg-type]
+        return realised_momentum(self.lcam_below, pair, initial)  # type: ignore[arg-type]
 
     def before_steps(self) -> Tensor:
         """:math:`\\theta_{t-1}` for every step t (where :math:`L_t` was evaluated), ``(steps, T, dim)``.
@@ -126,10 +124,6 @@ class ToyRun:
         if self.trajectory.shape[0] != self.steps + 1:
             raise ValueError("before_steps needs a run recorded with record_every=1")
         return self.trajectory[:-1]
-
-
-#: The notebook's optimizers (:data:`lcamlab.experiments.registry.PRESETS` keys).
-SUITE_KEYS = ("sgd", "momentum", "lcam-above", "lcam-below", "adam", "adagrad", "rmsprop", "adai", "adarem")
 
 
 def _check_run_args(steps: int, steps_per_epoch: int, record_every: int, gradient: str) -> None:
@@ -236,7 +230,7 @@ def run_controls(
     steps_per_epoch: int = 50,
     seed: int = 0,
     record_every: int = 1,
-    controls: Sequence[str] = ("shuffled", "matched"),
+    controls: Sequence[str] = SCHEDULED_CONTROLS,
     groups: Tensor | None = None,
 ) -> dict[str, ToyRun]:
     """LCAM and its controls on the same mini-batches (:mod:`lcamlab.experiments.controls`).
@@ -268,7 +262,7 @@ def run_controls(
     }
     runs = {lcam.style_key: base}
     for key, spec in control_specs(lcam, tuple(controls)).items():
-        control = key.partition(":")[2]
+        control = split_key(key)[1]
         options = {"momentum": schedules[control]().to(toy.dtype)} if control in schedules else None
         runs[key] = run(toy, spec, build_options=options, **kwargs)
     return runs

@@ -15,8 +15,8 @@ Modules: :mod:`~lcamlab.train.config` (the configuration),
 (the step), :mod:`~lcamlab.train.runner` (runs, checkpoints, resume),
 :mod:`~lcamlab.train.runs` (the run folder's files; reading runs back),
 :mod:`~lcamlab.train.groups` (momentum-group labels and names, the paper's
-groups), :mod:`~lcamlab.train.grid` (the figures' run sets),
-:mod:`~lcamlab.train.plan` (planning and completing them for the notebooks),
+groups), :mod:`~lcamlab.train.grid` (the figures' run sets; planning and completing them
+for the notebooks is :mod:`lcamlab.reports.plan`'s job, a layer above),
 :mod:`~lcamlab.train.distributed` (DDP helpers).
 """
 

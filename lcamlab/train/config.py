@@ -26,28 +26,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lcamlab.experiments.controls import SCHEDULED_CONTROLS
+from lcamlab.experiments.registry import suite_keys
+
 __all__ = [
     "TrainConfig",
     "OPTIMIZERS",
     "SCHEDULES",
     "DATASETS",
     "ARCHS",
-    "CONTROLS",
     "LOCATION_FIELDS",
     "config_differences",
 ]
 
-OPTIMIZERS = ("sgd", "lcam", "adai", "adaiw", "adarem", "adam", "adamw")
+#: The names ``--optimizer`` accepts: the registry's ``train`` suite, each an optimizer kind whose
+#: momentum and weight decay come from the config (:func:`lcamlab.train.runner.optimizer_spec`).
+OPTIMIZERS: tuple[str, ...] = suite_keys("train")
 SCHEDULES = ("step", "lcam-exp", "wrn", "cosine", "step-scaled", "lcam-exp-scaled")
 DATASETS = ("cifar10", "cifar100", "fashion-mnist")
 NORMALIZATION_NAMES = ("imagenet", "cifar10", "cifar100", "fashion-mnist")
 #: ``wrn``: the Wide-ResNet of the paper (:mod:`lcamlab.models.wrn`); ``fmnet``: the small
 #: airbench-style CNN for 28x28x1 Fashion-MNIST (:mod:`lcamlab.models.small`).
 ARCHS = ("wrn", "fmnet")
-#: LCAM's training controls (:mod:`lcamlab.experiments.controls`): ``shuffled`` draws LCAM's two
-#: momentum values at the reference run's realised per-epoch below-fraction, independently of the
-#: loss; ``matched`` uses fixed momentum at the reference run's realised mean momentum.
-CONTROLS = ("shuffled", "matched")
 
 # Fields added after the first runs were stored: a stored config without them had this value.
 ADDED_FIELD_DEFAULTS = {"arch": "wrn", "control": None, "control_reference": None, "control_values": None,
@@ -221,8 +221,12 @@ class TrainConfig:
             if self.control_values is not None or self.control_reference is not None:
                 raise ValueError("Invalid control_values/control_reference without --control (shuffled or matched)")
             return
-        if self.control not in CONTROLS:
-            raise ValueError(f"Invalid control: {self.control!r} (choose one of {', '.join(CONTROLS)})")
+        # LCAM's scheduled controls (lcamlab.experiments.controls): ``shuffled`` draws LCAM's two momentum
+        # values at the reference run's realised per-epoch below-fraction, independently of the loss;
+        # ``matched`` uses fixed momentum at the reference run's realised mean momentum. (A bound is a
+        # plain ``--optimizer sgd`` run.)
+        if self.control not in SCHEDULED_CONTROLS:
+            raise ValueError(f"Invalid control: {self.control!r} (choose one of {', '.join(SCHEDULED_CONTROLS)})")
         if self.optimizer != "lcam":
             raise ValueError(f"Invalid optimizer {self.optimizer!r} for a control: a control replaces LCAM "
                              f"(--optimizer lcam with the reference run's momentum pair)")

@@ -30,7 +30,7 @@ run set              schedule          runs
 A control run (``config.control``) is SGD whose momentum comes from its LCAM
 reference run of the same seed (same initialisation, same mini-batches):
 ``shuffled`` draws below/above independently per step at the reference's
-realised below-fraction of each epoch (:func:`control_schedule`), ``matched``
+realised below-fraction of each epoch (:func:`lcamlab.train.runner.control_schedule`), ``matched``
 uses fixed momentum at the reference's realised mean momentum. Its config
 records the reference run (``control_reference``) and the values it used
 (``control_values``); until the reference is finished the control is planned
@@ -64,7 +64,6 @@ __all__ = [
     "RUN_SETS",
     "FMNIST_DEFAULTS",
     "run_set_names",
-    "control_schedule",
     "control_values_from",
     "resolve_control",
     "figure_groups",
@@ -129,46 +128,6 @@ def _check_figure(figure: str) -> None:
 
 
 # ----------------------------------------------------------------------------- controls
-
-
-class _EpochBernoulli:
-    """``t -> momentum``: below with the epoch's probability ``p[t // n]``, drawn from ``(seed, t)`` alone."""
-
-    def __init__(self, pair: tuple[float, float], fractions: Sequence[float], seed: int, iterations: int) -> None:
-        from lcamlab.experiments.controls import bernoulli_schedule
-
-        self.iterations = int(iterations)
-        self.schedules = [bernoulli_schedule(pair, p, seed) for p in fractions]
-
-    def __call__(self, t: int):
-        epoch = min(int(t) // self.iterations, len(self.schedules) - 1)
-        return self.schedules[epoch](t)
-
-
-def _train_size(config: TrainConfig) -> int:
-    full = {"cifar10": 50000, "cifar100": 50000, "fashion-mnist": 60000}[config.dataset]
-    return config.train_subset if config.train_subset is not None else full
-
-
-def control_schedule(config: TrainConfig):
-    r"""The momentum schedule of a control run, for :class:`lcamlab.optim.ScheduledMomentum`.
-
-    * ``shuffled``: step :math:`t` of epoch :math:`e = \lfloor t / n \rfloor` uses ``below`` with
-      probability :math:`p_e` (the reference run's realised below-fraction of epoch :math:`e`,
-      ``config.control_values``), else ``above``; the draw is a pure function of ``(seed, t)``
-      (:func:`lcamlab.experiments.controls.bernoulli_schedule`), so a resumed run continues it.
-    * ``matched``: the fixed number ``config.control_values[0]``.
-
-    ``n`` is the number of training batches per epoch, ``ceil(N / batch_size)`` with ``N`` the
-    training subset (or the dataset's full size: pass ``train_subset`` for a smaller set).
-    """
-    if config.control is None or config.control_values is None:
-        raise ValueError(f"Invalid control config: control {config.control!r} with values "
-                         f"{config.control_values!r} (a control needs the values of its reference run)")
-    if config.control == "matched":
-        return float(config.control_values[0])
-    iterations = -(-_train_size(config) // config.batch_size)
-    return _EpochBernoulli(tuple(config.momentum), config.control_values, config.seed, iterations)
 
 
 def control_values_from(rows: Sequence[dict[str, Any]], control: str, pair: tuple[float, float],

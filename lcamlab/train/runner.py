@@ -41,7 +41,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,7 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "optimizer_spec",
+    "control_schedule",
     "default_run_id",
     "resolve_device",
     "TrainingDivergedError",
@@ -187,16 +188,54 @@ def optimizer_spec(config: TrainConfig) -> "OptimizerSpec":
     return OptimizerSpec(config.optimizer, float(config.lr), options)
 
 
+class _EpochBernoulli:
+    """``t -> momentum``: below with the epoch's probability ``p[t // n]``, drawn from ``(seed, t)`` alone."""
+
+    def __init__(self, pair: tuple[float, float], fractions: Sequence[float], seed: int, iterations: int) -> None:
+        from lcamlab.experiments.controls import bernoulli_schedule
+
+        self.iterations = int(iterations)
+        self.schedules = [bernoulli_schedule(pair, p, seed) for p in fractions]
+
+    def __call__(self, t: int):
+        epoch = min(int(t) // self.iterations, len(self.schedules) - 1)
+        return self.schedules[epoch](t)
+
+
+def _train_size(config: TrainConfig) -> int:
+    full = {"cifar10": 50000, "cifar100": 50000, "fashion-mnist": 60000}[config.dataset]
+    return config.train_subset if config.train_subset is not None else full
+
+
+def control_schedule(config: TrainConfig):
+    r"""The momentum schedule of a control run, for :class:`lcamlab.optim.ScheduledMomentum`.
+
+    * ``shuffled``: step :math:`t` of epoch :math:`e = \lfloor t / n \rfloor` uses ``below`` with
+      probability :math:`p_e` (the reference run's realised below-fraction of epoch :math:`e`,
+      ``config.control_values``), else ``above``; the draw is a pure function of ``(seed, t)``
+      (:func:`lcamlab.experiments.controls.bernoulli_schedule`), so a resumed run continues it.
+    * ``matched``: the fixed number ``config.control_values[0]``.
+
+    ``n`` is the number of training batches per epoch, ``ceil(N / batch_size)`` with ``N`` the
+    training subset (or the dataset's full size: pass ``train_subset`` for a smaller set).
+    """
+    if config.control is None or config.control_values is None:
+        raise ValueError(f"Invalid control config: control {config.control!r} with values "
+                         f"{config.control_values!r} (a control needs the values of its reference run)")
+    if config.control == "matched":
+        return float(config.control_values[0])
+    iterations = -(-_train_size(config) // config.batch_size)
+    return _EpochBernoulli(tuple(config.momentum), config.control_values, config.seed, iterations)
+
+
 def build_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     """The optimizer of ``config`` over ``params`` (:func:`optimizer_spec`, built by the registry).
 
     Every parameter is decayed, BatchNorm included, as in the authors' loop. A control
     (``config.control``) is :class:`lcamlab.optim.ScheduledMomentum` with the schedule
-    of :func:`lcamlab.train.grid.control_schedule` (from ``config.control_values``).
+    of :func:`control_schedule` (from ``config.control_values``).
     """
     if config.control is not None:
-        from lcamlab.train.grid import control_schedule
-
         return optimizer_spec(config).build(list(params), momentum=control_schedule(config))
     return optimizer_spec(config).build(list(params))
 

@@ -11,7 +11,7 @@ pandas DataFrame (one row per finished epoch, columns :data:`METRIC_KEYS`:
 ``epoch_seconds``, ``images_per_second``). :func:`load_runs` reads every run
 of a runs folder, optionally filtered by configuration, and
 :func:`runs_frame` stacks runs into one tidy table; the training grid
-(:mod:`lcamlab.train.grid`, :mod:`lcamlab.train.plan`) and the reports
+(:mod:`lcamlab.train.grid`, :mod:`lcamlab.reports.plan`) and the reports
 (:mod:`lcamlab.reports`) all read runs through this module.
 
 Run states (one vocabulary everywhere, :func:`run_state`):
@@ -49,7 +49,6 @@ __all__ = [
     "run_state",
     "epochs_done",
     "runs_frame",
-    "run_inventory",
 ]
 
 #: The configuration and its provenance (:func:`lcamlab.provenance.run_metadata`), one entry per session.
@@ -332,15 +331,3 @@ def runs_frame(runs: Iterable[Any]):
             frame[column] = np.nan
     ordered = _FRAME_KEYS + [c for c in frame.columns if c not in _FRAME_KEYS]
     return frame[ordered].sort_values(["dataset", "group", "seed", "epoch"]).reset_index(drop=True)
-
-
-def run_inventory(runs: Iterable[Any]):
-    """One row per run: run_id, dataset, group, seed, epochs_done, epochs_planned, state
-    (:func:`run_state`'s vocabulary); ``runs`` as for :func:`runs_frame`."""
-    import pandas as pd
-
-    rows = []
-    for run in _as_runs(runs):
-        rows.append({"run_id": run.run_id, "dataset": run.dataset, "group": run.group, "seed": run.seed,
-                     "epochs_done": run.epochs_done, "epochs_planned": run.epochs_planned, "state": run.state})
-    return pd.DataFrame(rows, columns=["run_id", "dataset", "group", "seed", "epochs_done", "epochs_planned", "state"])

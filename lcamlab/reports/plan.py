@@ -10,7 +10,7 @@ command that trains the rest; :func:`complete_grid` trains what is missing.
 (:func:`panel_figures`), optionally writes synthetic CIFAR-format archives
 (quick mode), plans every panel, optionally trains the missing runs, and reads
 the runs back into one tidy frame (:func:`lcamlab.train.runs.runs_frame`)
-for :mod:`lcamlab.reports`.
+for the report functions of :mod:`lcamlab.reports`.
 
 :func:`prepare_fmnist` does the same for the Fashion-MNIST run sets
 (:data:`lcamlab.train.grid.RUN_SETS`): the notebooks' panels of our own runs
@@ -47,6 +47,7 @@ import pandas as pd
 
 from lcamlab.data import DATASET_TITLES, cifar_sources, default_data_dir, synthetic
 from lcamlab.paths import REPO_ROOT
+from lcamlab.reports.fmnist import fmnist_frame
 from lcamlab.train import grid
 from lcamlab.train.config import TrainConfig
 from lcamlab.train.groups import FIGURES
@@ -429,7 +430,6 @@ def prepare_fmnist(
             of None keeps the run set's default (:data:`lcamlab.train.grid.FMNIST_DEFAULTS`).
     """
     from lcamlab.data.fashion_mnist import fashion_mnist_dir, synthetic_fashion_mnist
-    from lcamlab.reports.fmnist import fmnist_frame
 
     lines: list[str] = []
 

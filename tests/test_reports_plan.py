@@ -1,4 +1,4 @@
-"""Planning the figures' run sets for the notebooks (lcamlab.train.plan): status, command, panels."""
+"""Planning the figures' run sets for the notebooks (lcamlab.reports.plan): status, command, panels."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lcamlab.train.plan import describe_plan, panel_figures, plan_grid, prepare_panels
+from lcamlab.reports.plan import describe_plan, panel_figures, plan_grid, prepare_panels
 from lcamlab.train.runs import runs_frame
 
 
@@ -65,7 +65,7 @@ def test_prepare_panels_plans_prints_and_keeps_what_it_printed(tmp_path):
 
 
 def test_prepare_fmnist_plans_trains_and_reads_controls(tmp_path):
-    from lcamlab.train.plan import prepare_fmnist
+    from lcamlab.reports.plan import prepare_fmnist
 
     printed = []
     planned = prepare_fmnist(("fig5-fmnist", "controls-fmnist"), seeds=2, data_dir=tmp_path, synthetic=True,
@@ -89,7 +89,7 @@ def test_prepare_fmnist_plans_trains_and_reads_controls(tmp_path):
 
 def test_data_locations_follow_the_notebooks_data_dir(tmp_path, monkeypatch):
     from lcamlab.data import fashion_mnist
-    from lcamlab.train.plan import data_locations
+    from lcamlab.reports.plan import data_locations
 
     monkeypatch.delenv("LCAMLAB_DATA_DIR", raising=False)
     monkeypatch.delenv("LCAMLAB_FASHION_MNIST_DIR", raising=False)
@@ -124,7 +124,7 @@ def test_prepare_panels_looks_for_cifar_under_data_dir_and_says_so(tmp_path, mon
 
 def test_prepare_fmnist_caches_under_data_dir_when_the_files_are_read_only(tmp_path, monkeypatch):
     from lcamlab.data import fashion_mnist
-    from lcamlab.train.plan import prepare_fmnist
+    from lcamlab.reports.plan import prepare_fmnist
 
     monkeypatch.delenv("LCAMLAB_FASHION_MNIST_DIR", raising=False)
     system = tmp_path / "system"
