@@ -298,6 +298,7 @@ def simulate_fused(
     data = np.ascontiguousarray(landscape.data.numpy())
     moments, cov = noise_moments(landscape.data)
     _, var_start = gradient_noise(landscape, np.asarray(region.start, dtype=np.float64))
+    iso_sd = np.sqrt(var_start)  # the isotropic arm's noise SD (D at the start point)
     boundary = landscape.tensor(region.boundary)
     direction = landscape.tensor(region.direction)
     offset = np.ascontiguousarray(region.offset(boundary, direction).numpy())
@@ -353,7 +354,7 @@ def simulate_fused(
                         dtype=np.int64)
         tau = 0 if frozen else (1 if warmup > 0 else 0) + t0 // epoch_length  # AdaRem's epoch counter
         reals[8] = lam ** tau
-        loop.escape_run(*variant, ints, reals, consts, data, moments, cov, np.sqrt(var_start), offset, direction,
+        loop.escape_run(*variant, ints, reals, consts, data, moments, cov, iso_sd, offset, direction,
                         indices, *(state[name] for name in loop.STATE), threads=threads)
         counters["opt_step"] += steps
         if kind == "lcam":

@@ -181,16 +181,17 @@ def cache_hits() -> int:
     return sum(sum(run.stats.cache_hits.values()) for run in _VARIANTS.values())
 
 
-_POOL: list[concurrent.futures.ThreadPoolExecutor] = []
+_POOL: list[tuple[int, concurrent.futures.ThreadPoolExecutor]] = []  # (its size, the pool)
 
 
 def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
     """A thread pool of at least ``workers`` threads (the loop releases the GIL), kept between calls."""
-    if not _POOL or _POOL[0]._max_workers < workers:
+    if not _POOL or _POOL[0][0] < workers:
         if _POOL:
-            _POOL.pop().shutdown(wait=True)
-        _POOL.append(concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lcamlab-escape"))
-    return _POOL[0]
+            _POOL.pop()[1].shutdown(wait=True)
+        _POOL.append((workers, concurrent.futures.ThreadPoolExecutor(max_workers=workers,
+                                                                     thread_name_prefix="lcamlab-escape")))
+    return _POOL[0][1]
 
 
 _VARIANTS: dict[tuple[int, int, bool, bool, bool], Any] = {}
@@ -246,8 +247,6 @@ def _compile(kind: int, arm: int, diag: bool, b1: bool, plain: bool):
             for j in range(6):
                 cc[c, j] = cov[c, j]
             ciso[c] = iso_sd[c] / math.sqrt(np.float64(B))
-        off = offset
-        dirn = direction
         inv_b = one / fB
         lr = _cast(reals[0], scratch)
         beta_below, beta_above, b0_init = reals[2], reals[3], reals[10]
@@ -555,8 +554,8 @@ def _compile(kind: int, arm: int, diag: bool, b1: bool, plain: bool):
                 for w in range(W):
                     worst[w] = zero
                 for c in range(D):
-                    o = off[c]
-                    d = dirn[c]
+                    o = offset[c]
+                    d = direction[c]
                     for w in range(W):
                         v = o - (th[c, w] * root[w]) * d
                         worst[w] = v if v > worst[w] else worst[w]
