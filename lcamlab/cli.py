@@ -11,7 +11,8 @@ missing or damaged file, a full disk, a folder that is a file, Ctrl-C) ends as o
 line ``lcamlab: error: <what, which path, the fix>`` and exit status 2 (130 for
 Ctrl-C), never as a traceback. :func:`describe_error` writes that line for the
 known failure types; ``--debug`` (anywhere on the command line) or
-``LCAMLAB_DEBUG=1`` also prints the traceback. Before a subcommand computes
+``LCAMLAB_DEBUG=1`` also prints the traceback (:func:`debug_from_env` reads the
+variable: ``1/true/yes/on`` or ``0/false/no/off``; any other value is refused). Before a subcommand computes
 anything, :func:`preflight` checks what it will need at the end: its output
 folders and files (``--runs-dir``, ``--figures-dir``, ``escape --data-dir``,
 ``bench wrn --out``), ``--device`` and ``--seed``, so that a result is never
@@ -24,6 +25,7 @@ import argparse
 import errno
 import importlib
 import os
+import re
 import sys
 import tarfile
 import traceback
@@ -32,14 +34,30 @@ from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["main", "build_parser", "UsageError", "SUBCOMMANDS", "BENCHMARKS", "KNOWN_ERRORS", "describe_error",
-           "preflight", "check_device", "check_seed", "DEBUG_ENV"]
+           "preflight", "check_device", "check_seed", "DEBUG_ENV", "debug_from_env"]
 
 #: ``LCAMLAB_DEBUG=1`` prints the traceback of an error as well as its one line.
 DEBUG_ENV = "LCAMLAB_DEBUG"
+_SWITCH = {**dict.fromkeys(("1", "true", "yes", "on"), True), **dict.fromkeys(("", "0", "false", "no", "off"), False)}
 
 
 class UsageError(Exception):
     """A mistake the user can fix; printed as ``lcamlab: error: <message>``."""
+
+
+def debug_from_env() -> bool:
+    """Whether ``$LCAMLAB_DEBUG`` asks for tracebacks: the one reader of its value (case and spaces ignored).
+
+    Raises:
+        UsageError: a value that is neither on (``1``, ``true``, ``yes``, ``on``) nor off (unset, empty,
+            ``0``, ``false``, ``no``, ``off``).
+    """
+    value = os.environ.get(DEBUG_ENV, "")
+    try:
+        return _SWITCH[value.strip().lower()]
+    except KeyError:
+        raise UsageError(f"Invalid {DEBUG_ENV}={value!r}: use 1, true, yes or on to show tracebacks, "
+                         f"0, false, no or off (or leave it unset) not to") from None
 
 
 #: What the boundary turns into one line (anything else is a bug: its traceback is shown).
@@ -61,7 +79,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "optim": ("lcamlab.bench.optim_step", "LCAM step vs torch SGD(foreach) on the WRN-28-10 shapes"),
     "toys": ("lcamlab.bench.toys", "batched toy runner vs a per-trial Python loop"),
-    "escape": ("lcamlab.bench.escape", "batched escape experiment vs a per-trial Python loop"),
+    "escape": ("lcamlab.bench.escape", "numba escape loop vs the eager batched runner "
+                                         "(--vs-loop: the eager runner vs a per-trial Python loop)"),
     "wrn": ("lcamlab.bench.wrn", "WRN-28-10 training throughput: lcamlab engine vs the authors' loop"),
     "gpu": ("lcamlab.bench.gpu", "the GPU check: every CUDA test and the CUDA benchmarks, one table and JSON report"),
 }
@@ -72,6 +91,32 @@ def _add_module_parser(subparsers, name: str, module_name: str, help_text: str) 
     parser = subparsers.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip().split("\n\n")[0])
     module.configure_parser(parser)
     parser.set_defaults(_handler=module.main)
+
+
+# reStructuredText of the modules' docstrings that --help shows: ``x``, :func:`x`, **x**, `text <url>`_, a
+# literal block's "::"
+_MARKUP = ((re.compile(r":[a-z]+:`~?([^`]+)`"), r"\1"), (re.compile(r"``([^`]+)``"), r"\1"),
+           (re.compile(r"\*\*([^*]+)\*\*"), r"\1"), (re.compile(r"`([^`<]+?) <([^>]+)>`_"), r"\1 (\2)"),
+           (re.compile(r"::$", re.MULTILINE), ":"))
+
+
+def plain_text(text: str | None) -> str | None:
+    """``text`` with the reStructuredText markup of a docstring removed, as a terminal shows help."""
+    if text is None:
+        return None
+    for pattern, replacement in _MARKUP:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _plain_help(parser: argparse.ArgumentParser) -> None:
+    """Every description, epilog and option help of ``parser`` and its subcommands as plain text."""
+    parser.description, parser.epilog = plain_text(parser.description), plain_text(parser.epilog)
+    for action in parser._actions:  # argparse keeps them here; it has no public accessor
+        action.help = plain_text(action.help) if isinstance(action.help, str) else action.help
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _plain_help(sub)
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
@@ -95,7 +140,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
             subparsers.add_parser(name, help=help_text)
     bench = subparsers.add_parser("bench", help="benchmarks that print side-by-side speed ratios",
                                   description="Benchmarks: each prints ratios measured side by side in one run.")
-    bench_sub = bench.add_subparsers(title="benchmarks", metavar="NAME")
+    # required: "lcamlab bench" alone is a usage error (exit 2), like "lcamlab paper"
+    bench_sub = bench.add_subparsers(title="benchmarks", metavar="NAME", dest="benchmark", required=True)
     bench_name = None
     if chosen == "bench":
         rest = argv[argv.index("bench") + 1:]
@@ -105,6 +151,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
             _add_module_parser(bench_sub, name, module_name, help_text)
         else:
             bench_sub.add_parser(name, help=help_text)
+    _plain_help(parser)
     return parser
 
 
@@ -119,18 +166,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``lcamlab`` console script (the one error boundary)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug, argv = _split_debug(argv)
-    debug = debug or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0", "false", "no")
     shown = warnings.showwarning
-    if not debug:
-        warnings.showwarning = _one_line_warning
     try:
+        debug = debug or debug_from_env()
+        if not debug:
+            warnings.showwarning = _one_line_warning
         parser = build_parser(argv)
         args = parser.parse_args(argv)
         handler = getattr(args, "_handler", None)
-        if handler is None:
-            # "lcamlab" or "lcamlab bench" alone: show what there is.
-            if argv and argv[0] == "bench":
-                parser.parse_args(["bench", "--help"])
+        if handler is None:  # "lcamlab" alone: show what there is
             parser.print_help()
             return 2
         preflight(args)
@@ -284,7 +328,7 @@ def preflight(args: argparse.Namespace) -> None:
     escape_command = getattr(args, "escape_command", None)
     if module == "lcamlab.escape.cli" and escape_command == "show" and Path(args.path).is_dir():
         raise IsADirectoryError(errno.EISDIR, "Is a directory", str(args.path))
-    if module == "lcamlab.escape.cli" and escape_command != "saddle":
+    if module == "lcamlab.escape.cli" and escape_command not in ("saddle", "run"):  # show and points write nothing
         return
     if module == "lcamlab.train.cli" and getattr(args, "resume", None) is not None:
         return

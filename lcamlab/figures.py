@@ -1,59 +1,83 @@
 """Rebuild every figure headlessly by executing the notebooks with papermill.
 
-``lcamlab figures [NAME ...] [--quick] [-p KEY VALUE ...] [--jobs N] [--dry-run]``
+    lcamlab figures [NAME ...] [--quick] [-p KEY VALUE ...] [--jobs N] [--dry-run]
 
-Each notebook in ``notebooks/`` has a cell tagged ``parameters``; papermill
-injects the values given here after it. The runner always passes absolute
-``figures_dir`` and ``data_dir``, so figures land in ``figures/`` (PNG for the
-README, PDF for papers) and results in ``data/``. Executed copies (with outputs)
-go to the git-ignored ``notebooks/.build/`` (hidden, so JupyterLab's file
-browser shows only the notebooks). Notebooks run in parallel with
-``--jobs``; when one fails (a failing cell, or a notebook file that cannot be
-read) the others still finish, and the command exits non-zero naming the
-notebook and the failing cell.
+Each notebook in notebooks/ has a cell tagged "parameters"; papermill injects
+the values given here after it. The runner always passes absolute figures_dir
+and data_dir, so figures land in figures/ (PNG for the README, PDF for papers)
+and results in data/. Executed copies (with outputs) go to the git-ignored
+notebooks/.build/ (hidden, so JupyterLab's file browser shows only the
+notebooks). Notebooks run in parallel with --jobs; when one fails (a failing
+cell, or a notebook file that cannot be read) the others still finish, and the
+command exits non-zero naming the notebook and the failing cell.
 
-**Parameters.** The parameters cell is read by papermill's own parser
-(:func:`papermill.inspect_notebook`), so ``lcamlab figures`` and plain
-``papermill -p`` agree on what a notebook declares. A line papermill cannot
-parse (for example a comment containing ``=``) is reported once, naming the
-notebook and the line, instead of papermill's bare "Unable to parse line".
-``-p KEY VALUE`` values are checked against the parameters cell before anything
-runs; a value's type is the one papermill reports for the parameter (an
-annotation or ``# type:`` comment, e.g. ``# type: int|list``), else the type of
-its default:
+Parameters. The parameters cell is read by papermill's own parser
+(papermill.inspect_notebook), so lcamlab figures and plain papermill -p agree
+on what a notebook declares. A line papermill cannot parse (for example a
+comment containing "=") is reported once, naming the notebook and the line,
+instead of papermill's bare "Unable to parse line". -p KEY VALUE values are
+checked against the parameters cell before anything runs; a value's type is
+the one papermill reports for the parameter (an annotation or "# type:"
+comment, e.g. "# type: int|list"), else the type of its default:
 
-* ``bool``: ``True``/``False`` (``true``/``false`` too);
-* ``int``: an integer in ``-2**63 .. 2**63-1`` (a ``seed`` is ``>= 0``);
-* ``float``: a finite number (an integer is converted). ``nan`` and ``inf`` are
-  refused: no notebook of this suite has a float parameter where they mean
-  anything (scales, rates, ratios), and accepted they would fail deep inside the
-  notebook or silently produce empty figures;
-* ``str``: the text as given (quotes optional);
-* ``list`` / ``dict``: a Python literal of that type; list elements are checked
-  against the default's element type when the default has one;
-* a default of ``None``: any Python literal, else the text.
+  bool   True/False (true/false too);
+  int    an integer in -2^63 .. 2^63-1 (a seed is >= 0);
+  float  a finite number (an integer is converted). nan and inf are refused:
+         no notebook of this suite has a float parameter where they mean
+         anything (scales, rates, ratios), and accepted they would fail deep
+         inside the notebook or silently produce empty figures;
+  str    the text as given (quotes optional);
+  list / dict  a Python literal of that type; list elements are checked
+         against the default's element type when the default has one;
+  a default of None: any Python literal, else the text.
 
-**Quick builds.** ``--quick`` first applies the small parameter set stored in
-each notebook's metadata (``metadata.lcamlab.quick_parameters``; the tests use
-the same), then any ``-p`` overrides. Unless ``--figures-dir``, ``--data-dir`` or
-``--build-dir`` are given, a quick build writes into a new temporary folder
-(printed, each folder not given goes there), so it leaves the repository as it
-found it: the README's figures and the committed ``data/`` are never replaced by
-quick versions. Two quick builds at once never share a folder unless told to;
-when they do (the same ``--data-dir``), the verified result cache lets both
-finish with the same tables.
+The folders are options, not parameters: -p figures_dir / -p data_dir is
+refused (use --figures-dir / --data-dir), so there is one way to choose them.
 
-**Interrupting.** Ctrl-C cancels the notebooks still queued, interrupts the
+Where a build writes. figures/ holds the figures of the notebooks' default
+parameters, the ones the README shows. A build with other parameters never
+replaces them unless asked:
+
+  --quick   first applies the small parameter set stored in each notebook's
+            metadata (metadata.lcamlab.quick_parameters; the tests use the
+            same), then any -p overrides. Every folder not given with
+            --figures-dir, --data-dir or --build-dir is a new temporary one
+            (printed), so a quick build leaves figures/ and the committed data/
+            as it found them. A parameter the quick build does not read
+            (metadata.lcamlab.quick_ignores, e.g. 02's trials: its quick build
+            runs a fixed small design) is refused with --quick, since it would
+            have no effect. Two quick builds at once never share a folder unless
+            told to; when they do (the same --data-dir), the verified result
+            cache lets both finish with the same tables.
+  -p        a value that differs from the notebook's default writes the figures
+            into a new temporary folder (printed) unless --figures-dir is given
+            (--figures-dir figures replaces the committed ones on purpose).
+            Results still go to data/: every cached table there is stored under
+            a name hashed from its settings, so other settings add files beside
+            the committed ones instead of replacing them. A notebook's rows of
+            the claims ledger (data/claims.csv) and its fixed-name summary
+            tables (data/paper_reproduction/fig*_fmnist.*) are not written
+            (the notebooks' write_results parameter is set False) unless
+            -p write_results True, or --data-dir, asks for them.
+
+Each notebook's line counts the figure files (PNG and PDF of its declared
+figures) that this build wrote.
+
+Interrupting. Ctrl-C cancels the notebooks still queued, interrupts the
 running kernels (a second Ctrl-C, or a kernel that does not stop within a few
 seconds, kills them) and shuts them down; figures are written atomically and as
-a PNG+PDF pair (:func:`lcamlab.style.save_figure`), so nothing half-written is
-left. The command then exits with status 130.
+a PNG+PDF pair (lcamlab.style.save_figure), so nothing half-written is left.
+The command then exits with status 130.
+
+A full disk while a notebook runs fails that notebook with one line naming the
+path and the fix (free space, or choose folders on another disk).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import errno
 import json
 import logging
 import math
@@ -385,6 +409,20 @@ def _check_one(kind: str, value: Any, name: str, spec: Parameter, element: str |
     return True, value, ""
 
 
+#: The parameter of the notebooks that write the claims ledger (and fixed-name summary tables) into
+#: ``data_dir``: set False by :func:`build` for a build with non-default values into the default data folder.
+WRITE_RESULTS = "write_results"
+
+#: Parameters every notebook declares that are folders: chosen with the option, never with -p.
+FOLDER_OPTIONS = {"figures_dir": "--figures-dir", "data_dir": "--data-dir"}
+
+
+def _refuse_folder_parameter(key: str, value: Any) -> None:
+    if key in FOLDER_OPTIONS:
+        raise ValueError(f"Invalid -p {key} {value}: the folder is an option of lcamlab figures, not a parameter "
+                         f"(one way to choose it): use {FOLDER_OPTIONS[key]} {value} instead")
+
+
 def coerce_parameter(notebook: str | os.PathLike, spec: Parameter, value: Any, *, text: bool = False) -> Any:
     """``value`` checked (and converted) against ``spec``; ``ValueError`` naming the notebook otherwise.
 
@@ -439,7 +477,9 @@ class _Cancellation:
                 # The kernel's own log lines on stderr (e.g. "running over TCP without encryption",
                 # about a loopback-only connection) are noise in a headless build; a failing cell or a
                 # dead kernel is reported through papermill. LCAMLAB_DEBUG=1 keeps them.
-                if not os.environ.get("LCAMLAB_DEBUG"):
+                from lcamlab.cli import debug_from_env  # the one reader of LCAMLAB_DEBUG's value
+
+                if not debug_from_env():
                     kwargs.setdefault("stderr", subprocess.DEVNULL)
                 await super().start_kernel(**kwargs)
                 with cancellation._lock:
@@ -476,12 +516,25 @@ class _Cancellation:
         self._signal_kernels(signal.SIGKILL)
 
 
-def _failure_details(error: BaseException) -> tuple[str, int | None]:
+_NO_SPACE = re.compile(r"\[Errno 28\][^:']*(?::\s*'(.*)')?")
+
+
+def _failure_details(error: BaseException, folders: str) -> tuple[str, int | None]:
+    """``(message, cell)`` of a failed execution; a full disk (in the kernel or here) says where and the fix."""
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(error, PapermillExecutionError):
-        return f"{error.ename}: {error.evalue}", error.cell_index
-    return f"{type(error).__name__}: {error}", None
+        message, cell = f"{error.ename}: {error.evalue}", error.cell_index
+        full = _NO_SPACE.match(str(error.evalue)) if error.ename in ("OSError", "IOError") else None
+        path = full.group(1) if full else None
+    else:
+        message, cell = f"{type(error).__name__}: {error}", None
+        full = isinstance(error, OSError) and error.errno == errno.ENOSPC
+        path = error.filename if full else None
+    if full:
+        message = (f"no space left on device while writing {path or folders}: free space on that disk, or choose "
+                   f"folders on another one (--figures-dir, --data-dir, --build-dir), and run the command again")
+    return message, cell
 
 
 def _resolve_values(notebook: Path, specs: dict[str, Parameter], meta: dict[str, Any], *, quick: bool,
@@ -489,6 +542,8 @@ def _resolve_values(notebook: Path, specs: dict[str, Parameter], meta: dict[str,
     values: dict[str, Any] = {}
     if quick:
         values.update(meta.get("quick_parameters", {}))
+    for key, value in [*(parameters or {}).items(), *(text_parameters or {}).items()]:
+        _refuse_folder_parameter(key, value)
     for key, value in (parameters or {}).items():
         values[key] = coerce_parameter(notebook, specs[key], value) if key in specs else value
     for key, text in (text_parameters or {}).items():
@@ -553,6 +608,9 @@ def execute_notebook(
         return BuildResult(notebook, False, 0.0, executed, values, error="not started", cancelled=True)
     build_dir.mkdir(parents=True, exist_ok=True)
     figures_dir.mkdir(parents=True, exist_ok=True)
+    # the declared figures as they are now: the ones this execution writes are counted afterwards
+    declared = [figures_dir / f"{stem}{suffix}" for stem in meta.get("figures", []) for suffix in (".png", ".pdf")]
+    before = {path: _stamp(path) for path in declared}
     # the executed copy is written under a private name and renamed at the end: two builds
     # of the same notebook at once never write into each other's copy
     fd, partial = tempfile.mkstemp(prefix=f".{notebook.stem}.", suffix=".ipynb", dir=build_dir)
@@ -577,19 +635,26 @@ def execute_notebook(
     if error is not None:
         if cancellation is not None and cancellation.event.is_set():
             return BuildResult(notebook, False, seconds, executed, values, error="interrupted", cancelled=True)
-        message, cell = _failure_details(error)
+        message, cell = _failure_details(error, f"into {figures_dir} or {data_dir}")
         return BuildResult(notebook, False, seconds, executed, values, error=message, cell_index=cell)
-    figures, missing = [], []
-    # With user overrides a notebook may legitimately draw fewer panels (say, one
-    # landscape); the declared set is checked for the default and quick builds.
-    for stem in meta.get("figures", []) if not (parameters or text_parameters) else []:
-        for suffix in (".png", ".pdf"):
-            path = figures_dir / f"{stem}{suffix}"
-            (figures if path.exists() else missing).append(path)
+    # A figure counts when this execution wrote it (save_figure renames a new file into place, so its
+    # stamp changes even when the bytes are the same). With user overrides a notebook may legitimately
+    # draw fewer panels (say, one landscape); the declared set is checked for the default and quick builds.
+    figures = [path for path in declared if _stamp(path) not in (None, before[path])]
+    missing = [path for path in declared if path not in figures] if not (parameters or text_parameters) else []
     if missing:
         return BuildResult(notebook, False, seconds, executed, values, figures,
                            error=f"declared figures not written: {[p.name for p in missing]}")
     return BuildResult(notebook, True, seconds, executed, values, figures)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """``(inode, mtime in ns, size)`` of a file, or ``None``: it changes whenever the file is replaced."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 # --------------------------------------------------------------------------------------
@@ -597,8 +662,9 @@ def execute_notebook(
 # --------------------------------------------------------------------------------------
 
 
-def _quick_root() -> Path:
-    return Path(tempfile.mkdtemp(prefix="lcamlab-quick-"))
+def _scratch_root() -> Path:
+    """A new temporary folder for a build that must not write over figures/ (or, quick, data/)."""
+    return Path(tempfile.mkdtemp(prefix="lcamlab-figures-"))
 
 
 def build(
@@ -651,7 +717,8 @@ def build(
                 + " of its parameters cell (a second '=' on the line?): "
                 + ", ".join(name for _, name, _ in skipped) + " cannot be set with -p")
     known = {k for d in specs.values() for k in d}
-    for key in [*parameters, *text_parameters]:
+    for key, value in [*parameters.items(), *text_parameters.items()]:
+        _refuse_folder_parameter(key, value)
         if key not in known:
             hidden = [nb.name for nb in specs for _, name, _ in unparsed[nb] if name == key]
             if hidden:
@@ -660,27 +727,50 @@ def build(
                                  f"parameters cell")
             raise ValueError(f"Unknown parameter {key!r} for {[nb.stem for nb in notebooks]}; known: {sorted(known)}")
     # every value is checked against every notebook that declares it, before anything runs
+    changed: set[str] = set()  # parameters whose value differs from a notebook's default
     for nb, declared in specs.items():
-        for key, value in parameters.items():
-            if key in declared:
-                coerce_parameter(nb, declared[key], value)
-        for key, text in text_parameters.items():
-            if key in declared:
-                coerce_parameter(nb, declared[key], text, text=True)
+        ignored = notebook_metadata(nb).get("quick_ignores", []) if quick else []
+        for key, value, text in [*((k, v, False) for k, v in parameters.items()),
+                                 *((k, v, True) for k, v in text_parameters.items())]:
+            if key not in declared:
+                continue
+            if key in ignored:
+                raise ValueError(f"Invalid -p {key} with --quick: {nb.name}'s quick build does not read {key} "
+                                 f"(it runs its own small fixed setting), so the value would have no effect; drop "
+                                 f"--quick to run with it, or drop -p {key}")
+            if coerce_parameter(nb, declared[key], value, text=text) != declared[key].default_value:
+                changed.add(key)
 
-    quick_root = None
-    if quick and not dry_run and None in (figures_dir, data_dir, build_dir):
-        # a quick build never writes into the repository: every folder not given is a temporary one
-        quick_root = _quick_root()
-        figures_dir = figures_dir if figures_dir is not None else quick_root / "figures"
-        data_dir = data_dir if data_dir is not None else quick_root / "data"
-        build_dir = build_dir if build_dir is not None else quick_root / "build"
+    # data/ holds the results of the default parameters too: the tables there are cached under a name
+    # hashed from their settings (other settings add files beside them), but a notebook's ledger rows
+    # and fixed-name summary tables would be replaced, so a build with other values into the default
+    # data folder does not write them (the notebooks' write_results), unless -p write_results True asks
+    keep_results = (bool(changed - {WRITE_RESULTS}) and not quick and data_dir is None
+                    and WRITE_RESULTS not in parameters and WRITE_RESULTS not in text_parameters
+                    and any(WRITE_RESULTS in declared for declared in specs.values()))
+    if keep_results:
+        parameters = {**parameters, WRITE_RESULTS: False}
+    scratch = None
+    if not dry_run and ((quick and None in (figures_dir, data_dir, build_dir)) or (changed and figures_dir is None)):
+        # figures/ holds the default figures: a quick build writes every folder not given into a
+        # temporary one, a build with other parameters at least its figures
+        scratch = _scratch_root()
+        figures_dir = figures_dir if figures_dir is not None else scratch / "figures"
+        if quick:
+            data_dir = data_dir if data_dir is not None else scratch / "data"
+            build_dir = build_dir if build_dir is not None else scratch / "build"
     for value, flag in ((figures_dir, "--figures-dir"), (data_dir, "--data-dir"), (build_dir, "--build-dir")):
         if value is not None:
             check_output_folder(value, flag)
-    if quick_root is not None:
-        say(f"lcamlab figures --quick: writing into {quick_root} (the repository's figures/ and data/ are left as "
+    if scratch is not None and quick:
+        say(f"lcamlab figures --quick: writing into {scratch} (the repository's figures/ and data/ are left as "
             f"they are; --figures-dir, --data-dir, --build-dir choose other folders)")
+    elif scratch is not None:
+        say(f"lcamlab figures: -p {', '.join(sorted(changed))} differ from the notebooks' defaults: writing the "
+            f"figures into {figures_dir} (figures/ keeps the default ones; --figures-dir figures replaces them)")
+    if keep_results and not dry_run:
+        say(f"lcamlab figures: the claims ledger and the summary tables in data/ keep the default parameters' "
+            f"results (-p {WRITE_RESULTS} True writes this build's; --data-dir gives it a folder of its own)")
     if dry_run:
         results = []
         for nb in notebooks:
@@ -728,7 +818,7 @@ def build(
                 result = future.result()
                 results.append(result)
                 bar.update(1)
-                bar.write(("  ok    " if result.ok else "  FAIL  ") + result.describe())
+                bar.write("  " + result.describe())
         pool.shutdown(wait=True)
     except KeyboardInterrupt:
         stopped = _cancel(pool, futures, cancellation)
@@ -741,8 +831,8 @@ def build(
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    if quick_root is not None:
-        say(f"lcamlab figures --quick: figures in {quick_root / 'figures'}")
+    if scratch is not None:
+        say(f"lcamlab figures{' --quick' if quick else ''}: figures in {figures_dir}")
     order = {nb: i for i, nb in enumerate(notebooks)}
     return sorted(results, key=lambda r: order[r.notebook])
 
@@ -804,7 +894,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="override a notebook parameter, checked against the type of its parameters cell "
                              "(VALUE is a Python literal or a string); repeatable")
     parser.add_argument("--jobs", "-j", type=int, default=1, help="notebooks executed in parallel (default 1)")
-    parser.add_argument("--figures-dir", default=None, help="where figures are written (default: figures/)")
+    parser.add_argument("--figures-dir", default=None,
+                        help="where figures are written (default: figures/; with --quick, or with a -p value other "
+                             "than the notebook's default, a new temporary folder, printed)")
     parser.add_argument("--data-dir", default=None, help="where results and caches go (default: data/)")
     parser.add_argument("--build-dir", default=None,
                         help="where executed copies go (default: notebooks/.build/, git-ignored and hidden)")

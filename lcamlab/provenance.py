@@ -249,7 +249,7 @@ def refuse_overwrite(path: str | os.PathLike, *, overwrite: bool = False, what: 
     if path.exists() and not overwrite:
         raise FileExistsError(
             f"{what} {path} already exists and lcamlab never overwrites results silently; "
-            f"choose another name, move the old one away, or pass overwrite=True (--overwrite)."
+            f"choose another name or move the old one away."
         )
     return path
 
@@ -351,6 +351,9 @@ def check_output_folder(path: str | os.PathLike, what: str = "folder") -> Path:
                                 f"folder you can write to, or fix its permissions")
         return path
     existing = _nearest_existing(path)
+    if existing.is_symlink() and not existing.exists():
+        raise LocationError(f"{what} {path} cannot be created: {existing} is a symbolic link that leads nowhere "
+                            f"(a loop, or its target is gone); fix the link or choose another path")
     if not existing.is_dir():
         raise LocationError(f"{what} {path} cannot be created: {existing} is a file, not a folder; choose another "
                             f"path")

@@ -430,6 +430,7 @@ def plot_landscape(ax, landscape: str, *, levels: int = 30, resolution: int = 30
                           colors="0.75", linewidths=0.6, zorder=1)
     ax.set_xlim(spec.xlim)
     ax.set_ylim(spec.ylim)
+    style.clip_on_purpose(ax, "the landscape's window: a path that swings or diverges beyond it is cut at its edge")
     ax.set_xlabel(r"$\theta_1$")
     ax.set_ylabel(r"$\theta_2$")
     ax.set_title(spec.title)
@@ -444,6 +445,11 @@ def _mark_start_and_minima(ax, landscape: str) -> list:
     return artists
 
 
+def _markers(run: ZooRun, points: int) -> dict:
+    """The registry's marker of the run's optimizer on a dozen of its points: nine paths stay apart in greyscale."""
+    return {"marker": style.optimizer_marker(run.style_key), "markersize": 3.5, "markevery": max(1, points // 12)}
+
+
 def plot_trajectories(ax, runs: Mapping[str, ZooRun]) -> None:
     """Every run's path over its landscape's contours (SGD + momentum dashed on top of LCAM)."""
     first = next(iter(runs.values()))
@@ -451,7 +457,7 @@ def plot_trajectories(ax, runs: Mapping[str, ZooRun]) -> None:
     _mark_start_and_minima(ax, first.landscape)
     for run in runs.values():
         ax.plot(run.path[:, 0], run.path[:, 1], color=style.optimizer_color(run.style_key), label=run.label,
-                **_line(run.style_key))
+                **_line(run.style_key), **_markers(run, len(run.path)))
 
 
 def plot_losses(ax, runs: Mapping[str, ZooRun]) -> None:
@@ -460,7 +466,7 @@ def plot_losses(ax, runs: Mapping[str, ZooRun]) -> None:
     floor = f_star(first.landscape)
     for run in runs.values():
         ax.plot(np.maximum(run.true_losses - floor, 1e-12), color=style.optimizer_color(run.style_key),
-                label=run.label, **_line(run.style_key, max_width=1.6))
+                label=run.label, **_line(run.style_key, max_width=1.6), **_markers(run, len(run.true_losses)))
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
     ax.set_ylabel(r"$f(\theta) - f^\star$ (noiseless)")

@@ -120,6 +120,7 @@ class ZooExplorer(CanvasPanel):
         for slider in self.sliders.values():
             slider.observe(self._on_change, names="value")
         self.widget = widgets.VBox(list(self.sliders.values()) + [self.status, self.image], layout=full())
+        self._opening = self.values()
         self._build_figure()
         for name in zoo.LANDSCAPES:  # every landscape's background once, up front
             self._show_landscape(name)
@@ -221,6 +222,20 @@ class ZooExplorer(CanvasPanel):
             finally:
                 self._hold = False
         self.redraw()
+
+    def reset(self) -> float:
+        """Back to the values the panel opened with (one redraw); returns its seconds.
+
+        The notebook moves the sliders from code to time the redraws, then resets, so the panel a
+        reader finds after Run All shows the static figure's landscape and learning rate.
+        """
+        self._hold = True
+        try:
+            for name, value in self._opening.items():
+                self.sliders[name].value = value
+        finally:
+            self._hold = False
+        return self.redraw()
 
     def redraw(self) -> float:
         """Rerun both optimizers and re-render; returns the seconds it took (also shown in the panel)."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
-import time
 import sys
+import time
 
 import pytest
 
@@ -19,6 +20,18 @@ def test_every_subcommand_has_help(argv, capsys):
     out = capsys.readouterr().out
     assert out.startswith("usage: lcamlab " + " ".join(argv))
     assert "--" in out  # documents at least one option
+    # plain text, as a terminal shows it: no reStructuredText of the docstrings it is taken from
+    markup = [line for line in out.splitlines() if re.search(r"``|\*\*\w|:(func|class|mod|data|meth):`|::$", line)]
+    assert not markup, markup
+
+
+def test_help_markup_becomes_plain_text():
+    from lcamlab.cli import plain_text
+
+    assert plain_text("``lcamlab grid``: **bold**, :func:`~lcamlab.train.grid.run_grid`, "
+                      "`submitit <https://github.com/facebookincubator/submitit>`_. Examples::") == \
+        "lcamlab grid: bold, lcamlab.train.grid.run_grid, submitit (https://github.com/facebookincubator/submitit). " \
+        "Examples:"
 
 
 def test_top_level_help_lists_subcommands(capsys):

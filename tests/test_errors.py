@@ -313,7 +313,7 @@ CASES = [
     Case("bench-optim-device-tpu", lambda ws: ["bench", "optim", "--device", "tpu"], 2,
          lambda ws: ["--device 'tpu'"]),
     Case("bench-escape-threads-zero", lambda ws: ["bench", "escape", "--threads", "0"], 2,
-         lambda ws: ["--threads: 0", ">= 1"]),
+         lambda ws: ["Invalid --threads 0", ">= 1"]),
     Case("bench-wrn-device-cuda-abc", lambda ws: ["bench", "wrn", "--device", "cuda:abc"], 2,
          lambda ws: ["--device 'cuda:abc'"]),
     Case("escape-show-a-folder", lambda ws: ["escape", "show", str(ws.root)], 2,

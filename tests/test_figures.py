@@ -194,12 +194,8 @@ def _readme_commands() -> list[list[str]]:
                     args = words[words.index("lcamlab") + 1:]
                 else:
                     continue
-                if "|" in args:  # `lcamlab bench optim | toys | escape | wrn`
-                    head = args[: args.index("|") - 1]
-                    names = [w for w in args[len(head):] if w != "|"]
-                    commands.extend([[*head, name] for name in names])
-                else:
-                    commands.append(args)
+                assert "|" not in args, f"a README command reads as a shell pipe: {part}"
+                commands.append(args)
     return commands
 
 
@@ -341,7 +337,7 @@ def test_two_identical_quick_builds_at_once_both_succeed(tmp_path, monkeypatch):
     import tempfile
     from concurrent.futures import ThreadPoolExecutor
 
-    monkeypatch.setattr(figures, "_quick_root", lambda: Path(tempfile.mkdtemp(dir=tmp_path)))
+    monkeypatch.setattr(figures, "_scratch_root", lambda: Path(tempfile.mkdtemp(dir=tmp_path)))
 
     d = tmp_path / "nb"
     d.mkdir()
@@ -357,3 +353,72 @@ def test_two_identical_quick_builds_at_once_both_succeed(tmp_path, monkeypatch):
     assert results[0].executed_copy != results[1].executed_copy  # each build its own temporary folders
     assert len(list(shared.glob("shared_*.csv"))) == 1 and not list(shared.glob("*damaged*"))
     json.loads(next(shared.glob("shared_*.json")).read_text())  # a complete sidecar
+
+
+# --------------------------------------------------------------------------------------
+# Issue 22: other parameters never replace the default figures; the count is what was written
+# --------------------------------------------------------------------------------------
+
+
+def test_other_parameters_write_their_figures_elsewhere_and_count_them(tmp_path, monkeypatch, capsys):
+    """-p scale 3 (not the default 1) writes into a new temporary folder; -p scale 1 is the default build."""
+    import tempfile
+
+    default_figures = tmp_path / "repo-figures"
+    monkeypatch.setattr(figures, "FIGURES_DIR", default_figures)
+    monkeypatch.setattr(figures, "_scratch_root", lambda: Path(tempfile.mkdtemp(dir=tmp_path, prefix="scratch-")))
+    d = tmp_path / "nb"
+    d.mkdir()
+    nb = _notebook(d / "00_good.ipynb", PLOT, figures_list=["demo_line"])
+    folders = ["--data-dir", str(tmp_path / "d"), "--build-dir", str(tmp_path / "b")]
+
+    assert cli_main(["figures", str(nb), "-p", "scale", "3", *folders]) == 0
+    captured = capsys.readouterr()
+    (scratch,) = tmp_path.glob("scratch-*")
+    assert f"-p scale differ from the notebooks' defaults: writing the figures into {scratch / 'figures'}" \
+        in captured.err
+    assert "00_good.ipynb: ok in" in captured.out and "2 figure files" in captured.out
+    assert "ok    " not in captured.out  # one "ok" per line
+    assert (scratch / "figures" / "demo_line.png").exists() and not default_figures.exists()
+
+    assert cli_main(["figures", str(nb), "-p", "scale", "1", *folders]) == 0  # the default value: figures/
+    assert "2 figure files" in capsys.readouterr().out
+    assert (default_figures / "demo_line.png").exists() and len(list(tmp_path.glob("scratch-*"))) == 1
+
+
+def test_only_the_figures_this_build_wrote_are_counted(tmp_path):
+    """A declared figure left from an earlier build is not counted (and fails a default build)."""
+    d = tmp_path / "nb"
+    d.mkdir()
+    nb = _notebook(d / "00_good.ipynb", PLOT, figures_list=["demo_line", "old_panel"])
+    out = tmp_path / "f"
+    out.mkdir()
+    for suffix in (".png", ".pdf"):
+        (out / f"old_panel{suffix}").write_bytes(b"from an earlier build")
+    common = dict(figures_dir=out, data_dir=tmp_path / "d", build_dir=tmp_path / "b", show_progress=False)
+    (with_override,) = figures.build([str(nb)], text_parameters={"scale": "2"}, **common)
+    assert with_override.ok and [p.name for p in with_override.figures] == ["demo_line.png", "demo_line.pdf"]
+    assert "2 figure files" in with_override.describe()
+    (default,) = figures.build([str(nb)], **common)
+    assert not default.ok and "old_panel.png" in default.error
+
+
+def test_other_parameters_leave_the_ledger_and_summary_tables_of_data_alone(tmp_path):
+    """A build with non-default values into the default data/ sets the notebooks' write_results False.
+
+    (The claims ledger and the fixed-name Fashion-MNIST tables hold the default parameters' results.)
+    Checked on the repository's notebooks by a dry run: the values each notebook would run with.
+    """
+    def values(*names, **kwargs):
+        return {r.notebook.name[:2]: r.parameters for r in figures.build(list(names), dry_run=True, log=lambda _: None,
+                                                                      **kwargs)}
+
+    changed = values("01", "02", "04", text_parameters={"seed": "3"})
+    assert {nb: v.get("write_results") for nb, v in changed.items()} == {"01": False, "02": False, "04": False}
+    assert "write_results" not in values("01", text_parameters={"seed": "0"})["01"]  # the default value
+    assert "write_results" not in values("01", text_parameters={"seed": "3"}, data_dir=str(tmp_path))["01"]
+    assert values("01", text_parameters={"seed": "3", "write_results": "True"})["01"]["write_results"] is True
+    assert "write_results" not in values("02", quick=True, data_dir=str(tmp_path))["02"]  # quick: never written
+    for name in ("01", "02", "03", "04"):  # every notebook that writes ledger rows declares the switch
+        notebook = next(figures.NOTEBOOKS_DIR.glob(f"{name}_*.ipynb"))
+        assert "write_results" in figures.parameter_specs(notebook), notebook.name

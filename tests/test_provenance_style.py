@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import matplotlib
 import pytest
@@ -154,3 +155,53 @@ def test_an_unchanged_table_keeps_its_provenance(tmp_path):
     save_table(path, pd.DataFrame({"x": [0.1, 0.3]}), {"git_commit": "third"}, overwrite=True)
     assert json.loads(path.with_suffix(".json").read_text())["git_commit"] == "third"
     assert path.read_text().splitlines()[-1] == "0.3"
+
+
+_ESCAPE_DIGEST_SCRIPT = """
+import hashlib, os, sys
+threads = int(sys.argv[2])
+os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])  # the escape loop uses every CPU it may run on
+for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ[name] = str(threads)
+import matplotlib
+matplotlib.use("Agg")
+import pandas as pd
+import torch
+torch.set_num_threads(threads)
+from lcamlab import style
+from lcamlab.escape import EscapeConfig, analysis, default_optimizers, load_or_run, plots, saddle_sharpness
+from lcamlab.escape import rates
+from lcamlab.escape.design import load_or_run_design, quick_design
+from lcamlab.escape.fused import default_threads
+assert default_threads() == threads
+data = sys.argv[1] + "/data"
+entry = load_or_run_design(quick_design(), data, log=None)  # computed here, with this many threads
+alphas = analysis.alpha_table(entry.frame)
+saddle = load_or_run(EscapeConfig(experiment="saddle", sharpness=saddle_sharpness(3, 0.25, 4.0), trials=30, budget=400,
+                                  warmup=100, optimizers=default_optimizers(["sgd", "adam"]), seed=0, device="cpu"), data)
+times = saddle.saddle()
+figures = {"escape_rate_vs_sharpness": plots.plot_kramers(entry.frame, alphas)[0], "escape_alpha": plots.plot_alpha(alphas)[0],
+           "escape_jumps": plots.plot_jumps(entry.frame, entry.metadata["trace"])[0],
+           "escape_saddle_times": plots.plot_saddle(times, rates.saddle_exponent_table(times))[0]}
+for name, fig in figures.items():
+    style.check_figure(fig, name)
+    for path in style.save_figure(fig, name, sys.argv[1] + "/figures"):
+        print(path.name, hashlib.sha256(path.read_bytes()).hexdigest())
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs (and Linux's affinity mask) to compare one thread with two")
+def test_escape_figures_are_byte_identical_for_any_thread_count(tmp_path):
+    """The escape figures computed from scratch with 1 and with 2 threads (escape loop, torch, numba, BLAS) are the
+    same PNG and PDF bytes: the simulation, the fits and the drawing depend on the inputs only."""
+    import subprocess
+    import sys
+
+    digests = []
+    for threads in (1, 2):
+        done = subprocess.run([sys.executable, "-c", _ESCAPE_DIGEST_SCRIPT, str(tmp_path / str(threads)), str(threads)],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        digests.append(done.stdout.splitlines())
+    assert len(digests[0]) == 8 and digests[0] == digests[1]

@@ -224,7 +224,15 @@ def test_plot_groups_with_runs_missing_partial_or_complete(tmp_path, paper_curve
     assert len(solid) == (0 if state == "missing" else 4)
     assert _band_count(error_ax) == (0 if state == "missing" else 4)
     assert loss_ax.get_yscale() == "log"
+    assert style.figure_problems(fig) == []  # the figure checklist, in every state
+    shown = paper_curves[(paper_curves.figure == "fig4") & (paper_curves.dataset == "cifar100")]
+    first = min([shown.epoch.min()] + ([frame.epoch.min()] if len(frame) else []))
+    assert error_ax.get_xlim()[0] == pytest.approx(max(0.0, first - 2))  # the axis starts where the data do
     legend = [t.get_text() for t in fig.legends[0].get_texts()][::2]  # column-major: groups on row 1
+    keys = {t.get_text(): h for t, h in zip(fig.legends[0].get_texts(), fig.legends[0].legend_handles)}
+    # a group's entry is drawn as its lines are: dashed (the paper's curve) without runs, solid with them
+    assert keys[legend[0]].get_linestyle() == ("--" if state == "missing" else "-")
+    assert ("ours: mean over seeds, band min-max" in keys) == (state != "missing")
     if state == "missing":
         assert legend[0] == "Fixed 0.9 (no runs)"
     else:
@@ -363,6 +371,22 @@ def test_fmnist_table_paired_intervals_win_rates_and_controls(tmp_path):
     assert all(r["verdict"] == "cannot tell at this n" and r["n"] == 4 for r in rows)
     with pytest.raises(ValueError, match="Invalid kind"):
         reports.fmnist_claims(table.reset_index(), notebook="x", setting="", kind="other")
+    fig, (error_ax, _) = reports.plot_fmnist(frame, figure="fig5", drop_epochs=[2], drop_label="decay starts")
+    assert style.figure_problems(fig) == []  # every epoch in view (epoch 1's 60 % too), every entry drawn
+    assert error_ax.get_ylim()[1] >= 60.0
+    assert len([c for c in error_ax.collections if c.__class__.__name__.endswith("PolyCollection")]) == 2  # groups only
+    lines = {l.get_color(): l for l in error_ax.lines if l.get_transform() == error_ax.transData}
+    lcam, control = lines[style.paper_group_color((0.9, 0.95))], lines["#7b3294"]
+    assert lcam.get_zorder() > control.get_zorder()  # LCAM drawn over its controls
+    assert "decay starts" in [t.get_text() for t in fig.legends[0].get_texts()]
+    assert error_ax.get_yscale() == "log"
+    plt.close(fig)
+    wide = tmp_path / "wide"
+    for seed, error in enumerate((5.0, 40.0)):  # two seeds far apart: the t-interval reaches below 0
+        write_fmnist_run(wide, momentum=(0.9, 0.9), seed=seed, test_error=error)
+    fig, (error_ax, _) = reports.plot_fmnist(reports.fmnist_frame(sorted(wide.iterdir())), figure="fig5")
+    assert error_ax.get_yscale() == "linear" and style.figure_problems(fig) == []  # the whole band in view
+    plt.close(fig)
 
 
 def test_fmnist_claims_verdicts_and_report(tmp_path):

@@ -236,3 +236,20 @@ def test_slider_panel_blits_the_same_picture_as_a_full_draw():
     panel.canvas.draw()
     full = np.asarray(panel.canvas.buffer_rgba())[..., :3]
     np.testing.assert_array_equal(blitted, full)
+
+
+def test_zoo_explorer_reset_returns_to_its_opening_values():
+    """After the notebook's timing redraws, the panel opens as it started (not on Rosenbrock at a tiny rate)."""
+    pytest.importorskip("ipywidgets")
+    from lcamlab.zoo_widgets import ZooExplorer
+
+    panel = ZooExplorer(steps=20)
+    opening = panel.values()
+    assert opening["landscape"] == "quadratic" and opening["lr"] == zoo.LANDSCAPES["quadratic"].lr["momentum"]
+    panel.sliders["lr"].value = 2 * panel.sliders["lr"].value
+    panel.sliders["landscape"].value = "rosenbrock"
+    assert panel.values() != opening
+    redraws = len(panel.redraw_seconds)
+    panel.reset()
+    assert panel.values() == opening and len(panel.redraw_seconds) == redraws + 1  # one redraw
+    assert panel.runs["lcam"].landscape == "quadratic"

@@ -52,7 +52,7 @@ import time
 import numpy as np
 import torch
 
-from lcamlab.escape.config import SADDLE_LRS, EscapeConfig, saddle_sharpness
+from lcamlab.escape.config import SADDLE_LRS, EscapeConfig, check_size, saddle_sharpness
 from lcamlab.escape.experiment import make_landscape, trial_layout
 from lcamlab.escape.regions import saddle_region
 from lcamlab.escape.simulate import simulate_batched, simulate_looped
@@ -263,48 +263,77 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+#: Flags of one mode only: given in the other, they are refused (they would do nothing there).
+_VS_LOOP_ONLY = ("budget", "sharpness_count", "optimizers", "loop_trials", "full_loop", "dtype", "seed")
+_RUNNERS_ONLY = ("steps", "repeats", "threads", "jax", "diagnostics")
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``lcamlab bench escape``."""
     defaults = EscapeConfig()
     parser.add_argument("--vs-loop", action="store_true",
                         help="the previous benchmark: the eager batched runner against a per-trial Python loop")
-    parser.add_argument("--steps", type=int, default=2048,
-                        help="steps per timed run of the fused-vs-eager comparison (default 2048)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each runner, best kept (default 3)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="without --vs-loop only: steps per timed run of the loop-vs-eager comparison "
+                             "(default 2048)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="without --vs-loop only: timed runs of each runner, best kept (default 3)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="threads of the multi-threaded timings (default: every CPU this process may use)")
+                        help="without --vs-loop only: threads of the multi-threaded timings (default: every CPU "
+                             "this process may use)")
     parser.add_argument("--jax", action="store_true",
-                        help="also time plain SGD written in JAX (vmap inside lax.scan; needs jax installed)")
+                        help="without --vs-loop only: also time plain SGD written in JAX (vmap inside lax.scan; "
+                             "needs jax installed)")
     parser.add_argument("--diagnostics", action="store_true",
-                        help="time the fused runner with its kick diagnostics on (as the v2 design runs it)")
+                        help="without --vs-loop only: time the loop with its kick diagnostics on (as the v2 design "
+                             "runs it)")
     parser.add_argument("--trials", type=int, default=None,
-                        help=f"fused vs eager: trials (default 8192); --vs-loop: trials per (optimizer, k) "
+                        help=f"both modes: trials (default 8192); --vs-loop: trials per (optimizer, k) "
                              f"(default {defaults.trials})")
-    parser.add_argument("--sharpness-count", type=int, default=len(defaults.sharpness),
-                        help=f"number of sharpness values, the default grid (default {len(defaults.sharpness)})")
-    parser.add_argument("--budget", type=int, default=defaults.budget,
-                        help=f"iterations before a trial is censored (default {defaults.budget})")
-    parser.add_argument("--optimizers", default=",".join(SADDLE_LRS),
-                        help="--vs-loop: comma-separated optimizer keys (default all eight settings)")
-    parser.add_argument("--loop-trials", type=int, default=1,
-                        help="trials per (optimizer, k) the per-trial loop runs; its time for all trials is "
-                             "extrapolated from its measured cost per iteration (default 1)")
+    parser.add_argument("--sharpness-count", type=int, default=None,
+                        help=f"--vs-loop only: number of sharpness values, the default grid "
+                             f"(default {len(defaults.sharpness)})")
+    parser.add_argument("--budget", type=int, default=None,
+                        help=f"--vs-loop only: iterations before a trial is censored (default {defaults.budget})")
+    parser.add_argument("--optimizers", default=None,
+                        help="--vs-loop only: comma-separated optimizer keys (default all eight settings)")
+    parser.add_argument("--loop-trials", type=int, default=None,
+                        help="--vs-loop only: trials per (optimizer, k) the per-trial loop runs; its time for all "
+                             "trials is extrapolated from its measured cost per iteration (default 1)")
     parser.add_argument("--full-loop", action="store_true",
-                        help="run every trial in the loop too (slow: several minutes), no extrapolation")
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                        help="precision of both variants (default float64, for exact agreement)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data and mini-batch stream (default 0)")
+                        help="--vs-loop only: run every trial in the loop too (slow: several minutes), no "
+                             "extrapolation")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default=None,
+                        help="--vs-loop only: precision of both variants (default float64, for exact agreement)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="--vs-loop only: seed of the data and mini-batch stream (default 0)")
+
+
+def _refuse_other_mode(args: argparse.Namespace) -> None:
+    """A flag of the other mode would be silently ignored: refuse it, naming the mode it belongs to."""
+    other, mode = (_RUNNERS_ONLY, "without --vs-loop") if args.vs_loop else (_VS_LOOP_ONLY, "with --vs-loop")
+    given = [name for name in other if getattr(args, name) is not None and getattr(args, name) is not False]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise ValueError(f"Invalid flag(s) {flags}: they only act {mode} (see lcamlab bench escape --help)")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the benchmark and print the table; exit status 1 if the variants disagree."""
+    _refuse_other_mode(args)
     if not args.vs_loop:
         from lcamlab.escape.fused import default_threads
 
-        if args.threads is not None and args.threads < 1:
-            raise ValueError(f"Invalid --threads: {args.threads} (must be >= 1)")
-        trials = args.trials or 8192
-        threads = args.threads or default_threads()
+        steps = check_size("--steps", 2048 if args.steps is None else args.steps)
+        repeats = check_size("--repeats", 3 if args.repeats is None else args.repeats)
+        threads = check_size("--threads", default_threads() if args.threads is None else args.threads)
+        if threads > 4 * default_threads():  # torch dies of SIGSEGV starting a million threads
+            raise ValueError(f"Invalid --threads {threads}: more than 4 x the {default_threads()} CPU(s) this "
+                             f"process may use (more only times oversubscription); use --threads "
+                             f"{4 * default_threads()} or less")
+        # the eager runner's state and a block of "outside" values, the loop's state and its results
+        trials = check_size("--trials", 8192 if args.trials is None else args.trials,
+                            bytes_each=(min(256, steps) + 12) * 10 * 8 + 1200, what="the timed runs")
         with_jax = args.jax
         if with_jax and importlib.util.find_spec("jax") is None:
             print("lcamlab bench escape: --jax needs JAX (pip install 'jax[cpu]'); timing without it")
@@ -312,12 +341,12 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(1)
         import numba
 
-        print(f"lcamlab bench escape: numba loop vs eager runner, {trials} trials x {args.steps} steps, float32, "
+        print(f"lcamlab bench escape: numba loop vs eager runner, {trials} trials x {steps} steps, float32, "
               f"cpu ({_cpu_name()}), 1 and {threads} threads, torch {torch.__version__}, numba {numba.__version__}, "
-              f"sharp valley at k = 1, best of {args.repeats} (interleaved)"
+              f"sharp valley at k = 1, best of {repeats} (interleaved)"
               + (", the loop with kick diagnostics" if args.diagnostics else ""))
         started = time.perf_counter()
-        rows = compare_runners(trials=trials, steps=args.steps, repeats=args.repeats, diagnostics=args.diagnostics,
+        rows = compare_runners(trials=trials, steps=steps, repeats=repeats, diagnostics=args.diagnostics,
                                threads=threads, jax=with_jax)
         n = threads
         print("\ntrial-steps per second; speed-up of the numba loop on one thread each, and on the machine "
@@ -338,25 +367,32 @@ def main(args: argparse.Namespace) -> int:
         agree = check_parity()
         print(f"benchmark wall time {time.perf_counter() - started:.0f} s")
         return 0 if agree else 1
-    args.trials = args.trials or EscapeConfig().trials
-    keys = [k.strip() for k in args.optimizers.split(",") if k.strip()]
     base = EscapeConfig()
+    text = ",".join(SADDLE_LRS) if args.optimizers is None else args.optimizers
+    keys = [k.strip() for k in text.split(",") if k.strip()]
     unknown = [k for k in keys if k not in base.keys]
     if unknown or not keys:
-        raise ValueError(f"Invalid --optimizers {args.optimizers!r} (choose from {','.join(SADDLE_LRS)})")
-    if args.sharpness_count < 1:
-        raise ValueError(f"Invalid --sharpness-count: {args.sharpness_count} (must be >= 1)")
+        raise ValueError(f"Invalid --optimizers {text!r} (choose from {','.join(SADDLE_LRS)})")
+    count = check_size("--sharpness-count", len(base.sharpness) if args.sharpness_count is None
+                       else args.sharpness_count, bytes_each=8)
     config = base.replace(
-        trials=args.trials, budget=args.budget, sharpness=saddle_sharpness(args.sharpness_count),
-        optimizers=tuple(base.spec(k) for k in keys), dtype=args.dtype, seed=args.seed,
+        trials=check_size("--trials", base.trials if args.trials is None else args.trials),
+        budget=check_size("--budget", base.budget if args.budget is None else args.budget),
+        sharpness=saddle_sharpness(count), optimizers=tuple(base.spec(k) for k in keys),
+        dtype=args.dtype or "float64", seed=0 if args.seed is None else args.seed,
     )
+    check_size("--trials", config.trials, bytes_each=count * config.memory_per_trial(),
+               what=f"{count} sharpness values x the trials")
+    if args.full_loop and args.loop_trials is not None:
+        raise ValueError("Invalid --loop-trials with --full-loop: the full loop runs every trial (give one of them)")
+    loop_trials = check_size("--loop-trials", 1 if args.loop_trials is None else args.loop_trials)
     trials_total = len(config.sharpness) * config.trials
     print(f"lcamlab bench escape: {len(keys)} optimizer settings x {len(config.sharpness)} sharpness values x "
           f"{config.trials} trials, budget {config.budget}, {config.dtype}, cpu, torch threads during the run: 1")
     print(f"batched: {trials_total} trials per setting as one tensor; loop: "
-          f"{'every trial' if args.full_loop else f'{args.loop_trials} trials per k, extrapolated to all'}")
+          f"{'every trial' if args.full_loop else f'{loop_trials} trials per k, extrapolated to all'}")
     started = time.perf_counter()
-    rows = compare(config, loop_trials=None if args.full_loop else args.loop_trials)
+    rows = compare(config, loop_trials=None if args.full_loop else loop_trials)
     batched = sum(r["batched_s"] for r in rows)
     looped = sum(r["loop_all_s"] for r in rows)
     agree = all(r["agree"] for r in rows)

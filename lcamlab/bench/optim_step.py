@@ -167,6 +167,33 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="skip the torch.compile rows (their warm-up compiles for tens of seconds)")
 
 
+def _check_sizes(args: argparse.Namespace) -> None:
+    """Refuse sizes the machine cannot hold, before anything is allocated (one line at the command line).
+
+    The benchmark holds one float32 gradient per parameter, three parameter copies with
+    their momentum buffers (sgd, lcam, authors), two more of each with ``--compile``, and
+    a foreach step's temporary copy. A WRN's parameter count is affine in its depth (each
+    6 layers add one block to each of the three groups), so it is counted on the meta
+    device at depths 10 and 16 and extrapolated exactly, without building the model asked for.
+    """
+    from lcamlab.escape.config import check_size  # the one memory bound of the command line
+    from lcamlab.models.wrn import WideResNet
+
+    check_size("--rounds", args.rounds)
+    check_size("--steps", args.steps, bytes_each=4, what="that many steps' losses")
+    WideResNet.check_arguments(args.depth, args.widen)
+    copies = 1 + 2 * 3 + (2 * 2 if args.compile else 0) + 1
+    smallest, next_ = (sum(torch.Size(s).numel() for s in wrn_parameter_shapes(d, args.widen)) for d in (10, 16))
+    # --widen first, at the smallest depth: the count grows about as widen**2, so need / widen bytes per unit
+    # of widen over-estimates a narrower WRN, and the widen suggested is one that fits
+    check_size("--widen", args.widen, bytes_each=smallest * 4 * copies / args.widen,
+               what=f"WRN-10-{args.widen}'s parameters with {copies} float32 copies (gradients, optimizer states)")
+    per_depth = (next_ - smallest) / 6 * 4 * copies
+    check_size("--depth", args.depth, minimum=10, bytes_each=per_depth, fixed=smallest * 4 * copies - 10 * per_depth,
+               what=f"WRN-{args.depth}-{args.widen}'s parameters with {copies} float32 copies (gradients, "
+                    f"optimizer states)")
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the benchmark and print the table."""
     device = args.device
@@ -174,8 +201,7 @@ def main(args: argparse.Namespace) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"Invalid device: {device!r} (CUDA is not available here; use --device cpu)")
-    if args.steps < 1 or args.rounds < 1:  # before anything is printed or measured
-        raise ValueError(f"Invalid --steps/--rounds: {args.steps}/{args.rounds} (both must be >= 1)")
+    _check_sizes(args)  # before anything is printed or measured
     shapes = wrn_parameter_shapes(args.depth, args.widen)
     n_params = sum(torch.Size(s).numel() for s in shapes)
     from lcamlab.provenance import describe_device

@@ -96,11 +96,29 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the mini-batch stream (default: 0)")
 
 
+def _check_sizes(args: argparse.Namespace) -> None:
+    """Refuse counts the machine cannot hold, before anything is allocated (one line at the command line).
+
+    Each variant records, per trial, the trajectory ``(steps + 1, dim)``, the losses and two decision
+    flags per step; the looped variant also holds its per-trial pieces while it concatenates them:
+    three such records per trial in all.
+    """
+    from lcamlab.escape.config import check_size  # the one memory bound of the command line
+
+    check_size("--steps-per-epoch", args.steps_per_epoch)
+    check_size("--trials", args.trials)
+    dtype = _DTYPES[args.dtype]
+    item = torch.empty((), dtype=dtype).element_size()
+    dim = make_toy(args.toy, 1, dtype).dim
+    # --steps first, for one trial (so a huge --steps is named as the culprit), then --trials at those steps
+    steps = check_size("--steps", args.steps, bytes_each=3 * (dim * item + item + 2), fixed=3 * dim * item,
+                       what=f"one {args.toy} trial of that many steps")
+    check_size("--trials", args.trials, bytes_each=3 * ((steps + 1) * dim * item + steps * (item + 2)),
+               what=f"{args.toy} trials of {steps} steps")
+
+
 def main(args: argparse.Namespace) -> int:
-    for name in ("trials", "steps", "steps_per_epoch"):
-        value = getattr(args, name)
-        if value < 1:
-            raise ValueError(f"Invalid --{name.replace('_', '-')}: {value} (must be >= 1)")
+    _check_sizes(args)
     if not args.lr > 0:
         raise ValueError(f"Invalid --lr: {args.lr} (must be > 0)")
     threads = torch.get_num_threads()

@@ -60,6 +60,7 @@ __all__ = [
     "cifar_sources",
     "file_md5",
     "download_verified",
+    "check_data_folder",
     "download_cifar",
     "load_cifar",
 ]
@@ -277,6 +278,13 @@ def download_verified(url: str, target: Path, expected_md5: str, *, what: str, o
     return target
 
 
+def check_data_folder(folder: Path, title: str, holding: str) -> None:
+    """Refuse a data folder that is a file (a path that does not exist is the caller's "not found")."""
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"The {title} data folder {folder} is a file, not a folder: give --data-dir the folder "
+                         f"that holds {holding}")
+
+
 def _how_to_obtain(layout: _Layout, dataset: str, data_dir: Path) -> str:
     return (
         f"Obtain it with `lcamlab train --dataset {dataset} --download` (or load_cifar(..., download=True)), "
@@ -451,16 +459,20 @@ def _check_parts(parts: dict[str, np.ndarray]) -> str | None:
     return None
 
 
-def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
-    """The verified arrays of a cache file, or ``None`` (with a warning) when it must be rebuilt."""
-    found = _read_verified_cache(path)
+def _read_cache(path: Path, title: str = "CIFAR") -> dict[str, np.ndarray] | None:
+    """The verified arrays of a cache file, or ``None`` (with a warning) when it must be rebuilt.
+
+    ``title`` names the data set in the warning (``"Fashion-MNIST"`` for its cache).
+    """
+    found = _read_verified_cache(path, title)
     return None if found is None else found[0]
 
 
-def _read_verified_cache(path: Path) -> tuple[dict[str, np.ndarray], str] | None:
+def _read_verified_cache(path: Path, title: str = "CIFAR") -> tuple[dict[str, np.ndarray], str] | None:
     """``(arrays, their SHA-256)`` of a verified cache file, or ``None`` (with a warning)."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # the file opened here, not by np.load: a damaged one is closed too (np.load leaks it on BadZipFile)
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
             parts = {key: npz[key] for key in npz.files}
         if int(parts.pop("format", -1)) != _CACHE_FORMAT:
             return None  # an older layout: rebuilt silently
@@ -474,11 +486,12 @@ def _read_verified_cache(path: Path) -> tuple[dict[str, np.ndarray], str] | None
             raise ValueError("its arrays do not match the SHA-256 stored with them (edited or damaged)")
         return parts, stored
     except Exception as error:  # a truncated, edited or foreign cache file is rebuilt, never trusted
-        warnings.warn(f"ignoring the CIFAR cache {path} ({error}); rebuilding it from the source", stacklevel=3)
+        warnings.warn(f"ignoring the {title} cache {path} ({error}); rebuilding it from the source", stacklevel=3)
         return None
 
 
-def _write_cache(path: Path, parts: dict[str, np.ndarray], digest: str | None = None) -> None:
+def _write_cache(path: Path, parts: dict[str, np.ndarray], digest: str | None = None,
+                 title: str = "CIFAR") -> None:
     # Labels fit in uint8 (at most 100 classes): the cache holds nothing but bytes.
     arrays = {key: (value.astype(np.uint8) if key.endswith("_labels") else value) for key, value in parts.items()}
     digest = digest or _content_digest(parts)
@@ -486,7 +499,7 @@ def _write_cache(path: Path, parts: dict[str, np.ndarray], digest: str | None = 
         with atomic_output(path) as handle:
             np.savez(handle, format=np.asarray(_CACHE_FORMAT), sha256=np.asarray(digest), **arrays)
     except OSError as error:  # a read-only shared dataset folder, a full disk: work without a cache
-        warnings.warn(f"could not write the CIFAR cache {path} ({error}); continuing without it", stacklevel=3)
+        warnings.warn(f"could not write the {title} cache {path} ({error}); continuing without it", stacklevel=3)
 
 
 # --------------------------------------------------------------------------------------
@@ -574,6 +587,7 @@ def load_cifar(
     layout = _check_dataset(dataset)
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     data_dir = data_dir.expanduser().resolve()
+    check_data_folder(data_dir, layout.title, layout.archive)
     archive, folder = cifar_sources(dataset, data_dir)
     expected = _check_md5(expected_md5) if expected_md5 is not None else CIFAR_MD5[dataset]
 

@@ -46,7 +46,8 @@ import numpy as np
 import torch
 
 from lcamlab import paths
-from lcamlab.data.cifar import ChecksumError, CifarData, _read_cache, _write_cache, download_verified, file_md5
+from lcamlab.data.cifar import (ChecksumError, CifarData, _read_cache, _write_cache, check_data_folder,
+                                 download_verified, file_md5)
 
 __all__ = [
     "FASHION_MNIST",
@@ -288,6 +289,7 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None, *, download: b
         ValueError: a truncated file, a foreign IDX header, or a wrong shape (naming the path).
     """
     folder = fashion_mnist_dir(data_dir).resolve()
+    check_data_folder(folder, "Fashion-MNIST", ", ".join(_all_files()))
     if not _complete(folder):
         if download:
             download_fashion_mnist(folder)
@@ -309,7 +311,7 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None, *, download: b
                             f"expected {expected_md5}")
     root = Path(cache_dir) if cache_dir is not None else _writable_cache_root(folder)
     cache = root / "cache" / f"{FASHION_MNIST}-{md5}.npz"
-    parts = _read_cache(cache) if cache.is_file() else None
+    parts = _read_cache(cache, "Fashion-MNIST") if cache.is_file() else None
     if parts is None:
         parts = {}
         for split, (images_name, labels_name) in FASHION_MNIST_FILES.items():
@@ -327,7 +329,7 @@ def load_fashion_mnist(data_dir: str | os.PathLike | None = None, *, download: b
             parts[f"{split}_images"] = images.reshape(-1, 1, 28, 28)
             parts[f"{split}_labels"] = labels.astype(np.int64)
         parts["classes"] = np.asarray(FASHION_MNIST_CLASSES, dtype=np.str_)
-        _write_cache(cache, parts)
+        _write_cache(cache, parts, title="Fashion-MNIST")
     return CifarData(
         train_images=torch.from_numpy(np.ascontiguousarray(parts["train_images"])),
         train_labels=torch.from_numpy(parts["train_labels"].astype(np.int64)),

@@ -44,6 +44,8 @@ def point_table(frame: pd.DataFrame, *, window: int = 20, threshold: float = 6.0
     rows = []
     for (optimizer, arm, k_index), group in frame.groupby(["optimizer", "arm", "k_index"], sort=False):
         budget = int(group["budget"].iloc[0])
+        lost = group["diverged"].to_numpy(bool) if "diverged" in group else np.zeros(len(group), bool)
+        group = group[~lost]  # a diverged trial (overflowed position) is neither an escape nor censored
         exposure = np.minimum(group["escape_step"].to_numpy(), budget)
         escaped = group["escaped"].to_numpy(bool)
         rate = censored_exponential_rate(exposure, escaped)
@@ -52,7 +54,7 @@ def point_table(frame: pd.DataFrame, *, window: int = 20, threshold: float = 6.0
         q = float(group["kick_count"].sum() / exposure.sum())  # chance of a kick above the threshold per step
         rows.append({
             "optimizer": optimizer, "arm": arm, "k_index": int(k_index), "k": float(group["k"].iloc[0]),
-            "trials": len(group), "budget": budget, "escapes": rate.escapes, "exposure": rate.exposure,
+            "trials": len(group), "diverged": int(lost.sum()), "budget": budget, "escapes": rate.escapes, "exposure": rate.exposure,
             "rate": rate.rate, "rate_lower": rate.lower, "rate_upper": rate.upper, "mean_time": rate.mean_time,
             "ks": gof.ks, "ks_p": gof.p_value,
             "kick_fraction": float(np.mean(kicks > threshold)) if kicks.size else float("nan"),

@@ -69,6 +69,11 @@ def load_result(path: str | os.PathLike, config: EscapeConfig | None = None) -> 
     if not path.exists():
         raise FileNotFoundError(f"No escape result at {path} (run `lcamlab escape saddle` first)")
     frame, metadata = read_table(path)
+    table = (metadata.get("cache") or {}).get("table")
+    if table != "saddle":  # e.g. the valley design's table, which `lcamlab escape run` prints
+        raise ValueError(f"{path} is a {table!r} table, not a saddle result: `lcamlab escape show` prints the "
+                         f"tables of `lcamlab escape saddle`" + ("; `lcamlab escape run` prints the valley design's"
+                                                                 if str(table).startswith("valley") else ""))
     if config is None:
         config = config_from_metadata(metadata)
     return EscapeResult(frame, metadata, path, True, config)

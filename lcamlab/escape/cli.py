@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from lcamlab.escape.cache import escape_dir, load_or_run, load_result
-from lcamlab.escape.config import SADDLE_LRS, EscapeConfig, default_optimizers, quick_config
+from lcamlab.escape.config import (
+    SADDLE_LRS, EscapeConfig, check_size, default_optimizers, landscape_bytes, quick_config,
+)
 from lcamlab.escape.landscape import StyblinskiTangLandscape
 from lcamlab.escape.rates import saddle_exponent_table, saddle_table
 
@@ -94,7 +97,8 @@ def _add_saddle_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         help="simulation precision (default float32)")
     parser.add_argument("--quick", action="store_true",
-                        help="small sizes (4 sharpness values, 24 trials, shorter budget) for a smoke test")
+                        help="small sizes (4 sharpness values, 24 trials, shorter budget) for a smoke test, written "
+                             "into a new temporary folder (printed) unless --data-dir is given")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help=f"results folder; tables go to DATA_DIR/escape/ (default {escape_dir().parent})")
     parser.add_argument("--overwrite", action="store_true",
@@ -123,7 +127,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                                      "one checkpoint per (optimizer, arm, k); prints alpha per optimizer and arm, "
                                      "the jump diagnostics and LCAM against its controls.")
     run.add_argument("--quick", action="store_true",
-                     help="a small design (SGD and LCAM with its controls, 32 trials, short escape times)")
+                     help="a small design (SGD and LCAM with its controls, 32 trials, short escape times), written "
+                          "into a new temporary folder (printed) unless --data-dir is given")
     run.add_argument("--trials", type=int, default=None, help="trials per (optimizer, arm, k) (default 6400)")
     run.add_argument("--optimizers", default=None, metavar="KEYS",
                      help="comma-separated (default sgd,adam,momentum,lcam-above,lcam-below,adai,adarem)")
@@ -157,7 +162,30 @@ def config_from_args(args: argparse.Namespace) -> EscapeConfig:
         value = getattr(args, name)
         if value is not None:
             changes[name] = value
-    return base.replace(**changes)
+    config = base.replace(**changes)  # its own checks first (signs, types); then what the machine can hold
+    for flag, value in (("--budget", config.budget), ("--epoch-length", config.epoch_length),
+                        ("--batch-size", config.batch_size)):
+        if value is not None:
+            check_size(flag, value)
+    check_size("--dim", config.dim, bytes_each=landscape_bytes(1, config.n_samples), what="the training set")
+    check_size("--samples", config.n_samples, bytes_each=landscape_bytes(config.dim, 1), what="the training set")
+    rows = len(config.sharpness)
+    check_size("--trials", config.trials, bytes_each=rows * config.memory_per_trial(),
+               fixed=landscape_bytes(config.dim, config.n_samples), what=f"{rows} sharpness values x the trials")
+    check_size("--warmup", config.warmup, minimum=0, bytes_each=rows * config.trials * config.batch_size * 8,
+               what="the warm-up's block of mini-batch indices")
+    return config
+
+
+def _quick_data_dir(args: argparse.Namespace, command: str) -> Path | None:
+    """``--data-dir``; for ``--quick`` without one a new temporary folder (printed), as ``lcamlab figures --quick``:
+    a quick run never writes into the repository's ``data/escape/``."""
+    if not args.quick or args.data_dir is not None:
+        return args.data_dir
+    root = Path(tempfile.mkdtemp(prefix="lcamlab-escape-quick-"))
+    print(f"lcamlab escape {command} --quick: writing into {root} (the repository's data/escape/ is left as it is; "
+          f"--data-dir chooses another folder)")
+    return root
 
 
 def _print_frame(frame: pd.DataFrame, columns: list[str], formats: dict[str, str]) -> None:
@@ -171,17 +199,29 @@ def _print_frame(frame: pd.DataFrame, columns: list[str], formats: dict[str, str
 def _print_saddle(result) -> None:
     table = saddle_table(result.frame)
     print("\nIterations to leave the saddle neighbourhood (mean, 95% t-interval):")
-    _print_frame(table, ["optimizer", "k", "negative_curvature", "trials", "censored", "mean_time", "mean_lower",
-                         "mean_upper", "median_time"],
-                 {"k": "{:.3f}", "negative_curvature": "{:.2f}", "mean_time": "{:.1f}", "mean_lower": "{:.1f}",
+    _print_frame(table, ["optimizer", "k", "negative_curvature", "trials", "censored", "diverged", "mean_time",
+                         "mean_lower", "mean_upper", "median_time"],
+                 {"k": "{:.4g}", "negative_curvature": "{:.4g}", "mean_time": "{:.1f}", "mean_lower": "{:.1f}",
                   "mean_upper": "{:.1f}", "median_time": "{:.0f}"})
+    diverged = int(table["diverged"].sum())
+    if diverged:
+        print(f"{diverged} trial(s) diverged (their positions overflowed to NaN): they are neither escaped nor "
+              f"censored and are left out of the means; use a smaller --sharpness or --lr")
     exponents = saddle_exponent_table(table)
     print("\nmean time ~ |lambda|^p:")
     _print_frame(exponents, ["optimizer", "exponent", "exponent_lower", "exponent_upper", "r2"],
                  {"exponent": "{:.2f}", "exponent_lower": "{:.2f}", "exponent_upper": "{:.2f}", "r2": "{:.3f}"})
+    unfitted = exponents[exponents["exponent"].isna()]
+    if len(unfitted):
+        print(f"no exponent for {', '.join(unfitted['optimizer'])}: the power law needs 3 or more sharpness values "
+              f"with a finite mean time (give more --sharpness values)")
 
 
 def _points(args: argparse.Namespace) -> int:
+    check_size("--dim", args.dim, bytes_each=landscape_bytes(1, args.samples), what="the training set")
+    check_size("--samples", args.samples, bytes_each=landscape_bytes(args.dim, 1), what="the training set")
+    if not 0 < args.sharpness < math.inf:
+        raise ValueError(f"Invalid --sharpness {args.sharpness}: must be a finite number > 0")
     landscape = StyblinskiTangLandscape(args.dim, args.samples, args.noise_scale, seed=args.seed)
     points = landscape.points
     theta = points.in_theta(args.sharpness)
@@ -199,29 +239,32 @@ def _points(args: argparse.Namespace) -> int:
 
 def design_from_args(args: argparse.Namespace):
     """The :class:`~lcamlab.escape.design.DesignConfig` an ``escape run`` command line asks for."""
-    from lcamlab.escape.design import DESIGN_LRS, DesignConfig, quick_design
+    from lcamlab.escape.design import DESIGN_LRS, DesignConfig, quick_design, unit_count
     from lcamlab.escape.fused import ARMS
 
     design = quick_design() if args.quick else DesignConfig()
     changes = {}
     if args.trials is not None:
-        if args.trials < 2:
-            raise ValueError(f"Invalid --trials: {args.trials} (must be >= 2)")
+        check_size("--trials", args.trials, minimum=2)
         changes["trials"] = args.trials
-    if args.optimizers:
+    if args.optimizers is not None:  # an empty --optimizers '' is refused, not read as the default
         keys = tuple(k.strip() for k in args.optimizers.split(",") if k.strip())
         unknown = [k for k in keys if k not in DESIGN_LRS]
         if unknown or not keys:
             raise ValueError(f"Invalid --optimizers {args.optimizers!r} (choose from {','.join(DESIGN_LRS)})")
         changes["optimizers"] = keys
-    if args.arms:
+    if args.arms is not None:
         arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
         if not arms or any(a not in ARMS for a in arms):
             raise ValueError(f"Invalid --arms {args.arms!r} (choose from {','.join(ARMS)})")
         changes["arms"] = arms
     if args.no_controls:
         changes["controls"] = False
-    return design.replace(**changes)
+    design = design.replace(**changes)
+    # checked before the calibrations run: every unit's table rows are held at once, plus one unit's loop state
+    check_size("--trials", design.trials, minimum=2, bytes_each=unit_count(design) * 300 + design.dim * 40 + 600,
+               what=f"{unit_count(design)} units x the trials")
+    return design
 
 
 def _run_design(args: argparse.Namespace) -> int:
@@ -229,7 +272,7 @@ def _run_design(args: argparse.Namespace) -> int:
     from lcamlab.escape.design import load_or_run_design
 
     design = design_from_args(args)
-    entry = load_or_run_design(design, args.data_dir, overwrite=args.overwrite, log=print)
+    entry = load_or_run_design(design, _quick_data_dir(args, "run"), overwrite=args.overwrite, log=print)
     points = entry.frame
     alphas = analysis.alpha_table(points)
     print()
@@ -259,7 +302,8 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if command == "run":
         return _run_design(args)
-    result = load_or_run(config_from_args(args), args.data_dir, overwrite=args.overwrite, progress=args.progress,
+    config = config_from_args(args)
+    result = load_or_run(config, _quick_data_dir(args, "saddle"), overwrite=args.overwrite, progress=args.progress,
                          log=print)
     _print_saddle(result)
     return 0

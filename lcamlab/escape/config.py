@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,11 +49,64 @@ from lcamlab.experiments.registry import OptimizerSpec, suite
 
 __all__ = [
     "SADDLE_LRS",
+    "MAX_COUNT",
     "default_optimizers",
     "EscapeConfig",
     "saddle_sharpness",
     "quick_config",
+    "check_size",
+    "landscape_bytes",
 ]
+
+#: The largest count (trials, budget, steps) the escape commands accept: exposures are summed in
+#: float64, which holds integers exactly up to 2**53 (and int64 step counters stay far from overflow).
+MAX_COUNT = 2**53
+
+
+def _machine_memory() -> float:
+    """This machine's physical memory in bytes (``inf`` where the platform does not say)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return math.inf
+
+
+def _bytes_text(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} EiB"
+
+
+def check_size(flag: str, value: Any, *, minimum: int = 1, bytes_each: float = 0.0, fixed: float = 0.0,
+               what: str = "the run") -> int:
+    """Refuse a count that the machine cannot hold, before anything is allocated; returns ``value``.
+
+    ``value`` must be an integer in ``[minimum, MAX_COUNT]`` (:data:`MAX_COUNT`), and the memory
+    estimate ``fixed + bytes_each * value`` at most this machine's physical memory. Raises
+    ``ValueError`` with the number, the limit and the fix (one line at the command line).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"Invalid {flag} {value!r}: must be an integer >= {minimum}")
+    if value > MAX_COUNT:
+        raise ValueError(f"Invalid {flag} {value}: above {MAX_COUNT} (2**53, the largest count float64 sums hold "
+                         f"exactly); use a smaller {flag}")
+    need = fixed + bytes_each * float(value)
+    limit = _machine_memory()
+    if need > limit:
+        largest = int((limit - fixed) // bytes_each) if bytes_each else minimum - 1
+        fix = (f"use {flag} {largest} or less" if largest >= minimum
+               else "make the other sizes (trials, dimension, samples, warm-up) smaller")
+        raise ValueError(f"Invalid {flag} {value}: {what} would need about {_bytes_text(need)} of memory, more than "
+                         f"this machine's {_bytes_text(limit)}; {fix}")
+    return int(value)
+
+
+def landscape_bytes(dim: int, n_samples: int) -> float:
+    """Memory of a landscape's training set with its moments: the float32 data, a float64 copy, and the
+    three float64 powers with their centred copies of :func:`lcamlab.escape.fused.noise_moments`."""
+    return float(dim) * float(n_samples) * (4 + 8 + 2 * 3 * 8)
 
 #: The saddle experiment's learning rates, key -> lr (keys are :data:`lcamlab.experiments.PRESETS`,
 #: in table order). SGD's eta = 2e-3 kept eta k L'' <= 0.17 over the retired valley grid (stable,
@@ -222,6 +276,15 @@ class EscapeConfig:
         return dict(budget=self.budget, batch_size=self.batch_size, seed=self.seed,
                     epoch_length=self.resolved_epoch_length(), lcam_mean=self.lcam_mean, chunk=self.chunk,
                     warmup=self.warmup)
+
+    def memory_per_trial(self) -> float:
+        """Bytes the eager runner and the result table hold per trial of one sharpness value (an estimate):
+        parameters and optimizer state, a block of "outside" values and of drawn indices, the table rows
+        (the warm-up's index block, ``warmup * batch_size * 8`` more, is bounded on its own)."""
+        item = 4 if self.dtype == "float32" else 8
+        block = min(self.chunk, self.budget)
+        return float(6 * self.dim * item + block * self.dim * item + block * self.batch_size * 8
+                     + 9 * 8 * len(self.optimizers))
 
     def resolved_epoch_length(self) -> int:
         return self.epoch_length if self.epoch_length is not None else max(1, self.n_samples // self.batch_size)

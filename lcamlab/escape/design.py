@@ -68,8 +68,12 @@ interval: 0.54 [0.48, 0.59] on k in [2.4, 35.5] (the version-1 calibration), 0.6
 [3.1, 55.5] (this one).
 
 **Checkpoints.** :func:`run_design` runs one unit per (optimizer, arm, k) and writes
-it to ``<run folder>/<optimizer>__<arm>__k<index>.npz`` (atomic) as soon as it is
-done; a rerun skips finished units. Every unit is a pure function of the design
+it to ``<run folder>/<optimizer>__<arm>__k<index>.npz`` as soon as it is done, with a
+sidecar ``.json`` holding its SHA-256 and identity (the design's key, the point, the trial
+count), verified on every read as the table cache verifies its entries
+(:mod:`lcamlab.experiments.cache`): a damaged, foreign or inconsistent unit is moved aside
+(``.damaged-<time>``) with one line and recomputed. Writes are atomic with unique temporary
+names, so two runs on one folder both finish. A rerun skips finished units. Every unit is a pure function of the design
 (the Philox stream is keyed by the seed and the trial's id), so an interrupted
 run resumes to identical results. The calibration is a checkpoint too
 (``calibration.json``). Progress lines give the work done and an ETA from the
@@ -80,10 +84,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import json
 import math
 import os
 import time
+import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,6 +100,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lcamlab import provenance
 from lcamlab.escape.fused import FusedResult, default_threads, simulate_fused
 from lcamlab.escape.landscape import StyblinskiTangLandscape
 from lcamlab.escape.regions import ExitRegion
@@ -102,7 +109,7 @@ from lcamlab.experiments.controls import SCHEDULED_CONTROLS
 from lcamlab.experiments.registry import OptimizerSpec, preset, split_key
 
 __all__ = ["DESIGN_LRS", "DATA_ONLY", "DesignConfig", "sharp_valley_region", "make_design_landscape",
-           "calibrate", "run_design", "unit_path", "alpha_standard_error", "design_units", "load_units",
+           "calibrate", "run_design", "unit_path", "unit_count", "design_key", "alpha_standard_error", "design_units", "load_units",
            "run_folder", "escape_trace", "load_or_run_design", "quick_design", "null_design", "sample_escape_times",
            "VERSION"]
 
@@ -296,32 +303,127 @@ def design_units(config: DesignConfig, calibration: dict[str, Any]) -> list[dict
     return units
 
 
+def unit_count(config: DesignConfig) -> int:
+    """How many units :func:`design_units` gives (known before the calibration)."""
+    return config.points * sum(1 + (len(SCHEDULED_CONTROLS) if key in DATA_ONLY and config.controls else 0)
+                               for key, _ in config.combos())
+
+
 def unit_path(folder: Path, unit: dict[str, Any]) -> Path:
     name = unit["optimizer"].replace(":", "--")
     return folder / f"{name}__{unit['arm']}__k{unit['k_index']:02d}.npz"
 
 
-def _save_npz(path: Path, **arrays: Any) -> None:
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+#: Layout of a unit checkpoint's sidecar (its ``unit`` record); bump when it changes.
+UNIT_FORMAT = 1
+#: The per-trial arrays of a unit checkpoint (``trials`` values each) and its scalars.
+_TRIAL_ARRAYS = ("escape_step", "escaped", "budget", "kick_at_escape", "kick_lag", "kick_count", "momentum_mean",
+                 "below_fraction", "diverged")
+_SCALARS = ("trial_steps", "seconds", "k")
+#: Each array's kind of number (numpy's ``dtype.kind``: integer, boolean, floating point).
+_KINDS = {"escape_step": "i", "escaped": "b", "budget": "i", "kick_at_escape": "f", "kick_lag": "i",
+          "kick_count": "f", "momentum_mean": "f", "below_fraction": "f", "diverged": "b", "trial_steps": "i",
+          "seconds": "f", "k": "f"}
 
 
-def _run_unit(config: DesignConfig, unit: dict[str, Any], landscape, region, folder: Path) -> FusedResult:
+def design_key(config: DesignConfig) -> str:
+    """The design's identity: :func:`~lcamlab.experiments.cache.config_hash` of its version and configuration."""
+    from lcamlab.experiments.cache import config_hash
+
+    return config_hash({"version": VERSION, "config": config.to_config()})
+
+
+def _unit_identity(config: DesignConfig, unit: dict[str, Any]) -> dict[str, Any]:
+    """What a unit checkpoint belongs to: the design, the point (setting, arm, k index, k, budget), the trials."""
+    return {"format": UNIT_FORMAT, "design": design_key(config), "optimizer": unit["optimizer"], "arm": unit["arm"],
+            "k_index": unit["k_index"], "k": unit["k"], "budget": unit["budget"], "trials": config.trials}
+
+
+def _save_unit(path: Path, identity: dict[str, Any], arrays: dict[str, Any]) -> None:
+    """Write a unit checkpoint as the table cache writes an entry: the sidecar (identity, SHA-256), then the .npz.
+
+    Both atomically (a unique temporary file beside the target, then a rename), so two runs on one
+    folder never collide and a killed or full-disk write leaves the previous file or none.
+    """
+    from lcamlab.experiments.cache import sha256
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    data = buffer.getvalue()
+    provenance.atomic_write_json(path.with_suffix(".json"), {"unit": {**identity, "sha256": sha256(data)}})
+    provenance.atomic_write_bytes(path, data)
+
+
+def _read_unit(path: Path, identity: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The verified arrays of a unit checkpoint; :class:`~lcamlab.experiments.cache.CacheError` naming the file.
+
+    Verified like a cached table: the sidecar must record this unit's identity (the design's key, the
+    point, the trial count), the .npz's bytes its SHA-256, and the arrays their lengths. Loaded with
+    ``allow_pickle=False`` (a checkpoint holds numbers only).
+    """
+    from lcamlab.experiments.cache import CacheError, read_sidecar, sha256
+
+    sidecar = path.with_suffix(".json")
+    stored = read_sidecar(path, "unit checkpoint", "its checksum and design")
+    record = stored.get("unit") if isinstance(stored, dict) else None
+    if not isinstance(record, dict) or {k: record.get(k) for k in identity} != identity:
+        raise CacheError(f"unit checkpoint {path} belongs to another design or point (its sidecar {sidecar.name} "
+                         f"does not match this run)")
+    data = path.read_bytes()
+    if sha256(data) != record.get("sha256"):
+        raise CacheError(f"unit checkpoint {path} does not match the SHA-256 in {sidecar.name} (edited or cut short)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in _TRIAL_ARRAYS + _SCALARS}
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise CacheError(f"unit checkpoint {path} is not a readable .npz of a unit ({type(error).__name__})") from None
+    lengths = {name: arrays[name].shape for name in _TRIAL_ARRAYS}
+    if any(shape != (identity["trials"],) for shape in lengths.values()):
+        raise CacheError(f"unit checkpoint {path} does not hold {identity['trials']} trials per array ({lengths})")
+    # a matching checksum proves only that the sidecar was written for these bytes: the values must still be
+    # what a unit holds (a forged pair, or one written by another version)
+    wrong = [name for name, kind in _KINDS.items() if arrays[name].dtype.kind != kind
+             or (name in _SCALARS and arrays[name].shape != ())]
+    if wrong:
+        raise CacheError(f"unit checkpoint {path} holds arrays of the wrong type or shape ({', '.join(wrong)})")
+    if float(arrays["k"]) != identity["k"] or (arrays["escaped"] & arrays["diverged"]).any():
+        raise CacheError(f"unit checkpoint {path} contradicts itself (its k, or a trial both escaped and diverged)")
+    return arrays
+
+
+def _verified_unit(config: DesignConfig, unit: dict[str, Any], folder: Path,
+                   log: Callable[[str], None] | None) -> dict[str, np.ndarray] | None:
+    """A finished unit's verified arrays; ``None`` if it is missing, or damaged (then moved aside, one line)."""
+    from lcamlab.experiments.cache import CacheError, set_aside
+
+    path = unit_path(folder, unit)
+    if not path.exists():
+        return None
+    try:
+        if not path.is_file():
+            raise CacheError(f"unit checkpoint {path} is a folder, not a file")
+        return _read_unit(path, _unit_identity(config, unit))
+    except CacheError as error:
+        set_aside(path, error, log)
+        return None
+
+
+def _run_unit(config: DesignConfig, unit: dict[str, Any], landscape, region,
+              base_arrays: dict[str, np.ndarray] | None) -> FusedResult:
+    """Simulate one unit; a control reads its LCAM unit's realised momentum from ``base_arrays``."""
     n = config.trials
     ids = unit["k_index"] * 1_000_000 + np.arange(n)
     base, control = split_key(unit["optimizer"])
     kwargs: dict[str, Any] = {}
     if control:
-        lcam = np.load(unit_path(folder, {**unit, "optimizer": base}))
         pair = config.spec(base).momentum
         if control == "shuffled":
             # SGD whose momentum is drawn per trial and step: below with LCAM's realised fraction
             spec = OptimizerSpec("sgd", config.lr(base), (("momentum", 0.925),))
-            kwargs = {"below_probability": lcam["below_fraction"], "pair": pair}
+            kwargs = {"below_probability": base_arrays["below_fraction"], "pair": pair}
         else:
             spec = OptimizerSpec("sgd", config.lr(base), (("momentum", 0.925),))
-            kwargs = {"momentum": lcam["momentum_mean"]}
+            kwargs = {"momentum": base_arrays["momentum_mean"]}
     else:
         spec = config.spec(unit["optimizer"])
     return simulate_fused(landscape, spec, np.full(n, math.sqrt(unit["k"])), region, budget=unit["budget"],
@@ -343,76 +445,129 @@ def run_design(config: DesignConfig, folder: str | os.PathLike, *, log: Callable
         return _run_design(config, folder, log=log, max_units=max_units)
 
 
+def _read_json(path: Path, check: Callable[[Any], bool], log: Callable[[str], None] | None) -> Any:
+    """A derived JSON file of the run folder, or ``None`` if missing or unreadable (then moved aside, one line)."""
+    from lcamlab.experiments.cache import CacheError, set_aside
+
+    if not path.exists():
+        return None
+    if not path.is_file():
+        set_aside(path, CacheError(f"{path} is a folder, not a file"), log)
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        set_aside(path, CacheError(f"{path} is not readable JSON ({type(error).__name__}: {error})"), log)
+        return None
+    if not check(value):
+        set_aside(path, CacheError(f"{path} does not hold what this run writes there"), log)
+        return None
+    return value
+
+
+def _is_calibration(value: Any) -> bool:
+    """Whether ``value`` is what :func:`calibrate` writes per setting: ``0 < k_min <= k_max`` (finite) and probes
+    ``[k, mean escape time]`` with ``k`` finite and positive, the mean positive (``inf``: no escape)."""
+
+    def positive(x: Any, finite: bool = True) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 and (math.isfinite(x) or not finite)
+
+    def probes(items: Any) -> bool:
+        return isinstance(items, list) and len(items) > 0 and all(
+            isinstance(p, list) and len(p) == 2 and positive(p[0]) and positive(p[1], finite=False) for p in items)
+
+    return isinstance(value, dict) and all(
+        isinstance(cal, dict) and positive(cal.get("k_min")) and positive(cal.get("k_max"))
+        and cal["k_min"] <= cal["k_max"] and probes(cal.get("probes")) for cal in value.values())
+
+
 def _run_design(config: DesignConfig, folder: Path, *, log: Callable[[str], None] | None,
                 max_units: int | None) -> pd.DataFrame:
+    # design.json and calibration.json are derived caches (the folder's name is the design's hash, and the
+    # calibration a pure function of the design): damaged, they are moved aside and written anew
     meta_path = folder / "design.json"
-    if meta_path.exists():
-        stored = json.loads(meta_path.read_text())
-        if stored != config.to_config():
-            raise ValueError(f"{folder} holds another design (design.json differs); use a new folder")
-    else:
-        meta_path.write_text(json.dumps(config.to_config(), indent=1, sort_keys=True))
+    stored = _read_json(meta_path, lambda value: isinstance(value, dict), log)
+    if stored is None:
+        provenance.atomic_write_text(meta_path, json.dumps(config.to_config(), indent=1, sort_keys=True))
+    elif stored != config.to_config():
+        raise ValueError(f"{folder} holds another design (design.json differs); use a new folder")
     landscape = make_design_landscape(config)
     region = sharp_valley_region(landscape)
     cal_path = folder / "calibration.json"
-    calibration = json.loads(cal_path.read_text()) if cal_path.exists() else {}
+    calibration = _read_json(cal_path, _is_calibration, log) or {}
     started = time.perf_counter()
     for key, arm in config.combos():
         if f"{key}/{arm}" not in calibration:
             calibration[f"{key}/{arm}"] = calibrate(config, key, arm, landscape, region, log)
-            tmp = cal_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(calibration, indent=1))
-            os.replace(tmp, cal_path)
+            provenance.atomic_write_text(cal_path, json.dumps(calibration, indent=1))
     units = design_units(config, calibration)
+    done = [_verified_unit(config, unit, folder, log) for unit in units]
     total = sum(u["expected_work"] for u in units)
-    done_work = sum(u["expected_work"] for u in units if unit_path(folder, u).exists())
+    done_work = sum(u["expected_work"] for u, arrays in zip(units, done) if arrays is not None)
     ran = 0
     run_work = 0.0
-    for unit in units:
-        path = unit_path(folder, unit)
-        if path.exists():
-            continue
-        if max_units is not None and ran >= max_units:
-            break
-        result = _run_unit(config, unit, landscape, region, folder)
-        _save_npz(path, escape_step=result.escape_step, escaped=result.escaped, budget=result.budget,
-                  kick_at_escape=result.kick_at_escape, kick_lag=result.kick_lag, kick_count=result.kick_count,
-                  momentum_mean=result.momentum_mean, below_fraction=result.below_fraction,
-                  trial_steps=np.int64(result.trial_steps), seconds=np.float64(result.seconds),
-                  k=np.float64(unit["k"]))
-        ran += 1
-        run_work += unit["expected_work"]
-        done_work += unit["expected_work"]
-        elapsed = time.perf_counter() - started
-        rate = run_work / elapsed if elapsed > 0 else float("nan")
-        eta = (total - done_work) / rate if rate > 0 else float("nan")
-        if log is not None:
-            log(f"[{done_work / total:6.1%}] {unit['optimizer']}/{unit['arm']} k={unit['k']:.4g} "
-                f"escaped {result.escaped.mean():.3f} in {result.seconds:.1f} s "
-                f"({result.trial_steps / max(result.seconds, 1e-9):.2e} trial-steps/s); ETA {eta / 60:.1f} min")
-    return load_units(config, folder, calibration)
+    base_of: dict[tuple, dict[str, np.ndarray]] = {}  # the LCAM units' arrays, which their controls read
+    for index, unit in enumerate(units):
+        point = (unit["arm"], unit["k_index"])
+        if done[index] is None:
+            if max_units is not None and ran >= max_units:
+                break
+            result = _run_unit(config, unit, landscape, region, base_of.get((split_key(unit["optimizer"])[0], *point)))
+            arrays = dict(escape_step=result.escape_step, escaped=result.escaped, budget=result.budget,
+                          kick_at_escape=result.kick_at_escape, kick_lag=result.kick_lag,
+                          kick_count=result.kick_count, momentum_mean=result.momentum_mean,
+                          below_fraction=result.below_fraction, diverged=result.diverged,
+                          trial_steps=np.int64(result.trial_steps), seconds=np.float64(result.seconds),
+                          k=np.float64(unit["k"]))
+            _save_unit(unit_path(folder, unit), _unit_identity(config, unit), arrays)
+            done[index] = arrays
+            ran += 1
+            run_work += unit["expected_work"]
+            done_work += unit["expected_work"]
+            elapsed = time.perf_counter() - started
+            rate = run_work / elapsed if elapsed > 0 else float("nan")
+            eta = (total - done_work) / rate if rate > 0 else float("nan")
+            if log is not None:
+                diverged = int(result.diverged.sum())
+                log(f"[{done_work / total:6.1%}] {unit['optimizer']}/{unit['arm']} k={unit['k']:.4g} "
+                    f"escaped {result.escaped.mean():.3f}" + (f", {diverged} diverged" if diverged else "")
+                    + f" in {result.seconds:.1f} s "
+                    f"({result.trial_steps / max(result.seconds, 1e-9):.2e} trial-steps/s); ETA {eta / 60:.1f} min")
+        base_of[(unit["optimizer"], *point)] = done[index]
+    return _units_frame(units, done)
 
 
-def load_units(config: DesignConfig, folder: str | os.PathLike, calibration: dict | None = None) -> pd.DataFrame:
-    """One row per trial of every finished unit (optimizer, arm, k, trial, escape step, diagnostics)."""
-    folder = Path(folder)
-    if calibration is None:
-        calibration = json.loads((folder / "calibration.json").read_text())
+def _units_frame(units: list[dict[str, Any]], arrays: list[dict[str, np.ndarray] | None]) -> pd.DataFrame:
+    """One row per trial of every finished unit (``arrays[i]`` is unit ``i``'s, ``None`` if not finished)."""
     frames = []
-    for unit in design_units(config, calibration):
-        path = unit_path(folder, unit)
-        if not path.exists():
+    for unit, z in zip(units, arrays):
+        if z is None:
             continue
-        z = np.load(path)
         n = len(z["escape_step"])
         frames.append(pd.DataFrame({
             "optimizer": unit["optimizer"], "arm": unit["arm"], "k_index": unit["k_index"], "k": unit["k"],
             "trial": np.arange(n), "budget": z["budget"], "escape_step": z["escape_step"], "escaped": z["escaped"],
-            "kick_at_escape": z["kick_at_escape"], "kick_lag": z["kick_lag"], "kick_count": z["kick_count"],
-            "momentum_mean": z["momentum_mean"], "below_fraction": z["below_fraction"],
+            "diverged": z["diverged"], "kick_at_escape": z["kick_at_escape"], "kick_lag": z["kick_lag"],
+            "kick_count": z["kick_count"], "momentum_mean": z["momentum_mean"], "below_fraction": z["below_fraction"],
             "trial_steps": int(z["trial_steps"]), "seconds": float(z["seconds"]),
         }))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load_units(config: DesignConfig, folder: str | os.PathLike, calibration: dict | None = None, *,
+               log: Callable[[str], None] | None = print) -> pd.DataFrame:
+    """One row per trial of every finished, verified unit (optimizer, arm, k, trial, escape step, diagnostics).
+
+    A damaged unit is moved aside with one line (``log``) and left out: the next run recomputes it.
+    """
+    folder = Path(folder)
+    if calibration is None:
+        calibration = _read_json(folder / "calibration.json", _is_calibration, log)
+        if calibration is None:
+            raise ValueError(f"{folder} has no readable calibration.json: run the design "
+                             f"(`lcamlab escape run`, or run_design) to (re)compute it")
+    units = design_units(config, calibration)
+    return _units_frame(units, [_verified_unit(config, unit, folder, log) for unit in units])
 
 
 # --------------------------------------------------------------------------------------
@@ -429,9 +584,8 @@ VERSION = 2
 def run_folder(config: DesignConfig, data_dir: str | os.PathLike | None = None) -> Path:
     """``<data_dir>/escape/v2_<hash>/``: the checkpoints of ``config`` (ignored by git; the cache is committed)."""
     from lcamlab.escape.cache import escape_dir
-    from lcamlab.experiments.cache import config_hash
 
-    return escape_dir(data_dir) / f"v2_{config_hash({'version': VERSION, 'config': config.to_config()})}"
+    return escape_dir(data_dir) / f"v2_{design_key(config)}"
 
 
 def escape_trace(config: DesignConfig, frame: pd.DataFrame, *, optimizer: str = "sgd", k_index: int | None = None,

@@ -66,7 +66,8 @@ def run_escape(
 
     Returns:
         ``(frame, info)``: ``frame`` has columns ``experiment, optimizer, k, trial,
-        escape_step`` (``budget + 1`` where censored), ``escaped``, ``exposure``
+        escape_step`` (``budget + 1`` where censored or diverged), ``escaped``, ``diverged`` (the position
+        overflowed before any escape: neither escaped nor censored), ``exposure``
         (:math:`\min(T, \text{budget})`), ``hessian`` (the negative Hessian eigenvalue
         at the saddle in :math:`\theta`, :math:`k L_0''(u_\text{ridge})`); ``info`` holds the
         seconds per optimizer, the critical points and the start point.
@@ -97,8 +98,11 @@ def run_escape(
             bar.close()
         seconds[key] = round(result.seconds, 3)
         if log is not None:
+            diverged = int(result.diverged.sum())
             log(f"{config.experiment} {key}: {int(result.escaped.sum())}/{len(ks)} left in "
-                f"{result.iterations} iterations, {result.seconds:.1f} s")
+                f"{result.iterations} iterations, {result.seconds:.1f} s"
+                + (f"; {diverged} diverged (their positions overflowed: a smaller k or learning rate)"
+                   if diverged else ""))
         frames.append(pd.DataFrame({
             "experiment": config.experiment,
             "optimizer": key,
@@ -106,6 +110,7 @@ def run_escape(
             "trial": trial,
             "escape_step": result.escape_step,
             "escaped": result.escaped,
+            "diverged": result.diverged,
             "exposure": np.minimum(result.escape_step, config.budget),
             "hessian": ks * curvature,
         }))

@@ -130,7 +130,10 @@ def gradient_noise(landscape: StyblinskiTangLandscape, u: np.ndarray) -> tuple[n
 
 @dataclass
 class FusedResult:
-    """Per trial: escape step (``budget + 1`` where censored), flags, budgets, diagnostics; and the work done.
+    """Per trial: escape step (``budget + 1`` where censored or diverged), flags, budgets, diagnostics; the work done.
+
+    ``diverged``: the trial's position overflowed (a NaN "outside" value) before any escape; it is
+    neither escaped nor censored, and a rate must leave it out (its count is reported).
 
     ``kick_at_escape`` / ``kick_lag``: the largest standardized kick in the ``window`` steps up to the
     escape and how many steps before the escape it came (NaN / -1 without an escape or diagnostics);
@@ -143,6 +146,7 @@ class FusedResult:
     escaped: np.ndarray
     budget: np.ndarray
     final_theta: np.ndarray
+    diverged: np.ndarray
     kick_at_escape: np.ndarray
     kick_lag: np.ndarray
     kick_count: np.ndarray
@@ -285,6 +289,11 @@ def simulate_fused(
     T = np.float32 if dtype == torch.float32 else np.float64
     root = np.asarray(sqrt_k, dtype=np.float64).reshape(-1).astype(T)
     n_all = int(root.size)
+    if np.isnan(root).any() or (root <= 0).any():
+        raise ValueError("Invalid sqrt_k: every value must be > 0 (a NaN or a sign would be no sharpness)")
+    for name, values in (("budget", budget), ("trial_ids", trial_ids)):
+        if values is not None and not np.issubdtype(np.asarray(values).dtype, np.integer):
+            raise ValueError(f"Invalid {name}: integers expected, got {np.asarray(values).dtype} (it would be cut)")
     budgets_all = np.broadcast_to(np.asarray(budget, dtype=np.int64), (n_all,)).copy()
     if np.any(budgets_all < 1):
         raise ValueError("Invalid budget: every budget must be >= 1")
@@ -391,10 +400,10 @@ def simulate_fused(
         t += steps
         if progress is not None:
             progress(t, int(position.size))
-        if stream == "torch" and bool((state["escape_step"] > 0).all()):
+        if stream == "torch" and bool((state["escape_step"] != 0).all()):
             break
         if drop:
-            done = (state["escape_step"] > 0) | (state["budget"] <= t)
+            done = (state["escape_step"] != 0) | (state["budget"] <= t)
             if done.any():
                 harvest(done)
                 keep = ~done
@@ -405,11 +414,13 @@ def simulate_fused(
     if position.size:
         harvest(np.ones(position.size, dtype=bool))
     escaped = out_escape > 0
+    diverged = out_escape < 0
     escape_step = np.where(escaped, out_escape, budgets_all + 1)
-    counted = np.minimum(escape_step, budgets_all).astype(np.float64)
+    # the steps a trial ran: to its escape, its divergence or its budget
+    counted = np.where(diverged, -out_escape, np.minimum(escape_step, budgets_all)).astype(np.float64)
     is_momentum = kind in ("sgd", "lcam", "bernoulli")
     return FusedResult(
-        escape_step=escape_step, escaped=escaped, budget=budgets_all, final_theta=out_theta,
+        escape_step=escape_step, escaped=escaped, budget=budgets_all, final_theta=out_theta, diverged=diverged,
         kick_at_escape=out["kick_at_escape"], kick_lag=out["kick_lag"], kick_count=out["kick_count"],
         momentum_mean=out["momentum_sum"] / counted if is_momentum else np.full(n_all, np.nan),
         below_fraction=out["below_steps"] / counted if kind in ("lcam", "bernoulli") else np.full(n_all, np.nan),

@@ -46,12 +46,28 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
+import warnings
 from typing import Any
 
-import numba
 import numpy as np
 
-__all__ = ["W", "RING", "MAXB", "KINDS", "ARM_CODES", "STATE", "escape_run", "cache_hits"]
+
+class LoopUnavailable(ImportError, ValueError):
+    """numba, which compiles the escape loop, is missing, fails to import, or has its compiler turned off
+    (``NUMBA_DISABLE_JIT``); a ``ValueError`` too, so the command line's error boundary prints it as one line."""
+
+
+try:
+    import numba
+except (ImportError, ValueError) as _error:  # ValueError: numba's own settings, e.g. NUMBA_NUM_THREADS=0
+    raise LoopUnavailable(f"the escape loop needs numba, which failed to import ({type(_error).__name__}: "
+                          f"{_error}); check the NUMBA_* environment variables, or install it with "
+                          f"`pip install numba` (or reinstall lcamlab: `pip install -e .`)") from None
+if numba.config.DISABLE_JIT:  # njit would hand back the plain Python loop: correct, but hours for a quick run
+    raise LoopUnavailable("the escape loop needs numba's compiler, which NUMBA_DISABLE_JIT turns off (the loop "
+                          "would run as plain Python, thousands of times slower); unset NUMBA_DISABLE_JIT")
+
+__all__ = ["W", "RING", "MAXB", "KINDS", "ARM_CODES", "STATE", "LoopUnavailable", "escape_run", "cache_hits"]
 
 W = 32      # lanes (trials) per tile
 RING = 32   # kick history per trial (a power of two)
@@ -159,10 +175,11 @@ def escape_run(kind: int, arm: int, diag: bool, b1: bool, plain: bool, *arrays, 
             (float64, :func:`lcamlab.escape.fused.noise_moments`); ``iso_sd`` ``(dim,)``; ``offset``,
             ``direction`` ``(dim,)``: outside when any ``offset - u * direction > 0``.
         indices: ``(steps, n, batch)`` int64 with ``stream=1`` (else unused).
-        root ... first_flag: per trial (``n``): sqrt(k), ids, budgets, escape steps (0: not yet), and the
+        root ... first_flag: per trial (``n``): sqrt(k), ids, budgets, escape steps (0: not yet; ``-t``: the
+            position diverged, a NaN "outside" value, at step ``t`` before any escape), and the
             state; ``theta`` and ``buf1..3`` are ``(dim, n)``, ``ring`` ``(n, RING)``.
     """
-    run_tiles = _variant(int(kind), int(arm), bool(diag), bool(b1), bool(plain))
+    run_tiles = _variant(int(kind), int(arm), bool(diag), bool(b1), bool(plain), arrays)
     tiles = (arrays[STATE_START].shape[0] + W - 1) // W
     workers = max(1, min(int(threads), tiles))
     bounds = [tiles * part // workers for part in range(workers + 1)]
@@ -197,22 +214,43 @@ def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
 _VARIANTS: dict[tuple[int, int, bool, bool, bool], Any] = {}
 
 
-def _variant(kind: int, arm: int, diag: bool, b1: bool, plain: bool):
+def _variant(kind: int, arm: int, diag: bool, b1: bool, plain: bool, arrays: tuple):
     """The loop of one variant, compiled on first use (and cached on disk by numba).
 
     ``kind`` ... ``plain`` are closure constants of the compiled function, so each variant is
-    compiled without the branches it does not take (as a C++ template would be).
+    compiled without the branches it does not take (as a C++ template would be). The first call
+    with ``arrays``' types is a call over no tiles (it compiles, or loads numba's cache, and runs
+    nothing): if numba's on-disk cache of it is damaged (a cut or garbled ``.nbi`` / ``.nbc`` raises
+    while loading), its index is emptied, one warning names the folder, and the variant is compiled anew
+    (kept in memory only, if the index cannot even be replaced: a folder in its place, no permission).
     """
     key = (kind, arm, diag, b1, plain)
     if key not in _VARIANTS:
         _VARIANTS[key] = _compile(*key)
-    return _VARIANTS[key]
+    run_tiles = _VARIANTS[key]
+    if not run_tiles.overloads:
+        try:
+            run_tiles(0, 0, *arrays)
+        except Exception as error:  # numba's loader raises whatever the damaged bytes give (pickle, LLVM, ...)
+            if run_tiles.overloads:  # it compiled: not the cache's fault
+                raise
+            cache = run_tiles._cache  # numba's cache of this function (no public handle)
+            try:
+                cache.flush()
+                on_disk, fix = True, ""
+            except OSError:  # the index cannot even be replaced (a folder in its place, no permission)
+                on_disk, fix = False, f"; this process compiles without it (move {cache.cache_path} away)"
+            warnings.warn(f"numba's on-disk cache of the escape loop in {cache.cache_path} is unreadable "
+                          f"({type(error).__name__}); recompiling it (5-10 s){fix}", stacklevel=2)
+            run_tiles = _VARIANTS[key] = _compile(*key, cache=on_disk)
+            run_tiles(0, 0, *arrays)
+    return run_tiles
 
 
-def _compile(kind: int, arm: int, diag: bool, b1: bool, plain: bool):
-    """:func:`_variant`'s function (numba compiles it at its first call)."""
+def _compile(kind: int, arm: int, diag: bool, b1: bool, plain: bool, cache: bool = True):
+    """:func:`_variant`'s function (numba compiles it at its first call; ``cache``: kept on disk)."""
 
-    @numba.njit(nogil=True, cache=True, error_model="numpy")
+    @numba.njit(nogil=True, cache=cache, error_model="numpy")
     def run_tiles(first_tile, end_tile, ints, reals, consts, data, moments, cov, iso_sd, offset, direction,
                   indices, rootp, trial_id, budget, escape_step, theta, buf1, buf2, buf3, loss_sum, below, momentum,
                   momentum_sum, below_steps, ring, kick_at_escape, kick_lag, kick_count, first_flag):
@@ -270,6 +308,7 @@ def _compile(kind: int, arm: int, diag: bool, b1: bool, plain: bool):
         vbar = np.empty(W, dt)
         mmax = np.empty(W, dt)
         worst = np.empty(W, dt)
+        lost = np.empty(W, dt)
         # a tile's state (lanes beyond `lanes` copy the last real one and are never stored)
         th = np.empty((D, W), dt)
         m1 = np.zeros((D, W), dt)
@@ -550,21 +589,26 @@ def _compile(kind: int, arm: int, diag: bool, b1: bool, plain: bool):
                         hist[slot, w] = kick[w]
                         if esc[w] == 0 and kick[w] > threshold:
                             kcount[w] += 1.0
-                # outside when any coordinate's (offset - u * direction) > 0: the largest of them > 0 (NaN never counts)
+                # outside when any coordinate's (offset - u * direction) > 0: the largest of them > 0 (NaN never
+                # counts); a NaN one is a diverged position (overflowed), which ends the trial as not escaped
                 for w in range(W):
                     worst[w] = zero
+                    lost[w] = zero
                 for c in range(D):
                     o = offset[c]
                     d = direction[c]
                     for w in range(W):
                         v = o - (th[c, w] * root[w]) * d
                         worst[w] = v if v > worst[w] else worst[w]
+                        lost[w] = one if v != v else lost[w]
                 fresh = False
                 for w in range(W):
-                    fresh = fresh or (worst[w] > zero and esc[w] == 0)
+                    fresh = fresh or ((worst[w] > zero or lost[w] != zero) and esc[w] == 0)
                 if fresh:
                     for w in range(W):
-                        if worst[w] > zero and esc[w] == 0 and t + 1 <= bud[w]:
+                        if lost[w] != zero and esc[w] == 0 and t + 1 <= bud[w]:
+                            esc[w] = -(t + 1)  # diverged at this step
+                        elif worst[w] > zero and esc[w] == 0 and t + 1 <= bud[w]:
                             esc[w] = t + 1
                             if diag:
                                 best = np.float32(-1.0)

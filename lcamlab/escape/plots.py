@@ -22,18 +22,26 @@ __all__ = ["plot_saddle", "plot_kramers", "plot_alpha", "plot_jumps"]
 
 
 def _plain_log_ticks(axis) -> None:
-    """Label a log axis with plain numbers (20, 0.001) instead of mathtext powers: easier to
-    read, and mathtext layout was most of the figures' rendering time."""
+    """Label a log axis with plain numbers (20, 0.001, 10,000) instead of mathtext powers: easier to
+    read, and mathtext layout was most of the figures' rendering time. Every label is a plain
+    decimal, so an axis never mixes formats (matplotlib's own LogFormatter writes 1e4 next to 1e+05)."""
     from matplotlib.ticker import LogFormatter
 
-    axis.set_major_formatter(LogFormatter())
-    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
+    class PlainLogFormatter(LogFormatter):
+        def _num_to_string(self, x, vmin, vmax):
+            if x >= 1e4 and float(x).is_integer():
+                return f"{x:,.0f}"
+            return np.format_float_positional(x, precision=6, trim="-")
+
+    axis.set_major_formatter(PlainLogFormatter())
+    axis.set_minor_formatter(PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.6)))
 
 
 def plot_saddle(table: pd.DataFrame, exponents: pd.DataFrame):
     r"""Mean iterations to leave the saddle against :math:`|\lambda|` (log-log), and relative to SGD.
 
-    Left: mean exit iteration with its 95% interval and the fitted power law.
+    Left: mean exit iteration with its 95% interval (markers) and the fitted power law (lines,
+    :func:`lcamlab.escape.rates.saddle_exponent_table`).
     Right: each optimizer's mean divided by SGD's at the same curvature (below 1 =
     leaves faster than SGD). Returns ``(fig, axes)``.
     """
@@ -47,8 +55,12 @@ def plot_saddle(table: pd.DataFrame, exponents: pd.DataFrame):
         label = style.optimizer_label(key)
         if key in fits.index:
             label += f" (p = {fits.loc[key, 'exponent']:.2f})"
-        axes[0].errorbar(x, group["mean_time"], yerr=err, fmt=style.optimizer_marker(key) + "-", color=color,
-                         markersize=4, capsize=2, elinewidth=0.8, linewidth=0.9, label=label)
+        axes[0].errorbar(x, group["mean_time"], yerr=err, fmt=style.optimizer_marker(key), color=color,
+                         markersize=4, capsize=2, elinewidth=0.8, label=label)
+        if key in fits.index:  # the fitted power law over the curvatures measured
+            line = np.geomspace(x.min(), x.max(), 20)
+            axes[0].plot(line, np.exp(fits.loc[key, "intercept"]) * line ** fits.loc[key, "exponent"], color=color,
+                         linewidth=0.9)
         if reference is not None:
             ratio = group["mean_time"].to_numpy() / reference.reindex(group["k"]).to_numpy()
             axes[1].plot(x, ratio, style.optimizer_marker(key) + "-", color=color, markersize=4, linewidth=0.9)
@@ -59,7 +71,7 @@ def plot_saddle(table: pd.DataFrame, exponents: pd.DataFrame):
     axes[0].set_yscale("log")
     _plain_log_ticks(axes[0].yaxis)
     axes[0].set_ylabel("iterations to leave the saddle")
-    axes[0].set_title("mean exit time, fit T ∝ |λ|^p")
+    axes[0].set_title("mean exit time (markers), fit T ∝ |λ|^p (lines)")
     axes[1].axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
     axes[1].set_ylabel("mean exit time / SGD's")
     axes[1].set_title("relative to SGD (below 1: faster)")
@@ -170,19 +182,32 @@ def plot_alpha(alphas: pd.DataFrame):
 
 
 def plot_jumps(points: pd.DataFrame, trace: dict):
-    """Left: one jump-driven escape (u of the escaping coordinate and the kicks); right: kick fraction vs k."""
-    fig, axes = style.new_figure(1, 2, width="double", aspect=0.62)
+    """Left: one jump-driven escape (u of the escaping coordinate and the kicks); right: kick fraction vs k.
+
+    One legend below both panels names every mark: the path, the valley's minimum where it
+    starts and the ridge it crosses (the reference lines), the kicks (bars, right-hand axis)
+    and each optimizer's curve with the chance line.
+    """
+    from matplotlib.patches import Patch
+
+    fig, axes = style.new_figure(1, 2, width="double", aspect=0.78)
     ax = axes[0]
     steps = np.asarray(trace["steps"]) - trace["escape_step"]
-    ax.plot(steps, trace["u"], color="black", linewidth=1.0, marker="o", markersize=2.5, label="u of the escaping coordinate")
-    ax.axhline(trace["boundary"], color="0.5", linestyle="--", linewidth=0.7)
-    ax.axhline(trace["start"], color="0.5", linestyle=":", linewidth=0.7)
+    kick_colour = style.optimizer_color("sgd")
+    path = ax.plot(steps, trace["u"], color="black", linewidth=1.0, marker="o", markersize=2.5,
+                   label="u, the escaping coordinate")[0]
+    ridge = ax.axhline(trace["boundary"], color="0.5", linestyle="--", linewidth=0.7,
+                       label="ridge: the valley's boundary")
+    start = ax.axhline(trace["start"], color="0.5", linestyle=":", linewidth=0.7,
+                       label="start: the valley's minimum")
     ax.set_xlabel("iterations relative to the escape")
-    ax.set_ylabel("u = √k θ")
+    ax.set_ylabel("coordinate u = √k·θ")
     twin = ax.twinx()
-    twin.bar(steps[1:] - 0.5, np.abs(trace["kick"]), width=0.8, color=style.optimizer_color("sgd"), alpha=0.5,
-             label="|kick| (noise SDs)")
+    twin.bar(steps[1:] - 0.5, np.abs(trace["kick"]), width=0.8, color=kick_colour, alpha=0.5)
     twin.set_ylabel("|kick| (noise SDs)")
+    kicks = Patch(color=kick_colour, alpha=0.5, label="|kick| per step (bars, right axis)")
+    ax.set_zorder(twin.get_zorder() + 1)  # the path over the bars
+    ax.patch.set_visible(False)
     ax.set_title(f"SGD, k = {trace['k']:.2f}: one kick of {abs(trace['kick'][int(np.argmax(np.abs(trace['kick'])))]):.1f} SDs",
                  fontsize=9)
     ax = axes[1]
@@ -198,8 +223,10 @@ def plot_jumps(points: pd.DataFrame, trace: dict):
     ax.set_xscale("log")
     _plain_log_ticks(ax.xaxis)
     ax.set_xlabel("mean escape time (iterations; flatter valleys →)")
-    ax.set_ylabel("after a kick > 6 SDs")
+    ax.set_ylabel("fraction after a kick > 6 SDs")
     ax.set_title("fraction of escapes after a large kick (20 steps)", fontsize=9)
     ax.set_ylim(0, 1.05)
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=4)
+    handles, labels = ax.get_legend_handles_labels()
+    left = [path, ridge, start, kicks]
+    fig.legend(left + handles, [h.get_label() for h in left] + labels, loc="outside lower center", ncol=4)
     return fig, axes

@@ -165,7 +165,10 @@ class EscapeProblem:
 
 @dataclass
 class SimulationResult:
-    """Escape step per trial (``budget + 1`` where censored), flags, final positions and timing.
+    """Escape step per trial (``budget + 1`` where censored or diverged), flags, final positions and timing.
+
+    ``diverged``: the trial's position overflowed (a NaN "outside" value) before any escape:
+    neither escaped nor censored (the fused loop's rule, :class:`lcamlab.escape.fused.FusedResult`).
 
     ``iterations``: steps taken after the warm-up (batched); warm-up plus steps,
     summed over trials (looped).
@@ -176,6 +179,7 @@ class SimulationResult:
     final_theta: np.ndarray
     iterations: int
     seconds: float
+    diverged: np.ndarray
 
 
 @contextlib.contextmanager
@@ -233,6 +237,7 @@ def _simulate(problem: TrialProblem, spec: OptimizerSpec, region: ExitRegion, *,
     optimizer = spec.build([theta], trial_axis=True, **_overrides(spec, lcam_mean))
     escape_step = torch.full((trials,), budget + 1, dtype=torch.long, device=device)
     escaped = torch.zeros(trials, dtype=torch.bool, device=device)
+    diverged = torch.zeros(trials, dtype=torch.bool, device=device)
     generator = _stream_generator(seed, device)
     # per-coordinate "outside" of every step of a block; reduced once per block,
     # because a small reduction per step costs more than the whole gradient
@@ -244,19 +249,25 @@ def _simulate(problem: TrialProblem, spec: OptimizerSpec, region: ExitRegion, *,
     def record(t: int, loss: Tensor | None) -> None:
         s = t % chunk
         region.outside(problem.rescaled(theta), offset, direction, out=outside[s])
-        if stop_at_escape and bool((torch.amax(outside[s], 1) > 0).all()):
+        if stop_at_escape and bool(((torch.amax(outside[s], 1) > 0) | torch.isnan(outside[s]).any(1)).all()):
             raise _Left(t)
 
     def bookkeeping(block_start: int, steps: int) -> bool:
-        nonlocal escape_step, escaped
+        nonlocal escape_step, escaped, diverged
         crossed = torch.amax(outside[:steps], 2) > 0
-        first = torch.argmax(crossed.to(torch.uint8), dim=0)
-        fresh = crossed.any(0) & ~escaped
+        # a NaN "outside" value is a diverged position; it ends the trial, before any crossing at that step
+        lost = torch.isnan(outside[:steps]).any(2)
+        event = crossed | lost
+        first = torch.argmax(event.to(torch.uint8), dim=0)
+        fresh = event.any(0) & ~escaped & ~diverged
+        at_first_lost = lost.gather(0, first.unsqueeze(0)).squeeze(0)
+        diverged |= fresh & at_first_lost
+        fresh &= ~at_first_lost
         escape_step = torch.where(fresh, first + (block_start + 1), escape_step)
         escaped |= fresh
         if progress is not None:
             progress(block_start + steps)
-        return bool(escaped.all())
+        return bool((escaped | diverged).all())
 
     with torch.no_grad():
         if warmup:
@@ -278,6 +289,7 @@ def _simulate(problem: TrialProblem, spec: OptimizerSpec, region: ExitRegion, *,
         final_theta=theta.detach().cpu().numpy(),
         iterations=steps_done,
         seconds=time.perf_counter() - started,
+        diverged=diverged.cpu().numpy(),
     )
 
 
@@ -366,7 +378,8 @@ def simulate_looped(
     with cpu_threads(landscape.device):
         runs = looped(problem, body, chosen)
     if not runs:
-        return SimulationResult(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros((0, landscape.dim)), 0, 0.0)
+        return SimulationResult(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros((0, landscape.dim)), 0, 0.0,
+                                np.zeros(0, bool))
     escape_step = np.concatenate([run.escape_step for run in runs])
     return SimulationResult(
         escape_step=escape_step,
@@ -374,4 +387,5 @@ def simulate_looped(
         final_theta=np.concatenate([run.final_theta for run in runs]).astype(np.float64),
         iterations=sum(warmup + run.iterations for run in runs),
         seconds=sum(run.seconds for run in runs),
+        diverged=np.concatenate([run.diverged for run in runs]),
     )

@@ -42,8 +42,8 @@ import pandas as pd
 
 from lcamlab import provenance
 
-__all__ = ["FORMAT", "CacheError", "CachedTable", "config_hash", "table_path", "cached_table", "read_table",
-           "write_table"]
+__all__ = ["FORMAT", "CacheError", "CachedTable", "config_hash", "sha256", "table_path", "cached_table", "read_table",
+           "write_table", "read_sidecar", "move_aside", "set_aside"]
 
 #: Layout of a cache entry (the sidecar's ``cache`` record); bump when it changes.
 FORMAT = 2
@@ -83,8 +83,25 @@ def table_path(name: str, config: Any, folder: str | os.PathLike, *, version: in
     return Path(folder) / f"{name}_{config_hash(_key(name, config, version))}.csv"
 
 
-def _sha256(data: bytes) -> str:
+def sha256(data: bytes) -> str:
+    """Hex SHA-256 of ``data``: the checksum a sidecar records and every read checks."""
     return hashlib.sha256(data).hexdigest()
+
+
+def read_sidecar(path: Path, what: str, holds: str) -> Any:
+    """The parsed JSON sidecar ``<stem>.json`` of the entry ``path`` (any JSON value: the caller checks its record).
+
+    Raises:
+        CacheError: no sidecar, or one that is not readable JSON; the message names ``path`` as ``what``
+            (e.g. "cached table") and says what the sidecar ``holds``.
+    """
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        raise CacheError(f"{what} {path} has no sidecar {sidecar.name} ({holds})")
+    try:
+        return json.loads(sidecar.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CacheError(f"sidecar {sidecar} is not readable JSON ({type(error).__name__}: {error})") from None
 
 
 def read_table(path: str | os.PathLike, *, name: str | None = None, config: Any = None,
@@ -103,12 +120,7 @@ def read_table(path: str | os.PathLike, *, name: str | None = None, config: Any 
     sidecar = path.with_suffix(".json")
     if not path.is_file():
         raise CacheError(f"no cached table at {path}")
-    if not sidecar.is_file():
-        raise CacheError(f"cached table {path} has no sidecar {sidecar.name} (its provenance and checksum)")
-    try:
-        metadata = json.loads(sidecar.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CacheError(f"sidecar {sidecar} is not readable JSON ({error})") from None
+    metadata = read_sidecar(path, "cached table", "its provenance and checksum")
     record = metadata.get("cache") if isinstance(metadata, dict) else None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise CacheError(f"cached table {path} is of another cache format "
@@ -120,7 +132,7 @@ def read_table(path: str | os.PathLike, *, name: str | None = None, config: Any 
     if config is not None and metadata.get("config") != provenance.to_jsonable(config):
         raise CacheError(f"cached table {path} was made with a different configuration than requested")
     data = path.read_bytes()
-    if _sha256(data) != record.get("sha256"):
+    if sha256(data) != record.get("sha256"):
         raise CacheError(f"cached table {path} does not match the SHA-256 in {sidecar.name} (edited or cut short)")
     try:
         import io
@@ -139,21 +151,32 @@ def write_table(path: str | os.PathLike, frame: pd.DataFrame, metadata: dict[str
     path = Path(path)
     data = frame.to_csv(index=False).encode("utf-8")
     metadata = dict(metadata)
-    metadata["cache"] = {"format": FORMAT, "table": name, "version": version, "sha256": _sha256(data),
+    metadata["cache"] = {"format": FORMAT, "table": name, "version": version, "sha256": sha256(data),
                          "rows": len(frame)}
     provenance.atomic_write_json(path.with_suffix(".json"), metadata)
     provenance.atomic_write_bytes(path, data)
     return provenance.to_jsonable(metadata)
 
 
-def _move_aside(path: Path) -> Path:
-    """Rename a damaged entry (CSV and sidecar) out of the way; returns the CSV's new name."""
+def move_aside(path: Path) -> Path:
+    """Rename a damaged entry (the file and its ``.json`` sidecar) out of the way; returns the file's new name.
+
+    ``<stem>.damaged-<UTC time><suffix>``: nothing a user produced is deleted.
+    """
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    target = path.with_name(f"{path.stem}.damaged-{stamp}.csv")
+    target = path.with_name(f"{path.stem}.damaged-{stamp}{path.suffix}")
     for old, new in ((path, target), (path.with_suffix(".json"), target.with_suffix(".json"))):
         if old.exists():
             os.replace(old, new)
     return target
+
+
+def set_aside(path: Path, error: Exception, log: Callable[[str], None] | None) -> Path:
+    """Move a damaged or mismatching entry aside (:func:`move_aside`) with the one line saying so."""
+    aside = move_aside(path)
+    if log is not None:
+        log(f"lcamlab: {error}; moved it to {aside.name} and recomputing")
+    return aside
 
 
 def cached_table(
@@ -192,9 +215,7 @@ def cached_table(
         except CacheError as error:
             if not recompute:
                 raise CacheError(f"{error}; delete {path} and its .json sidecar to recompute it") from None
-            aside = _move_aside(path)
-            if log is not None:
-                log(f"lcamlab: {error}; moved it to {aside.name} and recomputing")
+            set_aside(path, error, log)
     started = time.perf_counter()
     result = compute()
     frame, info = result if isinstance(result, tuple) else (result, {})
@@ -206,7 +227,7 @@ def cached_table(
             frame_, metadata_ = read_table(path, name=name, config=config, version=version)
             return CachedTable(frame_, metadata_, path, True)
         except CacheError:
-            _move_aside(path)
+            move_aside(path)
     stored = write_table(path, frame, metadata, name=name, version=version)
     # read back: the caller sees exactly what the next build will read (CSV round trip)
     frame, stored = read_table(path, name=name, config=config, version=version)

@@ -9,6 +9,12 @@ command shows it. ``--write-readme`` rewrites the block between
 ``<!-- findings:start -->`` and ``<!-- findings:end -->`` of README.md from the
 ledger, so the README's findings cannot disagree with the data; ``--check``
 exits with status 1 if the block is out of date (as the test suite checks).
+
+Every form first verifies the ledger against the checksum in its sidecar
+(:func:`lcamlab.experiments.claims.read_ledger`): a ledger that is missing,
+damaged or edited by hand is refused in one line naming the file and the
+notebooks to rerun, so no forged verdict is ever printed or published, and the
+README's findings are never replaced from an empty ledger.
 """
 
 from __future__ import annotations
@@ -60,6 +66,13 @@ def format_ledger(ledger) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``lcamlab claims``."""
+    path = claims.ledger_path(args.data_dir)
+    if path.parent.is_file():
+        raise claims.LedgerError(f"--data-dir {path.parent} is a file, not a folder: give the folder that holds "
+                                 f"claims.csv (default: the repository's data/)")
+    if not path.exists():  # (a folder in its place is refused by read_ledger, naming it)
+        raise claims.LedgerError(f"no claims ledger at {path}: give the --data-dir that holds claims.csv "
+                                 f"(default: the repository's data/), or measure the claims with `lcamlab figures`")
     ledger = claims.read_ledger(args.data_dir)
     shown = ledger if args.notebook is None else ledger[ledger["notebook"] == args.notebook]
     if args.notebook is not None and len(shown) == 0:

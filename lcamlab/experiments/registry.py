@@ -328,8 +328,8 @@ PRESETS: dict[str, Preset] = {
     "adarem-s": Preset("adarem-s", {}, "AdaRem-S", "#882255"),  # wine
     "adam": Preset("adam", {}, "Adam", "#E69F00", "D", ("zoo", "toys", "train")),  # orange
     "adamw": Preset("adamw", {}, "AdamW", "#DDCC77", "o", ("train",)),  # sand
-    "adagrad": Preset("adagrad", {}, "AdaGrad", "#999933", "o", ("zoo", "toys")),  # olive
-    "rmsprop": Preset("rmsprop", {}, "RMSprop", "#88CCEE", "o", ("zoo", "toys")),  # cyan
+    "adagrad": Preset("adagrad", {}, "AdaGrad", "#999933", "h", ("zoo", "toys")),  # olive
+    "rmsprop": Preset("rmsprop", {}, "RMSprop", "#88CCEE", "<", ("zoo", "toys")),  # cyan
 }
 
 

@@ -42,6 +42,7 @@ from lcamlab.train.groups import NUMBER_PATTERN as _NUMBER
 __all__ = [
     "SOURCE_NAME",
     "SOURCE_SHA256",
+    "SEEDS_DIR_ENV",
     "FIGURES",
     "METRICS",
     "PAPER_COLOR_GROUPS",
@@ -56,6 +57,8 @@ __all__ = [
 #: The paper the curves come from, and the exact text they were extracted from.
 SOURCE_NAME = "000_2880b3189dc1ab7c.txt"
 SOURCE_SHA256 = "5a8b5fac53a3bcc84e41d0e774044a1ea3325b76d62b9120463ac6fb303a6b9d"
+#: The variable naming the folder that holds the paper's text (the project's ``shared/seeds``).
+SEEDS_DIR_ENV = "LCAMLAB_SEEDS_DIR"
 
 METRICS = {"test_error": "Test error (%)", "train_loss": "Average training loss"}
 
@@ -132,25 +135,35 @@ class PaperCurve:
 def find_source(path: str | os.PathLike | None = None) -> Path:
     """Locate the paper's text: ``path``, else ``$LCAMLAB_SEEDS_DIR/<SOURCE_NAME>``, else ``../shared/seeds/``.
 
+    A ``$LCAMLAB_SEEDS_DIR`` that is set is the only place looked at: a folder that does not exist or
+    lacks the file is an error, never a silent fallback to another copy.
+
     Raises:
-        FileNotFoundError: naming every place looked at.
+        FileNotFoundError: naming every place looked at (or the variable and its value).
     """
     if path is not None:
         source = Path(path)
         if not source.is_file():
             raise FileNotFoundError(f"Paper text not found: {source} (pass the path of {SOURCE_NAME} with --source)")
         return source
-    candidates = []
-    if os.environ.get("LCAMLAB_SEEDS_DIR"):
-        candidates.append(Path(os.environ["LCAMLAB_SEEDS_DIR"]) / SOURCE_NAME)
+    env = os.environ.get(SEEDS_DIR_ENV, "").strip()
+    if env:
+        folder = Path(env).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{SEEDS_DIR_ENV}={env} is not a folder: set it to the folder holding "
+                                    f"{SOURCE_NAME}, or unset it to use ../shared/seeds/")
+        if not (folder / SOURCE_NAME).is_file():
+            raise FileNotFoundError(f"{SEEDS_DIR_ENV}={env} holds no {SOURCE_NAME}: set it to the folder holding "
+                                    f"that file, or unset it to use ../shared/seeds/")
+        return folder / SOURCE_NAME
     root = paths.REPO_ROOT
-    candidates += [root.parent / "shared" / "seeds" / SOURCE_NAME, root / "shared" / "seeds" / SOURCE_NAME]
+    candidates = [root.parent / "shared" / "seeds" / SOURCE_NAME, root / "shared" / "seeds" / SOURCE_NAME]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     looked = ", ".join(str(c) for c in candidates)
     raise FileNotFoundError(
-        f"Paper text {SOURCE_NAME} not found (looked in {looked}); pass --source PATH or set LCAMLAB_SEEDS_DIR."
+        f"Paper text {SOURCE_NAME} not found (looked in {looked}); pass --source PATH or set {SEEDS_DIR_ENV}."
     )
 
 

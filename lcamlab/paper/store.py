@@ -21,7 +21,7 @@ import pandas as pd
 
 from lcamlab import provenance
 from lcamlab.paper.analysis import check_curves
-from lcamlab.paper.parse import SOURCE_SHA256, curves_frame, find_source, parse_curves, parse_table1
+from lcamlab.paper.parse import SOURCE_NAME, SOURCE_SHA256, curves_frame, find_source, parse_curves, parse_table1
 from lcamlab.paths import REPO_ROOT, data_dir
 
 __all__ = ["default_paper_dir", "extract", "load_curves", "load_table1"]
@@ -55,9 +55,15 @@ def extract(
         ``{"curves": path, "table1": path, "status": {name: "written"|"up to date"}, "findings": [...]}``.
     """
     path = find_source(source)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        text = ""  # binary: not the paper's text either
     digest = _sha256(path)
     curves = parse_curves(text)
+    if not curves:  # one line instead of every check failing on an empty extraction
+        raise ValueError(f"{path} is not the LCAM paper's text: it holds no pgfplots curve (\\addplot); pass the "
+                         f"path of {SOURCE_NAME} with --source")
     frame = curves_frame(curves)
     findings = check_curves(frame)
     table1 = parse_table1(text)
@@ -141,6 +147,9 @@ def _same_table(a: pd.DataFrame, b: pd.DataFrame) -> bool:
 
 def _read(name: str, paper_dir: str | os.PathLike | None) -> pd.DataFrame:
     directory = Path(paper_dir) if paper_dir is not None else default_paper_dir()
+    if directory.is_file():
+        raise ValueError(f"{directory} is a file, not a folder: give the folder that holds curves.csv and "
+                         f"table1.csv (default: the repository's data/paper)")
     path = directory / f"{name}.csv"
     if path.is_file():
         frame, _ = provenance.load_table(path)

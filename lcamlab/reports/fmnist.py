@@ -66,7 +66,7 @@ __all__ = [
 FMNIST = "fashion-mnist"
 #: The baseline of every comparison: fixed momentum 0.9 (the paper's black group).
 BASELINE = "0.9-0.9"
-_CONTROL_STYLES = {"shuffled": ("--", "#7b3294"), "matched": ("-.", "#666666")}
+_CONTROL_STYLES = {"shuffled": ("--", "#7b3294", "v"), "matched": ("-.", "#666666", "x")}  # line, colour, marker
 
 
 def series_label(group: str, control: str | None) -> str:
@@ -122,11 +122,13 @@ def _display(series: str, figure: str | None = None) -> str:
     return name
 
 
-def _color(series: str) -> tuple[str, str]:
+def _look(series: str) -> tuple[str, str, str]:
+    """``(colour, line style, marker)`` of a series: a group's paper colour and marker, solid; a control's own."""
     group, _, control = series.partition(" ")
     if control in _CONTROL_STYLES:
-        return _CONTROL_STYLES[control][1], _CONTROL_STYLES[control][0]
-    return style.paper_group_color(parse_group(group)), "-"
+        ls, colour, marker = _CONTROL_STYLES[control]
+        return colour, ls, marker
+    return style.paper_group_color(parse_group(group)), "-", style.paper_group_marker(parse_group(group))
 
 
 def _band(values: pd.Series) -> tuple[float, float, float]:
@@ -138,69 +140,82 @@ def _band(values: pd.Series) -> tuple[float, float, float]:
 
 def plot_fmnist(frame: pd.DataFrame, *, figure: str | None = None, series: Sequence[str] | None = None,
                 metrics: Sequence[str] = ("test_error", "train_loss"), drop_epochs: Sequence[int] = (),
-                title: str | None = None):
+                drop_label: str = "learning-rate drops", title: str | None = None):
     """Test error and training loss per epoch: mean over seeds (line) and its 95% t-interval (band).
 
-    The y-axis is zoomed on the epochs after the first quarter of the run (the first epochs'
-    steep fall leaves the panel); every later epoch is in view.
+    Both axes are logarithmic, so every epoch is in view (the first epochs' steep fall
+    included) while the late epochs' differences stay readable; an axis whose band reaches 0
+    (few seeds, a wide interval) is linear instead. Each group has its colour and
+    marker (:func:`lcamlab.style.paper_group_marker`), each control its own line style and
+    marker; the groups' bands are drawn, the controls' are not (five bands would blend into one
+    patch), and the groups are drawn over their controls, so LCAM's line is never hidden.
 
     Args:
         frame: :func:`fmnist_frame` output.
         figure: keep only this figure's runs (``fig3`` or ``fig5``); None: all.
         series: which series, in drawing order (default :func:`series_order`).
         drop_epochs: epochs marked with a dotted line (1-based first epoch at the lower rate).
+        drop_label: the dotted lines' legend entry.
     Returns:
         ``(fig, axes)``.
     """
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     if figure is not None and len(frame):
         frame = frame[frame.figure == figure]
     order = list(series) if series is not None else series_order(frame)
     fig, axes = style.new_figure(1, len(metrics), width="double", aspect=0.72, squeeze=False)
     axes = axes[0]
-    handles = []
+    plain = FuncFormatter(lambda value, _: f"{value:.3g}")
+    drawn = [name for name in order if len(frame) and (frame.series == name).any()]
     for ax, metric in zip(axes, metrics):
-        shown_low, shown_high = [], []
-        for name in order:
-            rows = frame[frame.series == name] if len(frame) else frame
-            if rows.empty:
-                continue
-            color, ls = _color(name)
+        lowest = math.inf
+        for name in drawn:
+            rows = frame[frame.series == name]
+            color, ls, marker = _look(name)
+            control = bool(name.partition(" ")[2])
             agg = rows.groupby("epoch")[metric].apply(lambda v: pd.Series(_band(v), index=["mean", "low", "high"]))
             agg = agg.unstack()
-            ax.fill_between(agg.index.astype(float), agg["low"].astype(float), agg["high"].astype(float),
-                            color=color, alpha=0.15, lw=0)
-            ax.plot(agg.index, agg["mean"], color=color, ls=ls, lw=1.5, marker="o" if len(agg) <= 5 else None, ms=3)
-            late = agg[agg.index >= max(2, int(agg.index.max()) // 4)]  # zoom past the first, steep epochs
-            shown_low.append(float(late["low"].min()))
-            shown_high.append(float(late["high"].max()))
+            if not control:
+                lowest = min(lowest, float(agg["low"].min()), float(agg["mean"].min()))
+                ax.fill_between(agg.index.astype(float), agg["low"].astype(float), agg["high"].astype(float),
+                                color=color, alpha=0.15, lw=0, zorder=1)
+            else:
+                lowest = min(lowest, float(agg["mean"].min()))
+            ax.plot(agg.index, agg["mean"], color=color, ls=ls, lw=1.2 if control else 1.5, marker=marker, ms=3.5,
+                    zorder=2 if control else 3)
+        if drawn:
+            epochs = frame.epoch.astype(float)
+            ax.set_xlim(epochs.min() - 0.5, epochs.max() + 0.5)
         for epoch in drop_epochs:
             ax.axvline(epoch, color="0.55", lw=0.7, ls=":", zorder=0)
-        if metric == "train_loss":
+        if lowest > 0:  # a band that reaches 0 or below (a few seeds: a wide interval) needs a linear axis
             ax.set_yscale("log")
-        if shown_low and all(map(math.isfinite, shown_low + shown_high)) and max(shown_high) > min(shown_low):
-            pad = 0.15 * (max(shown_high) - min(shown_low))
-            low = min(shown_low) - pad
-            if metric == "train_loss":  # a log axis: keep the lower limit positive (few seeds: wide intervals)
-                positive = [v for v in shown_low if v > 0]
-                low = max(low, min(positive) * 0.8) if positive else None
-            if low is not None:
-                ax.set_ylim(low, max(shown_high) + pad)
+            # Ticks at 1, 2, 3 and 5 of every decade, as plain numbers (one format per axis; the
+            # other minor ticks unlabelled, so the labels never crowd).
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("Epoch")
         ax.set_ylabel({"test_error": "Test error (%)", "train_loss": "Training loss"}.get(metric, metric))
         ax.set_title(f"Fashion-MNIST: {metric.replace('_', ' ')}")
         if frame.empty:
             ax.text(0.5, 0.5, "no runs yet", transform=ax.transAxes, ha="center", color="0.4")
-    for name in order:
-        rows = frame[frame.series == name] if len(frame) else frame
-        n = rows.seed.nunique() if len(rows) else 0
-        epochs = int(rows.epoch.max()) if len(rows) else 0
-        color, ls = _color(name)
-        handles.append(Line2D([], [], color=color, ls=ls, lw=2,
-                              label=f"{_display(name, figure)} ({n} seeds, {epochs} ep)"))
-    handles.append(Line2D([], [], color="0.2", lw=0, marker="s", alpha=0.3, label="band: 95% t-interval of the mean"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)))
+    handles = []
+    for name in drawn:
+        rows = frame[frame.series == name]
+        color, ls, marker = _look(name)
+        handles.append(Line2D([], [], color=color, ls=ls, lw=2, marker=marker, ms=4,
+                              label=f"{_display(name, figure)} ({rows.seed.nunique()} seeds, {int(rows.epoch.max())} ep)"))
+    if drawn:
+        handles.append(Patch(color=style.KEY_COLOR, alpha=0.3, lw=0, label="band: 95% t-interval of the mean"
+                             + (" (groups; controls: line only)" if any(" " in n for n in drawn) else "")))
+    if drop_epochs and drawn:
+        handles.append(Line2D([], [], color="0.55", lw=0.7, ls=":", label=drop_label))
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)))
     if title:
         fig.suptitle(title)
     return fig, axes
@@ -520,6 +535,10 @@ class FmnistReport:
     figure: tuple[Any, Any]
 
 
+# What the dotted lines of :func:`drop_epochs_for` mark, per schedule (the figure's legend entry).
+_DROP_LABELS = {"step-scaled": "learning-rate drops", "lcam-exp-scaled": "the learning rate starts to decay"}
+
+
 def drop_epochs_for(schedule: str, epochs: int) -> list[int]:
     """1-based first epochs at a lower rate: the scaled step drops, or the first decaying epoch."""
     from lcamlab.train.schedules import scaled_exp_start, scaled_milestones
@@ -533,7 +552,7 @@ def drop_epochs_for(schedule: str, epochs: int) -> list[int]:
 
 def fmnist_report(runs: Any, *, figure: str, kind: str, notebook: str, data_dir: str | os.PathLike, stem: str,
                   title: str, epoch: int | None = None,
-                  write_ledger: bool = True, show: bool = True,
+                  write_results: bool = True, show: bool = True,
                   log: Callable[[str], None] | None = print) -> FmnistReport:
     """Plot, tabulate and enter into the claims ledger one figure's Fashion-MNIST runs.
 
@@ -550,7 +569,9 @@ def fmnist_report(runs: Any, *, figure: str, kind: str, notebook: str, data_dir:
         stem: the file name of the table (and, in the notebooks, of the figure).
         title: the figure's title.
         epoch: the epoch compared (default: the last one every run reached).
-        write_ledger: write the ledger (False in quick mode: small samples never replace committed rows).
+        write_results: write the ledger rows and the table ``<data_dir>/paper_reproduction/<stem>.csv``
+            (False in a quick build, and in a build with other parameters than the notebook's defaults: they
+            never replace the committed results; the rows are returned in :attr:`FmnistReport.ledger` anyway).
         show: display the table (:func:`lcamlab.style.show_table`) and the sentences and ledger rows
             (Markdown), in a notebook; False: display nothing.
         log: without ``show``, where the markdown table, the sentences and the ledger rows go
@@ -566,9 +587,9 @@ def fmnist_report(runs: Any, *, figure: str, kind: str, notebook: str, data_dir:
     text = describe_fmnist(table)
     rows = fmnist_claims(table, notebook=notebook, setting=runs.setting_text, kind=kind, frame=frame,
                          figure=figure, epoch=epoch)
-    ledger = claims.update_ledger(rows, notebook, data_dir, write=write_ledger) if rows else \
+    ledger = claims.update_ledger(rows, notebook, data_dir, write=write_results) if rows else \
         claims.read_ledger(data_dir)
-    if len(table):
+    if len(table) and write_results:
         out = Path(data_dir) / "paper_reproduction"
         out.mkdir(parents=True, exist_ok=True)
         meta = provenance.run_metadata({"figure": figure, "runs_dir": str(runs.runs_dir), **runs.settings})
@@ -576,7 +597,8 @@ def fmnist_report(runs: Any, *, figure: str, kind: str, notebook: str, data_dir:
         provenance.save_table(out / f"{stem}.csv", table, meta, overwrite=True)
         (out / f"{stem}.md").write_text(markdown + "\n")
     ledger_rows = pd.DataFrame(rows, columns=list(claims.COLUMNS))
-    ledger_lines = ["Claims ledger rows" + ("" if write_ledger else " (quick mode: not written)") + ":", ""]
+    ledger_lines = ["Claims ledger rows" + ("" if write_results else " (not written: quick build or other parameters)")
+                    + ":", ""]
     for r in ledger_rows.itertuples(index=False):
         ledger_lines.append(f"- *{r.verdict}*: {r.claim} Estimate {r.estimate:+.2f} pp "
                             f"[{r.low:+.2f}, {r.high:+.2f}], n = {r.n}.")
@@ -594,5 +616,6 @@ def fmnist_report(runs: Any, *, figure: str, kind: str, notebook: str, data_dir:
             show_markdown("\n".join(ledger_lines))
     elif log is not None:
         log("\n".join([markdown, "", text] + ([speed] if speed else []) + [""] + ledger_lines))
-    fig, axes = plot_fmnist(frame, figure=figure, drop_epochs=drop_epochs_for(schedule, epochs), title=title)
+    fig, axes = plot_fmnist(frame, figure=figure, drop_epochs=drop_epochs_for(schedule, epochs),
+                            drop_label=_DROP_LABELS.get(schedule, "learning-rate drops"), title=title)
     return FmnistReport(table=table, markdown=markdown, text=text, claims=rows, ledger=ledger, figure=(fig, axes))

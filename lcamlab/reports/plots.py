@@ -39,8 +39,11 @@ def plot_groups(
 ):
     """Our runs (mean over seeds, min-max band) over the paper's curves (dashed), one panel per metric.
 
-    Every group is drawn in the paper's colour (:func:`lcamlab.style.paper_group_color`);
-    a group without runs shows only the paper's curve, and its legend entry says so.
+    Every group is drawn in the paper's colour and marker (:func:`lcamlab.style.paper_group_color`,
+    :func:`lcamlab.style.paper_group_marker`: the groups stay apart in greyscale); a group without
+    runs shows only the paper's curve, and its legend entry (dashed, as that curve) says so. The
+    epoch axis spans the epochs drawn (the paper's Figure 3 curves start at epoch 62), and only the
+    learning-rate drops inside it are marked.
 
     Args:
         ours: :func:`lcamlab.train.runs.runs_frame` output (any datasets; filtered to ``dataset``), or None.
@@ -67,63 +70,85 @@ def plot_groups(
     fig, axes = style.new_figure(1, len(metrics), width="double", aspect=0.72, squeeze=False)
     axes = axes[0]
     seeds_per_group = {g: ours[ours.group == g].seed.nunique() if len(ours) else 0 for g in labels}
-    last_epochs = [float(ours.epoch.max())] if len(ours) else []
-    if paper_curves is not None and figure is not None:
-        shown = paper_curves[(paper_curves.figure == figure) & (paper_curves.dataset == dataset)]
-        last_epochs += [float(shown.epoch.max())] if len(shown) else []
+    shown = paper_curves[(paper_curves.figure == figure) & (paper_curves.dataset == dataset)] \
+        if paper_curves is not None and figure is not None else pd.DataFrame(columns=["epoch"])
+    epochs = [float(e) for frame in (ours, shown) if len(frame) for e in (frame.epoch.min(), frame.epoch.max())]
     epochs_per_group = {g: int(ours[ours.group == g].epoch.max()) if seeds_per_group[g] else 0 for g in labels}
+    drawn_paper: set[str] = set()
+    drawn_drops = False
     for ax, metric in zip(axes, metrics):
         aggregated = aggregate_seeds(ours, metric) if len(ours) else aggregate_seeds(pd.DataFrame(), metric)
         has_paper = False
         for group in labels:
             color = style.paper_group_color(parse_group(group))
+            marker = style.paper_group_marker(parse_group(group))
             if paper_curves is not None and figure is not None:
                 curve = paper.paper_curve(paper_curves, figure, dataset, metric, group)
                 if len(curve):
                     has_paper = True
-                    ax.plot(curve.epoch, curve.value, color=color, ls="--", lw=1.0, alpha=0.85, zorder=2)
+                    drawn_paper.add(group)
+                    ax.plot(curve.epoch, curve.value, color=color, ls="--", lw=1.0, alpha=0.85, zorder=2,
+                            marker=marker, ms=3, markevery=_every(len(curve)))
             mine = aggregated[aggregated.group == group] if len(aggregated) else aggregated
             if len(mine):
                 ax.fill_between(mine.epoch.astype(float), mine["min"].astype(float), mine["max"].astype(float),
                                 color=color, alpha=0.2, lw=0, zorder=1)
-                ax.plot(mine.epoch, mine["mean"], color=color, lw=1.6, zorder=3,
-                        marker="o" if len(mine) <= 5 else None, ms=3)
+                ax.plot(mine.epoch, mine["mean"], color=color, lw=1.6, zorder=3, marker=marker, ms=3,
+                        markevery=_every(len(mine)))
+        if epochs:  # the same epoch axis on every panel, from the first epoch drawn to the last
+            ax.set_xlim(max(0.0, min(epochs) - 2), max(epochs) + 2)
         for epoch in drop_epochs:
-            ax.axvline(epoch, color="0.55", lw=0.7, ls=":", zorder=0)
+            if not epochs or min(epochs) - 2 < epoch < max(epochs) + 2:  # a drop before the data is not drawn
+                drawn_drops = True
+                ax.axvline(epoch, color="0.55", lw=0.7, ls=":", zorder=0)
         if metric in log_metrics:
             ax.set_yscale("log")
-        if last_epochs:  # the same epoch axis on every panel, also on one without data
-            ax.set_xlim(0, max(last_epochs) + 2)
         ax.set_xlabel("Epoch")
         ax.set_ylabel(paper.METRICS.get(metric, metric))
         ax.set_title(f"{DATASET_NAMES[dataset]}: {paper.METRICS.get(metric, metric).lower()}")
         if metric in log_metrics:
             low, high = ax.get_ylim()
-            if high < 10 * low:  # less than a decade: label the minor ticks plainly
+            if high < 10 * low:  # less than a decade: label every tick plainly (one number format per axis)
                 from matplotlib.ticker import FuncFormatter
 
-                ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
+                plain = FuncFormatter(lambda value, _: f"{value:.3g}")
+                ax.yaxis.set_major_formatter(plain)
+                ax.yaxis.set_minor_formatter(plain)
         if figure is not None and not has_paper:
             ax.text(0.98, 0.02, f"the paper publishes no {metric.replace('_', ' ')} curve here",
                     transform=ax.transAxes, fontsize=8, color="0.4", va="bottom", ha="right")
         if ours.empty and not has_paper:
             ax.text(0.5, 0.5, "no runs yet", transform=ax.transAxes, ha="center", color="0.4")
+    # Each group's entry is drawn as its lines are: solid with our runs, dashed with only the paper's
+    # curve; a group with neither is left out (no entry without a line to point at).
     group_handles = []
     for group in labels:
         n = seeds_per_group[group]
+        if not n and group not in drawn_paper:
+            continue
         runs = f"{n} seed{'s' if n != 1 else ''}, {epochs_per_group[group]} ep" if n else "no runs"
         group_handles.append(Line2D([], [], color=style.paper_group_color(parse_group(group)), lw=2,
-                                    label=f"{group_name(group, figure)} ({runs})"))
-    key_handles = [Line2D([], [], color="0.2", lw=1.6, label="ours: mean over seeds, band min-max")]
-    if figure is not None:
-        key_handles.append(Line2D([], [], color="0.2", lw=1.0, ls="--", label=f"the LCAM paper's Figure {figure[3:]}"))
-    if drop_epochs:
+                                    ls="-" if n else "--", marker=style.paper_group_marker(parse_group(group)),
+                                    ms=4, label=f"{group_name(group, figure)} ({runs})"))
+    key_handles = []
+    if any(seeds_per_group.values()):
+        key_handles.append(Line2D([], [], color=style.KEY_COLOR, lw=1.6, label="ours: mean over seeds, band min-max"))
+    if drawn_paper:
+        key_handles.append(Line2D([], [], color=style.KEY_COLOR, lw=1.0, ls="--",
+                                  label=f"the LCAM paper's Figure {figure[3:]}"))
+    if drawn_drops:
         key_handles.append(Line2D([], [], color="0.55", lw=0.7, ls=":", label="learning-rate drops"))
-    fig.legend(handles=_rows_legend([group_handles, key_handles]), loc="outside lower center",
-               ncol=max(len(group_handles), len(key_handles)))
+    rows = [row for row in (group_handles, key_handles) if row]
+    if rows:
+        fig.legend(handles=_rows_legend(rows), loc="outside lower center", ncol=max(len(row) for row in rows))
     if title:
         fig.suptitle(title)
     return fig, axes
+
+
+def _every(points: int) -> int:
+    """Mark every n-th point of a curve: about a dozen markers, enough to tell the groups apart in greyscale."""
+    return max(1, points // 12)
 
 
 def _rows_legend(rows: Sequence[Sequence[Any]]) -> list[Any]:

@@ -167,8 +167,8 @@ def plot_trajectories(runs: Mapping[str, ToyRun], *, n_show: int = 4, ncols: int
         ax.set_ylabel("θₛ (heavy, sparse)")
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color="0.3", lw=2.0, label="mean over trials"),
-               Line2D([], [], color="0.3", lw=0.6, alpha=0.6, label="single trials"),
+    handles = [Line2D([], [], color=style.KEY_COLOR, lw=2.0, label="mean over trials"),
+               Line2D([], [], color=style.KEY_COLOR, lw=0.6, alpha=0.6, label="single trials"),
                Line2D([], [], color="0.55", lw=0.8, ls="--", label="valley floor cₙ(θₛ)"),
                Line2D([], [], color="black", marker="o", ls="", ms=4, label="start"),
                Line2D([], [], color="black", marker="*", ls="", ms=8, label="optimum")]
@@ -268,7 +268,9 @@ def _heatmap(ax, values: np.ndarray, low: np.ndarray | None, high: np.ndarray | 
             else:
                 text = fmt.format(v)
                 if low is not None and high is not None and np.isfinite(low[i, j]):
-                    text += "\n±" + fmt.format((high[i, j] - low[i, j]) / 2)
+                    # the half-width without its leading zero ("±.01"): the cell is narrow
+                    half = fmt.format((high[i, j] - low[i, j]) / 2)
+                    text += "\n±" + (half[1:] if half.startswith("0.") else half)
                 r, g, b, _ = colormap(float(norm(v)))
                 colour = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"  # readable on any cell
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color=colour)
@@ -281,14 +283,15 @@ def plot_phase_agreement(frame) -> Any:
     fig, axes = style.new_figure(len(rates), 3, width="double", aspect=0.95, squeeze=False)
     ratios = sorted(frame["mass_ratio"].unique())
     noises = sorted(frame["noise"].unique())
-    panels = (
-        ("agreement", "phase agreement\n(decision = true phase of Θₙ)", 0.5, 1.0, "viridis"),
-        ("sign_agreement", "left/right reading\n(above = Θₙ left of centre)", 0.0, 1.0, "coolwarm"),
-        ("eq12_r2", "eq. 12: R² of ΔL on ΔLₙ", 0.0, 1.0, "viridis"),
+    panels = (  # key, title, colour range, colour map, the colour bar's quantity
+        ("agreement", "phase agreement\n(decision = true phase of Θₙ)", 0.5, 1.0, "viridis", "fraction of steps"),
+        ("sign_agreement", "left/right reading\n(above = Θₙ left of centre)", 0.0, 1.0, "coolwarm",
+         "fraction of steps"),
+        ("eq12_r2", "eq. 12: R² of ΔL on ΔLₙ", 0.0, 1.0, "viridis", "R²"),
     )
     for row, lr in enumerate(rates):
         sub = frame[frame["lr"] == lr]
-        for col, (key, title, vmin, vmax, cmap) in enumerate(panels):
+        for col, (key, title, vmin, vmax, cmap, scale) in enumerate(panels):
             grid = np.full((len(noises), len(ratios)), np.nan)
             lo, hi = grid.copy(), grid.copy()
             for _, rec in sub.iterrows():
@@ -302,13 +305,15 @@ def plot_phase_agreement(frame) -> Any:
                 ax.set_xlabel("mass ratio aₙ/aₛ")
             if col == 0:
                 ax.set_ylabel("noise σ")
-            fig.colorbar(image, ax=ax, shrink=0.8)
+            fig.colorbar(image, ax=ax, shrink=0.8).set_label(scale, fontsize=8)
     return _freeze_layout(fig)
 
 
 # How LCAM and its controls are drawn (lcamlab.experiments.controls): LCAM in its colour, solid;
-# the phase-shuffled control dashed, the mean-matched one dotted.
+# the phase-shuffled control dashed, the mean-matched one dotted. A difference LCAM − control keeps
+# the control's colour and marker, but solid with an open marker: never the control's own look.
 _SETTING_STYLE = {"LCAM": ("-", "o"), "shuffled": ("--", "s"), "matched": (":", "^")}
+_DIFFERENCE_STYLE = {"linestyle": "-", "markerfacecolor": "white"}
 _CONTROL_COLOURS = {"shuffled": "#777777", "matched": "#6B6B9A"}
 
 # The heavy weight's own progress (theta_s, in the table) is left out: the centre of mass follows it.
@@ -352,9 +357,8 @@ def plot_traction(frame) -> Any:
                       marker=marker, label=label)
         for i, (setting, control) in enumerate((("LCAM - shuffled", "shuffled"), ("LCAM - matched", "matched"))):
             rows = frame[frame["setting"] == setting].sort_values("asymmetry")
-            ls, marker = _SETTING_STYLE[control]
             _errorbar(bottom, rows["asymmetry"].to_numpy() + (i - 0.5) * 0.08 * step, rows, key,
-                      color=_CONTROL_COLOURS[control], ls=ls, marker=marker,
+                      color=_CONTROL_COLOURS[control], marker=_SETTING_STYLE[control][1], **_DIFFERENCE_STYLE,
                       label={"shuffled": "LCAM − shuffled: loss control",
                              "matched": "LCAM − matched: beyond the mean momentum"}[control])
         for ax in (top, bottom):
@@ -364,8 +368,8 @@ def plot_traction(frame) -> Any:
         bottom.set_xlabel("β(above) − β(below)")
         ticks = sorted({float(asymmetries.min()), 0.0, float(asymmetries.max())})  # more would overlap at 8 pt
         bottom.set_xticks(ticks, [f"{v:+g}".replace("-", "−") if v else "0" for v in ticks])
-    axes[0, 0].set_ylabel("drift vs fixed momentum")
-    axes[1, 0].set_ylabel("LCAM − control")
+    axes[0, 0].set_ylabel("Θ drift vs fixed β")
+    axes[1, 0].set_ylabel("LCAM − control (Θ)")
     handles = axes[0, 0].get_legend_handles_labels()[0] + axes[1, 0].get_legend_handles_labels()[0]
     fig.legend(handles=handles, loc="outside lower center", ncols=3)
     return _freeze_layout(fig)
@@ -381,7 +385,7 @@ def plot_sparsity(curves, best) -> Any:
 
     Top row, one panel per sparsity: log10 excess loss at the budget on the
     evaluation seed against the learning rate (rates where a trial diverged are
-    left out); the dot on each curve is the rate chosen on the tuning seed.
+    left out); the large black-rimmed marker on each curve is the rate chosen on the tuning seed.
     Bottom row: at the chosen rates, the total, frequent-feature and rare-feature
     losses against sparsity, and LCAM minus its controls (paired, 95% intervals).
     """
@@ -402,17 +406,17 @@ def plot_sparsity(curves, best) -> Any:
         for key in keys:
             rows = evaluation[(evaluation["key"] == key) & (evaluation["sparsity"] == s)].sort_values("lr")
             rows = rows[rows["diverged"] == 0]
-            colour = style.optimizer_color(key)
-            ax.plot(rows["lr"], rows["log10_loss"], color=colour, lw=1.0)
+            colour, marker = style.optimizer_color(key), style.optimizer_marker(key)
+            ax.plot(rows["lr"], rows["log10_loss"], color=colour, lw=1.0, marker=marker, ms=2.5)
             chosen = settings[(settings["setting"] == key) & (settings["sparsity"] == s)]
             if len(chosen):
-                ax.plot(chosen["lr"], chosen["log10_loss"], "o", color=colour, ms=3.5)
+                ax.plot(chosen["lr"], chosen["log10_loss"], marker, color=colour, ms=5.5, mec="black", mew=0.6)
         ax.set_xscale("log")
         ax.set_ylim(low - 0.2, 0.5)
         ax.set_title(f"sparsity {s:g}", fontsize=8)
         ax.set_xlabel("learning rate")
     upper[0].set_ylabel("log₁₀ excess loss\nat the budget")
-    top.legend(handles=[Line2D([], [], color=style.optimizer_color(k), marker="o", ms=3.5,
+    top.legend(handles=[Line2D([], [], color=style.optimizer_color(k), marker=style.optimizer_marker(k), ms=3.5,
                                label=style.optimizer_label(k)) for k in keys],
                loc="outside lower center", ncols=min(len(keys), 5))
     panels = (("log10_loss", "total, at the best rates"), ("log10_frequent", "frequent features (Θₙ)"),
@@ -422,7 +426,7 @@ def plot_sparsity(curves, best) -> Any:
         for key in plain:
             rows = settings[settings["setting"] == key].sort_values("sparsity")
             _errorbar(ax, rows["sparsity"].map(position), rows, column, color=style.optimizer_color(key),
-                      marker="o", lw=1.0)
+                      marker=style.optimizer_marker(key), lw=1.0)
         ax.set_title(title, fontsize=8)
         _sparsity_axis(ax, sparsities)
     lower[0].set_ylabel("log₁₀ excess loss")
@@ -495,15 +499,16 @@ def plot_oscillation(frame) -> Any:
     ax = axes["sweep"]
     for key in keys:
         rows = sweep[(sweep["key"] == key) & (sweep["diverged"] == 0)].sort_values("lr")
-        colour = style.optimizer_color(key)
-        ax.plot(rows["log10_final"], rows["Q"], "-o", color=colour, ms=3.5, lw=1.2)
+        colour, marker = style.optimizer_color(key), style.optimizer_marker(key)
+        ax.plot(rows["log10_final"], rows["Q"], "-" + marker, color=colour, ms=3.5, lw=1.2)
         chosen = rows[rows["own"].astype(bool)]
-        ax.plot(chosen["log10_final"], chosen["Q"], "o", color=colour, ms=8, mfc="white", mew=1.5)
+        ax.plot(chosen["log10_final"], chosen["Q"], "o", color=colour, ms=8, mfc="none", mew=1.5)
     ax.set_xlabel("log₁₀ final excess loss (left: closer to the optimum)")
     ax.set_ylabel("oscillation index Q")
     ax.set_title("Q against the final loss over a learning-rate sweep (○: the notebook's rate)", fontsize=9)
     names = dict(zip(sweep["key"], sweep["optimizer"]))
-    ax.legend(handles=[Line2D([], [], color=style.optimizer_color(k), marker="o", ms=4, label=names[k])
+    ax.legend(handles=[Line2D([], [], color=style.optimizer_color(k), marker=style.optimizer_marker(k), ms=4,
+                              label=names[k])
                        for k in keys], loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _freeze_layout(fig)
 

@@ -1,9 +1,12 @@
-"""``lcamlab train``: train (or resume) one run: a Wide-ResNet on CIFAR-10/100, or FMNet on Fashion-MNIST.
+"""lcamlab train: train (or resume) one run: a Wide-ResNet on CIFAR-10/100, or FMNet on Fashion-MNIST.
 
 Every option is a field of lcamlab.train.TrainConfig; what is not
 given keeps the LCAM paper's value (its section 4: WRN-28-10, batch 128, lr 0.1,
-weight decay 5e-4, 150 epochs, LCAM (0.9, 0.95), step schedule). Examples::
+weight decay 5e-4, 150 epochs, LCAM (0.9, 0.95), step schedule). Without --arch
+each data set gets its model: the WRN for CIFAR, FMNet for Fashion-MNIST (whose
+1-channel images the WRN cannot take). Examples:
 
+    lcamlab train --dataset fashion-mnist --epochs 1 --train-subset 2000 --download
     lcamlab train --dataset cifar100 --momentum 0.93 0.9 --schedule lcam-exp --seed 1
     lcamlab train --optimizer sgd --momentum 0.9 --epochs 200 --schedule wrn
     lcamlab train --resume data/runs/lcam-cifar10-step-m0.9-0.95-s0

@@ -35,6 +35,7 @@ __all__ = [
     "SCHEDULES",
     "DATASETS",
     "ARCHS",
+    "DATASET_ARCHS",
     "LOCATION_FIELDS",
     "config_differences",
 ]
@@ -48,6 +49,11 @@ NORMALIZATION_NAMES = ("imagenet", "cifar10", "cifar100", "fashion-mnist")
 #: ``wrn``: the Wide-ResNet of the paper (:mod:`lcamlab.models.wrn`); ``fmnet``: the small
 #: airbench-style CNN for 28x28x1 Fashion-MNIST (:mod:`lcamlab.models.small`).
 ARCHS = ("wrn", "fmnet")
+#: The one rule for the model: ``--arch`` not given means the data set's model (the first one listed
+#: for it); an arch not listed for a data set cannot take its images (the WRN's first convolution
+#: expects 3 colour channels, Fashion-MNIST has 1), so it is refused before anything is created.
+DATASET_ARCHS: dict[str, tuple[str, ...]] = {"cifar10": ("wrn", "fmnet"), "cifar100": ("wrn", "fmnet"),
+                                             "fashion-mnist": ("fmnet",)}
 
 # Fields added after the first runs were stored: a stored config without them had this value.
 ADDED_FIELD_DEFAULTS = {"arch": "wrn", "control": None, "control_reference": None, "control_values": None,
@@ -96,8 +102,10 @@ class TrainConfig:
         "zero padding of the random-crop augmentation (default: 4 for CIFAR, 2 for fashion-mnist)"))
 
     # --- model (000 section 4: WRN-28-10, no dropout, ~36.5 M parameters) ---
-    arch: str = field(default="wrn", metadata=_help(
-        "wrn (Wide-ResNet, depth/widen) or fmnet (the small CNN for fashion-mnist)"))
+    # None: the data set's model (DATASET_ARCHS), resolved by validate(), so a stored config names it
+    arch: str | None = field(default=None, metadata=_help(
+        "wrn (Wide-ResNet, --depth/--widen) or fmnet (the small CNN; 1 or 3 channels) (default: the data set's "
+        "model: wrn for cifar10/cifar100, fmnet for fashion-mnist, whose 1-channel images the WRN cannot take)"))
     depth: int = field(default=28, metadata=_help("Wide-ResNet depth (6n+4: 10, 16, 22, 28, ...)"))
     widen: int = field(default=10, metadata=_help("Wide-ResNet widening factor k"))
     dropout: float = field(default=0.0, metadata=_help("dropout inside the residual blocks (paper: 0)"))
@@ -264,8 +272,15 @@ class TrainConfig:
             raise ValueError(f"Invalid normalization {self.normalization!r} for dataset {self.dataset!r} "
                              f"(fashion-mnist images are greyscale: use normalization fashion-mnist with "
                              f"dataset fashion-mnist, and a colour one otherwise)")
+        if self.arch is None:
+            self.arch = DATASET_ARCHS[self.dataset][0]
         if self.arch not in ARCHS:
             raise ValueError(f"Invalid arch: {self.arch!r} (choose one of {', '.join(ARCHS)})")
+        if self.arch not in DATASET_ARCHS[self.dataset]:
+            works = DATASET_ARCHS[self.dataset]
+            raise ValueError(f"Invalid --arch {self.arch} for --dataset {self.dataset}: that model cannot take its "
+                             f"images; use --arch {' or '.join(works)} (or leave --arch out: each data set gets "
+                             f"its model)")
         if self.augment_pad is not None and (isinstance(self.augment_pad, bool) or not isinstance(
                 self.augment_pad, int) or self.augment_pad < 0):
             raise ValueError(f"Invalid augment_pad: {self.augment_pad!r} (an integer >= 0, or None)")
@@ -322,6 +337,10 @@ class TrainConfig:
             raise ValueError(f"Invalid data_md5: {self.data_md5!r} (32 hexadecimal digits)")
         if self.run_id is not None and (not self.run_id or "/" in self.run_id or self.run_id in (".", "..")):
             raise ValueError(f"Invalid run_id: {self.run_id!r} (a folder name without '/')")
+        # a newline or other control character in a folder name breaks every listing and log line that shows it
+        if self.run_id is not None and any(ord(c) < 32 or ord(c) == 127 for c in self.run_id):
+            raise ValueError(f"Invalid run_id: {self.run_id!r} (a folder name without control characters such as a "
+                             f"newline or tab)")
         if self.figure is not None and self.figure not in ("fig3", "fig4", "fig5"):
             raise ValueError(f"Invalid figure: {self.figure!r} (fig3, fig4, fig5 or None)")
 

@@ -72,6 +72,7 @@ __all__ = [
     "run_state",
     "grid_status",
     "grid_conflicts",
+    "refuse_conflicts",
     "run_grid",
     "grid_command",
     "GridConflictError",
@@ -197,13 +198,66 @@ def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     if isinstance(seeds, int):
         if seeds <= 0:
             raise ValueError(f"Invalid seeds: {seeds} (the number of seeds must be > 0)")
-        return list(range(seeds))
+        seeds = range(seeds)
+    if isinstance(seeds, range) and seeds and seeds[-1] >= _SEED_END:
+        raise ValueError(f"Invalid seeds: {seeds.start}..{seeds[-1]} (a seed is at most 2**63-1, as for "
+                         f"lcamlab train)")
     values = list(seeds)
     if not values or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in values):
         raise ValueError(f"Invalid seeds: {seeds!r} (a non-empty list of integers >= 0)")
     if len(set(values)) != len(values):
         raise ValueError(f"Invalid seeds: {seeds!r} (repeated seed)")
     return values
+
+
+# Seeds are integers in 0..2**63-1 everywhere (lcamlab.cli.check_seed).
+_SEED_END = 2**63
+
+
+def _available_memory() -> int:
+    """Bytes this machine can still give a process: ``MemAvailable`` of ``/proc/meminfo`` (Linux), else the
+    free physical pages (``sysconf``)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _check_plan_fits(figure: str, dataset: str | None, seeds: int | range, overrides: dict[str, Any]) -> None:
+    """Refuse a grid whose plan cannot be held in memory, before planning it.
+
+    The plan holds one :class:`TrainConfig` per run, and every seed brings the same runs, so the
+    plan of ``N`` seeds takes ``N`` times the bytes of one seed's plan, measured here with
+    :mod:`tracemalloc` (a few runs, milliseconds); it must fit in :func:`_available_memory`.
+    ``lcamlab grid fig3 --seeds 1000000000`` would need terabytes: refused in one line, instead
+    of growing until the kernel kills the process.
+    """
+    import tracemalloc
+
+    count = seeds if isinstance(seeds, int) else len(seeds)
+    first = 0 if isinstance(seeds, int) else seeds.start
+    if count <= 1:  # nothing to multiply (and _seed_list says what is wrong with 0 or less)
+        return
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        one_seed = figure_configs(figure, dataset=dataset, seeds=[first], **overrides)
+        per_seed = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        if started:
+            tracemalloc.stop()
+    needed, available = per_seed * count, _available_memory()
+    if needed > available:
+        raise ValueError(
+            f"Invalid --seeds {count}: the {figure} grid would plan {count * len(one_seed)} runs, about "
+            f"{needed / 1e9:.1f} GB for the plan alone, and this machine has {available / 1e9:.1f} GB available "
+            f"(at most {available // max(per_seed, 1)} seeds here); choose fewer seeds (a figure needs a few)")
 
 
 def figure_configs(figure: str, *, dataset: str | None = None, seeds: int | Sequence[int] = 1,
@@ -213,7 +267,9 @@ def figure_configs(figure: str, *, dataset: str | None = None, seeds: int | Sequ
     Args:
         figure: ``"fig3"``, ``"fig4"`` or ``"fig5"``.
         dataset: restrict to one dataset (default: the figure's; fig5 has both).
-        seeds: ``N`` for seeds ``0..N-1``, or an explicit list of seeds.
+        seeds: ``N`` for seeds ``0..N-1``, a ``range`` of seeds, or an explicit list of seeds;
+            a number or range whose plan would not fit in this machine's memory is refused
+            before anything is planned (:func:`_check_plan_fits`).
         **overrides: other :class:`TrainConfig` fields for every run (``epochs``,
             ``depth``, ``runs_dir``, ...); momentum, seed, optimizer, figure and
             run id are the figure's.
@@ -223,6 +279,8 @@ def figure_configs(figure: str, *, dataset: str | None = None, seeds: int | Sequ
         each with its deterministic ``run_id``.
     """
     _check_figure(figure)
+    if isinstance(seeds, (int, range)) and not isinstance(seeds, bool):
+        _check_plan_fits(figure, dataset, seeds, overrides)
     overrides = {key.replace("-", "_"): value for key, value in overrides.items()}
     fixed = sorted(set(overrides) & set(_FIXED_BY_FIGURE))
     if fixed:
@@ -340,6 +398,26 @@ def grid_status(configs: Iterable[TrainConfig], runs_dir: str | os.PathLike | No
                                        "state", "epochs_done", "epochs", "run_dir", "conflict"])
 
 
+def refuse_conflicts(configs: Iterable[TrainConfig], runs_dir: str | os.PathLike | None = None) -> list[TrainConfig]:
+    """``configs`` with their run folder set (``runs_dir`` overrides), after checking no folder holds
+    another configuration (:func:`grid_conflicts`).
+
+    Raises:
+        GridConflictError: one line listing up to three conflicting folders and the fix.
+    """
+    configs = _with_runs_dir(configs, runs_dir)
+    conflicts = grid_conflicts(configs)
+    if conflicts:
+        listing = "; ".join(f"{path} ({why})" for path, why in list(conflicts.items())[:3])
+        more = f"; and {len(conflicts) - 3} more" if len(conflicts) > 3 else ""
+        raise GridConflictError(
+            f"{len(conflicts)} run folder(s) hold a different configuration than requested, so they are not "
+            f"mixed into this grid: {listing}{more}. Use the same options as the stored runs, or another "
+            f"--runs-dir for this configuration"
+        )
+    return configs
+
+
 def run_grid(configs: Iterable[TrainConfig], runs_dir: str | os.PathLike | None = None, *,
              progress: str = "auto", on_epoch_end: Callable | None = None,
              log: Callable[[str], None] | None = print) -> list[Path]:
@@ -362,16 +440,7 @@ def run_grid(configs: Iterable[TrainConfig], runs_dir: str | os.PathLike | None 
     from lcamlab.train.runner import RunBusyError, TrainingDivergedError, resume, train
 
     say = log or (lambda _message: None)
-    configs = _with_runs_dir(configs, runs_dir)
-    conflicts = grid_conflicts(configs)
-    if conflicts:
-        listing = "; ".join(f"{path} ({why})" for path, why in list(conflicts.items())[:3])
-        more = f"; and {len(conflicts) - 3} more" if len(conflicts) > 3 else ""
-        raise GridConflictError(
-            f"{len(conflicts)} run folder(s) hold a different configuration than requested, so they are not "
-            f"mixed into this grid: {listing}{more}. Use the same options as the stored runs, or another "
-            f"--runs-dir for this configuration"
-        )
+    configs = refuse_conflicts(configs, runs_dir)
     run_dirs = []
     for index, config in enumerate(configs, start=1):
         run_dir = Path(config.runs_dir) / config.run_id
