@@ -282,7 +282,14 @@ def test_ctrl_c_cancels_queued_notebooks_and_shuts_kernels_down(tmp_path, kernel
         kernel_pid = int((data / "kernel.pid").read_text())
         time.sleep(0.5)  # the cell is sleeping now
         process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        out, err = process.communicate(timeout=60)
+        try:
+            # generous: a CI run on the shared 2-core machine with other jobs beside it (2026-12-04) saw both
+            # cases pass in 10-13 s when rerun, but one run ran past 60 s
+            out, err = process.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+            pytest.fail(f"lcamlab figures did not end within 180 s of Ctrl-C; its output:\n{out}\n{err}")
     finally:
         if process.poll() is None:
             process.kill()
