@@ -338,8 +338,8 @@ def _tick_format(text: str) -> str | None:
         text = re.sub(r"\\mathdefault\{(.*)\}", r"\1", text[1:-1])
     if text in ("0", "0.0"):
         return "zero"  # zero reads the same in every format (a symlog axis writes it plainly)
-        if "^" in text:
-            return "power"
+    if "^" in text:
+        return "power"
     match = re.fullmatch(r"[-+−]?\d+(\.\d*)?e([-+−]?)(\d+)", text)
     if match:
         return "e+05" if match.group(2) or match.group(3).startswith("0") else "e5"

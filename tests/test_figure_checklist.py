@@ -161,3 +161,13 @@ def test_show_refuses_a_figure_that_fails(tmp_path, figure):
     with pytest.raises(style.FigureCheckError, match="bad fails the figure checklist"):
         style.show(fig, "bad", tmp_path)
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_log_axis_of_powers_of_ten_is_a_numeric_axis(figure):
+    """Tick labels such as 10^{-2} are numbers: an unlabelled log axis is caught like a linear one."""
+    fig, ax = figure
+    ax.semilogy([1, 2, 3], [1e-3, 1e-2, 1e-1], color="black")
+    ax.set_xlabel("epoch")
+    assert any("y-axis has no label" in p for p in style.figure_problems(fig))
+    ax.set_ylabel("training loss")
+    assert style.figure_problems(fig) == []
