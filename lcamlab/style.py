@@ -58,6 +58,7 @@ __all__ = [
     "clip_on_purpose",
     "figure_problems",
     "check_figure",
+    "marker_every",
 ]
 
 # The LCAM paper's momentum groups, written (below, above), in the paper's colours.
@@ -485,6 +486,12 @@ def figure_problems(fig) -> list[str]:
                 problems.append(f"legend entry {text!r} matches nothing drawn (no artist of its colour and style "
                                 f"has data in view)")
     return problems
+
+
+def marker_every(points: int) -> int:
+    """Mark every n-th of a curve's ``points``: about a dozen markers, enough to tell curves of one line
+    style apart in greyscale (the checklist's rule 4) without hiding the line (``markevery=``)."""
+    return max(1, points // 12)
 
 
 def check_figure(fig, name: str = "figure") -> None:

@@ -447,7 +447,7 @@ def _mark_start_and_minima(ax, landscape: str) -> list:
 
 def _markers(run: ZooRun, points: int) -> dict:
     """The registry's marker of the run's optimizer on a dozen of its points: nine paths stay apart in greyscale."""
-    return {"marker": style.optimizer_marker(run.style_key), "markersize": 3.5, "markevery": max(1, points // 12)}
+    return {"marker": style.optimizer_marker(run.style_key), "markersize": 3.5, "markevery": style.marker_every(points)}
 
 
 def plot_trajectories(ax, runs: Mapping[str, ZooRun]) -> None:

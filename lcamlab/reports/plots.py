@@ -88,13 +88,13 @@ def plot_groups(
                     has_paper = True
                     drawn_paper.add(group)
                     ax.plot(curve.epoch, curve.value, color=color, ls="--", lw=1.0, alpha=0.85, zorder=2,
-                            marker=marker, ms=3, markevery=_every(len(curve)))
+                            marker=marker, ms=3, markevery=style.marker_every(len(curve)))
             mine = aggregated[aggregated.group == group] if len(aggregated) else aggregated
             if len(mine):
                 ax.fill_between(mine.epoch.astype(float), mine["min"].astype(float), mine["max"].astype(float),
                                 color=color, alpha=0.2, lw=0, zorder=1)
                 ax.plot(mine.epoch, mine["mean"], color=color, lw=1.6, zorder=3, marker=marker, ms=3,
-                        markevery=_every(len(mine)))
+                        markevery=style.marker_every(len(mine)))
         if epochs:  # the same epoch axis on every panel, from the first epoch drawn to the last
             ax.set_xlim(max(0.0, min(epochs) - 2), max(epochs) + 2)
         for epoch in drop_epochs:
@@ -144,11 +144,6 @@ def plot_groups(
     if title:
         fig.suptitle(title)
     return fig, axes
-
-
-def _every(points: int) -> int:
-    """Mark every n-th point of a curve: about a dozen markers, enough to tell the groups apart in greyscale."""
-    return max(1, points // 12)
 
 
 def _rows_legend(rows: Sequence[Sequence[Any]]) -> list[Any]:
